@@ -1,0 +1,238 @@
+"""The config schema and every bad-input rule, in one place.
+
+The dataclasses are registered in Hydra's ConfigStore and ``conf/config.yaml`` extends them, so a key that is
+not in the schema (a typo) or a value of the wrong type fails at composition, before any compute.
+``validate`` adds the rules a type cannot express (ranges, cross-field rules, paths that must exist).
+Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the field so the user knows what to change."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field_name = field_name
+
+
+@dataclass
+class ModelConfig:
+    arch: str = MISSING  # registry key in models.py: small_cnn | mlp | resnet | wide_resnet | vit | timm
+    name: str = ""  # timm model name when arch=timm; informative otherwise
+    width: int = 16  # base channels (CNNs, ResNets), hidden units (MLP), embed dim (ViT)
+    depth: int = 2  # conv/linear blocks (small models), ResNet/WRN depth, ViT blocks
+    widen_factor: int = 1  # Wide-ResNet k
+    patch_size: int = 4  # ViT
+    heads: int = 4  # ViT
+    dropout: float = 0.0
+    pretrained: bool = False  # timm only; needs weights available locally (no network here)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed through to timm.create_model
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # digits | synthetic | cifar10 | cifar100 | tiny_imagenet
+    root: str | None = None  # disk data sets: directory; default $SSA_DATA_DIR, then ./data
+    pipeline: str = "device"  # device: whole set on the training device, batched aug; torch: DataLoader
+    image_size: int = 16  # digits (upsampled from 8x8) and synthetic
+    crop_padding: int = 0  # random crop with this padding (CIFAR: 4)
+    flip: bool = False  # random horizontal flip
+    num_workers: int = 2  # torch pipeline only
+    # synthetic only
+    num_train: int = 512
+    num_test: int = 256
+    num_classes: int = 10
+    channels: int = 3
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING  # dense | one_shot | iterative | random_annealing | temperature_annealing
+    anneal_epochs: int = 0  # n: epochs over which iterative pruning / annealing reaches the target
+    schedule: str = "linear"  # annealing: linear|cosine|exponential; iterative: linear|polynomial
+    granularity: str = "epoch"  # annealing: probabilities updated per epoch or per step
+    resample: str = "step"  # stochastic masks: fresh Bernoulli sample every step or every epoch
+    initial_temperature: float = 0.5  # temperature_annealing: tau0 in (0, 1]
+    max_initial_probability: float = 1.0  # random_annealing: p_i(0) ~ U(0, this)
+    decay_rate: float = 5.0  # exponential annealing schedule: s(x) = (e^{-kx} - e^{-k}) / (1 - e^{-k})
+
+
+@dataclass
+class PruningConfig:
+    criterion: str = "magnitude"  # magnitude | random: scores that choose the target subnetwork
+    scope: str = "global"  # global | layerwise threshold
+    keep_first_layer: bool = False  # paper/authors' code: the first conv IS pruned
+    keep_last_layer: bool = True  # paper/authors' code: the classifier is NOT pruned
+
+
+@dataclass
+class ScheduleConfig:
+    """A learning-rate schedule: ``lr`` is the peak (one_cycle) or base LR; the rest shape it."""
+
+    name: str = MISSING  # one_cycle | cosine | constant | step | parent_swa_style
+    lr: float = 0.1
+    pct_start: float = 0.1  # one_cycle warm-up fraction
+    div_factor: float = 100.0  # one_cycle: start at lr / div_factor
+    final_div_factor: float = 1e4  # one_cycle: end at start / final_div_factor
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of training
+    gamma: float = 0.1  # step: factor at each milestone
+    decay_start: float = 0.5  # parent_swa_style: linear decay from here (fraction of training) ...
+    decay_end: float = 0.9  # ... to here, then constant
+    final_ratio: float = 0.01  # parent_swa_style: final LR = lr * final_ratio (0.1 -> 0.001)
+    min_ratio: float = 0.0  # cosine: final LR = lr * min_ratio
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adamw
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+
+
+@dataclass
+class TrainConfig:
+    finetune_epochs: int = 10
+    batch_size: int = 128
+    label_smoothing: float = 0.0
+    amp: bool = True  # bf16 autocast, used only on CUDA
+    channels_last: bool = True  # used only on CUDA with 4-D inputs
+    checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
+    max_steps_per_epoch: int = 0  # >0: cap steps per epoch (smoke tests); 0: full epochs
+
+
+@dataclass
+class ParentConfig:
+    epochs: int = 20
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(name="parent_swa_style", lr=0.1))
+    path: str | None = None  # bring your own trained checkpoint (a state_dict file)
+    cache_dir: str = "${oc.env:SSA_CACHE_DIR,.cache/parents}"  # relative to the launch directory
+    cache: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "local"  # local files only; W&B plugs in here (roadmap)
+    print_every_epoch: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    method: MethodConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    logger: LoggerConfig = MISSING
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    parent: ParentConfig = field(default_factory=ParentConfig)
+    sparsity: float = 0.9  # fraction of prunable weights removed in the target subnetwork
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+METHODS = ("dense", "one_shot", "iterative", "random_annealing", "temperature_annealing")
+ANNEAL_SCHEDULES = ("linear", "cosine", "exponential")
+ITERATIVE_SCHEDULES = ("linear", "polynomial")
+LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style")
+ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm")
+
+
+def _choice(value: str, allowed: tuple[str, ...] | list[str], name: str) -> None:
+    if value not in allowed:
+        raise ConfigError(name, f"unknown value {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _positive(value: float, name: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate_schedule(s: Any, prefix: str) -> None:
+    _choice(s.name, LR_SCHEDULES, f"{prefix}.name")
+    _positive(s.lr, f"{prefix}.lr")
+    if not 0 < s.pct_start < 1:
+        raise ConfigError(f"{prefix}.pct_start", f"must be in (0, 1), got {s.pct_start}")
+    if not 0 <= s.decay_start <= s.decay_end <= 1:
+        raise ConfigError(f"{prefix}.decay_start", "need 0 <= decay_start <= decay_end <= 1")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Raise ConfigError for the first bad value; called before any data is read or model built."""
+    from ssa_experiments.data import DATA_SETS
+
+    if not 0 <= cfg.sparsity < 1:
+        raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
+    m = cfg.method
+    _choice(m.name, METHODS, "method.name")
+    _choice(cfg.model.arch, ARCHS, "model.arch")
+    _choice(cfg.data.name, DATA_SETS, "data.name")
+    _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
+    _choice(cfg.pruning.criterion, ("magnitude", "random"), "pruning.criterion")
+    _choice(cfg.pruning.scope, ("global", "layerwise"), "pruning.scope")
+    _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
+    _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
+    validate_schedule(cfg.schedule, "schedule")
+    validate_schedule(cfg.parent.schedule, "parent.schedule")
+    _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
+    _positive(cfg.train.batch_size, "train.batch_size")
+    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
+    if not 0 <= cfg.train.label_smoothing < 1:
+        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
+    if m.name == "iterative":
+        _choice(m.schedule, ITERATIVE_SCHEDULES, "method.schedule")
+    else:
+        _choice(m.schedule, ANNEAL_SCHEDULES, "method.schedule")
+    _choice(m.granularity, ("epoch", "step"), "method.granularity")
+    _choice(m.resample, ("step", "epoch"), "method.resample")
+    if m.name == "temperature_annealing" and not 0 < m.initial_temperature <= 1:
+        raise ConfigError("method.initial_temperature", f"must be in (0, 1], got {m.initial_temperature}")
+    if m.name == "random_annealing" and not 0 < m.max_initial_probability <= 1:
+        raise ConfigError(
+            "method.max_initial_probability", f"must be in (0, 1], got {m.max_initial_probability}"
+        )
+    _positive(m.decay_rate, "method.decay_rate")
+    if m.name in ("iterative", "random_annealing", "temperature_annealing"):
+        _positive(m.anneal_epochs, "method.anneal_epochs")
+        if m.anneal_epochs > cfg.train.finetune_epochs:
+            raise ConfigError(
+                "method.anneal_epochs",
+                f"{m.anneal_epochs} exceeds train.finetune_epochs={cfg.train.finetune_epochs}",
+            )
+    if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
+        raise ConfigError("device", f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
+    if cfg.data.name in ("cifar10", "cifar100", "tiny_imagenet"):
+        from ssa_experiments.data import resolve_root
+
+        root = resolve_root(cfg.data)
+        if not root.is_dir():
+            raise ConfigError(
+                "data.root",
+                f"data directory {str(root)!r} does not exist; set data.root=... or SSA_DATA_DIR to a copy "
+                f"of {cfg.data.name} (see README, 'Data sets')",
+            )
+    if cfg.parent.path is not None:
+        from pathlib import Path
+
+        if not Path(cfg.parent.path).is_file():
+            raise ConfigError("parent.path", f"no checkpoint file at {cfg.parent.path!r}")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, for summary.json."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]

@@ -1,0 +1,150 @@
+"""Model registry: small CPU models, the paper's CIFAR models, and any timm model by name.
+
+Every builder takes the input shape and class count from the data set, so ``model=`` and ``data=`` compose
+freely. Pruning needs nothing from a model beyond ordinary conv/linear modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ssa_experiments.config import ConfigError, ModelConfig
+
+
+def small_cnn(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """``depth`` conv-BN-ReLU-pool blocks doubling from ``width`` channels, global pooling, linear head."""
+    layers: list[nn.Module] = []
+    c_in, c = in_channels, cfg.width
+    for _ in range(cfg.depth):
+        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        layers.append(nn.MaxPool2d(2))
+        c_in, c = c, c * 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c_in, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def mlp(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """``depth`` hidden layers of ``width`` units."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    d_in = in_channels * image_size * image_size
+    for _ in range(cfg.depth):
+        layers += [nn.Linear(d_in, cfg.width), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+        d_in = cfg.width
+    layers.append(nn.Linear(d_in, num_classes))
+    return nn.Sequential(*layers)
+
+
+def cifar_resnet(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """torchvision's ResNet with the CIFAR stem (3x3 conv, stride 1, no max-pool), as the paper uses.
+
+    ``depth`` 18 or 34 (basic blocks); ``width`` is ignored unless 64 is changed in torchvision itself.
+    """
+    from torchvision.models import resnet18, resnet34
+
+    builders = {18: resnet18, 34: resnet34}
+    if cfg.depth not in builders:
+        raise ConfigError("model.depth", f"resnet supports depth 18 or 34, got {cfg.depth}")
+    model = builders[cfg.depth](num_classes=num_classes)
+    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation basic block of Zagoruyko & Komodakis (2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.shortcut = (
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False) if stride != 1 or c_in != c_out else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(self.dropout(torch.relu(self.bn2(y))))
+        return y + (self.shortcut(o) if self.shortcut is not None else x)
+
+
+def wide_resnet(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """WRN-depth-k for 32x32 inputs (the paper's tables use WRN-28-10: depth=28, widen_factor=10)."""
+    if (cfg.depth - 4) % 6:
+        raise ConfigError("model.depth", f"wide_resnet depth must be 6n+4 (e.g. 16, 28), got {cfg.depth}")
+    n, k = (cfg.depth - 4) // 6, cfg.widen_factor
+    widths = [16, 16 * k, 32 * k, 64 * k]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+    for stage in range(3):
+        for i in range(n):
+            c_in = widths[stage] if i == 0 else widths[stage + 1]
+            stride = 2 if (i == 0 and stage > 0) else 1
+            layers.append(_WideBlock(c_in, widths[stage + 1], stride, cfg.dropout))
+    layers += [
+        nn.BatchNorm2d(widths[3]),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(widths[3], num_classes),
+    ]
+    return nn.Sequential(*layers)
+
+
+def vit(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """timm's VisionTransformer sized for small images (patch 4 on 32x32 gives 64 tokens)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(
+        img_size=image_size,
+        patch_size=cfg.patch_size,
+        in_chans=in_channels,
+        num_classes=num_classes,
+        embed_dim=cfg.width,
+        depth=cfg.depth,
+        num_heads=cfg.heads,
+        drop_rate=cfg.dropout,
+        **cfg.kwargs,
+    )
+
+
+def timm_model(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """Any timm model by ``model.name``; pretrained weights only if they are available locally."""
+    import timm
+
+    if not cfg.name or not timm.is_model(cfg.name):
+        raise ConfigError("model.name", f"{cfg.name!r} is not a timm model name (see timm.list_models())")
+    kwargs = dict(cfg.kwargs)
+    if "img_size" not in kwargs and _accepts_img_size(cfg.name):
+        kwargs["img_size"] = image_size
+    return timm.create_model(
+        cfg.name, pretrained=cfg.pretrained, num_classes=num_classes, in_chans=in_channels, **kwargs
+    )
+
+
+def _accepts_img_size(name: str) -> bool:
+    return any(key in name for key in ("vit", "deit", "swin", "beit", "eva", "cait", "xcit"))
+
+
+ARCHS: dict[str, Callable[[ModelConfig, int, int, int], nn.Module]] = {
+    "small_cnn": small_cnn,
+    "mlp": mlp,
+    "resnet": cifar_resnet,
+    "wide_resnet": wide_resnet,
+    "vit": vit,
+    "timm": timm_model,
+}
+
+
+def build_model(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    if cfg.arch not in ARCHS:
+        raise ConfigError("model.arch", f"unknown model {cfg.arch!r}; choose one of {sorted(ARCHS)}")
+    return ARCHS[cfg.arch](cfg, in_channels, image_size, num_classes)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,245 @@
+"""The pruning methods, all behind one interface the training loop calls.
+
+    start(model)                 once, on the trained dense parent: choose the target, attach masks
+    begin_epoch(epoch, steps)    before each epoch: iterative steps, per-epoch annealing updates
+    before_step(epoch, step, n)  before each training forward pass: stochastic masks are sampled here
+    report()                     sparsity accounting of the mask in force, logged every epoch
+    state_dict()/load_state_dict only what the model's own state_dict does not hold (RNG state)
+
+The masks themselves are buffers of the model (see ``masking.py``), so a model checkpoint holds them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssa_experiments.config import MethodConfig, PruningConfig
+from ssa_experiments.pruning.masking import (
+    Mask,
+    attach_masks,
+    dense_weight,
+    mask_sparsity,
+    set_mask,
+    zero_pruned,
+)
+from ssa_experiments.pruning.schedules import anneal_factor, anneal_progress, iterative_sparsity
+from ssa_experiments.pruning.targets import magnitude_scores, prunable_modules, random_scores, target_masks
+
+
+def annealed_probabilities(keep: torch.Tensor, p0: torch.Tensor, factor: float) -> torch.Tensor:
+    """P(t): 1 on the target subnetwork, ``p0 * s(t/n)`` elsewhere (``p0`` is 0 on the target)."""
+    return keep.to(p0.dtype) + p0 * factor
+
+
+def sample_keep(prob: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """M ~ Bernoulli(P) as ``U < P`` with U ~ Uniform[0, 1): P = 1 always keeps, P = 0 never does."""
+    return torch.rand(prob.shape, generator=generator, device=prob.device, dtype=prob.dtype) < prob
+
+
+log = logging.getLogger(__name__)
+
+
+class PruningMethod:
+    """Dense: the reference. No masks; reports the (zero) sparsity of the prunable weights."""
+
+    name = "dense"
+    stochastic = False
+
+    def __init__(self, method: MethodConfig, pruning: PruningConfig, sparsity: float, seed: int) -> None:
+        self.cfg, self.pruning, self.sparsity, self.seed = method, pruning, sparsity, seed
+        self.modules: dict[str, nn.Module] = {}
+        self.masks: dict[str, Mask] = {}
+
+    def start(self, model: nn.Module) -> None:
+        self.modules = prunable_modules(model, self.pruning.keep_first_layer, self.pruning.keep_last_layer)
+
+    def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
+        pass
+
+    def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        pass
+
+    def report(self) -> dict[str, Any]:
+        if not self.masks:
+            sizes = {n: dense_weight(m).numel() for n, m in self.modules.items()}
+            return {
+                "sparsity": 0.0,
+                "expected_train_sparsity": 0.0,
+                "layer_sparsity": {n: 0.0 for n in sizes},
+                "prunable_params": sum(sizes.values()),
+            }
+        eval_sparsity, per_layer = mask_sparsity({n: m.eval_mask for n, m in self.masks.items()})
+        return {
+            "sparsity": eval_sparsity,
+            "expected_train_sparsity": self.expected_train_sparsity(),
+            "layer_sparsity": per_layer,
+            "prunable_params": sum(m.eval_mask.numel() for m in self.masks.values()),
+        }
+
+    def expected_train_sparsity(self) -> float:
+        """1 - mean(P) over prunable weights; for deterministic methods, the sparsity of the train mask."""
+        return mask_sparsity({n: m.train_mask for n, m in self.masks.items()})[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- shared by the pruning methods --------------------------------------------------------------
+    def scores(self) -> dict[str, torch.Tensor]:
+        weights = {n: dense_weight(m) for n, m in self.modules.items()}
+        if self.pruning.criterion == "random":
+            return random_scores(weights, self.seed)
+        return magnitude_scores(weights)
+
+    def target(self) -> dict[str, torch.Tensor]:
+        keep = target_masks(self.scores(), self.sparsity, self.pruning.scope)
+        collapsed = [name for name, k in keep.items() if not bool(k.any())]
+        if collapsed:  # global thresholds can empty a whole layer, which disconnects the network
+            log.warning("target removes every weight of layer(s) %s (layer collapse)", ", ".join(collapsed))
+        return keep
+
+    def apply_final(self, keep: dict[str, torch.Tensor]) -> None:
+        """Make ``keep`` the deterministic mask for training and evaluation, and zero what it removes."""
+        for name, k in keep.items():
+            set_mask(self.masks[name], k)
+            zero_pruned(self.modules[name], k)
+
+
+class OneShot(PruningMethod):
+    """Prune to the target at the start of fine-tuning; fixed from then on."""
+
+    name = "one_shot"
+
+    def start(self, model: nn.Module) -> None:
+        super().start(model)
+        self.masks = attach_masks(self.modules)
+        self.apply_final(self.target())
+
+
+class Iterative(PruningMethod):
+    """Reach the target over ``anneal_epochs`` pruning steps, re-scoring the current weights at each step."""
+
+    name = "iterative"
+
+    def start(self, model: nn.Module) -> None:
+        super().start(model)
+        self.masks = attach_masks(self.modules)
+        # Random scores are drawn once, so successive steps remove nested random subsets.
+        self._fixed_scores = super().scores() if self.pruning.criterion == "random" else None
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        scores = self._fixed_scores or super().scores()
+        # Weights already removed are removed first again: masks only ever shrink.
+        return {n: s.masked_fill(self.masks[n].eval_mask == 0, float("-inf")) for n, s in scores.items()}
+
+    def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
+        if epoch >= self.cfg.anneal_epochs:
+            return
+        s = iterative_sparsity(epoch, self.cfg.anneal_epochs, self.sparsity, self.cfg.schedule)
+        self.apply_final(target_masks(self.scores(), s, self.pruning.scope))
+
+
+class Annealing(PruningMethod):
+    """Stochastic Subnetwork Annealing: masks sampled from P(t), annealed to the target over n epochs.
+
+    Subclasses only choose p(0) for the weights outside the target (``initial_probabilities``).
+    """
+
+    stochastic = True
+
+    def start(self, model: nn.Module) -> None:
+        super().start(model)
+        self.masks = attach_masks(self.modules)
+        self.keep = self.target()
+        self.p0 = {n: self.initial_probabilities(k) for n, k in self.keep.items()}
+        device = next(iter(self.keep.values())).device
+        self.generator = torch.Generator(device=device).manual_seed(self.seed + 7919)
+        for name, k in self.keep.items():
+            set_mask(self.masks[name], k, train=False)  # evaluation always sees the target
+        self.prob: dict[str, torch.Tensor] = {}
+        self.final = False
+        self.factor = 1.0
+
+    def initial_probabilities(self, keep: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def set_progress(self, progress: float) -> None:
+        """Update P(t) for progress t/n; at t >= n the mask becomes the target for good."""
+        if self.final:
+            return
+        if progress >= 1.0:
+            self.apply_final(self.keep)
+            self.prob, self.final, self.factor = {}, True, 0.0
+            return
+        self.factor = anneal_factor(progress, self.cfg.schedule, self.cfg.decay_rate)
+        self.prob = {n: annealed_probabilities(self.keep[n], self.p0[n], self.factor) for n in self.keep}
+
+    def resample(self) -> None:
+        for name, p in self.prob.items():
+            self.masks[name].train_mask.copy_(sample_keep(p, self.generator))
+
+    def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
+        self.set_progress(anneal_progress(epoch, 0, steps_per_epoch, self.cfg.anneal_epochs, "epoch"))
+        if self.cfg.resample == "epoch" and not self.final:
+            self.resample()
+
+    def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        if self.final:
+            return
+        if self.cfg.granularity == "step":
+            self.set_progress(anneal_progress(epoch, step, steps_per_epoch, self.cfg.anneal_epochs, "step"))
+        if self.cfg.resample == "step" and not self.final:
+            self.resample()
+
+    def expected_train_sparsity(self) -> float:
+        if self.final or not self.prob:
+            return super().expected_train_sparsity()
+        total = sum(p.numel() for p in self.prob.values())
+        return 1.0 - float(sum(p.sum() for p in self.prob.values())) / total
+
+    def report(self) -> dict[str, Any]:
+        return {**super().report(), "anneal_factor": self.factor}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class TemperatureAnnealing(Annealing):
+    """Every weight outside the target starts at the same probability, the initial temperature tau0."""
+
+    name = "temperature_annealing"
+
+    def initial_probabilities(self, keep: torch.Tensor) -> torch.Tensor:
+        return (~keep).float() * self.cfg.initial_temperature
+
+
+class RandomAnnealing(Annealing):
+    """Every weight outside the target starts at its own probability p_i ~ U(0, max_initial_probability)."""
+
+    name = "random_annealing"
+
+    def initial_probabilities(self, keep: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "_p0_generator"):
+            self._p0_generator = torch.Generator().manual_seed(self.seed + 104729)
+        u = torch.rand(keep.shape, generator=self._p0_generator).to(keep.device)
+        return (~keep).float() * u * self.cfg.max_initial_probability
+
+
+METHODS: dict[str, type[PruningMethod]] = {
+    cls.name: cls for cls in (PruningMethod, OneShot, Iterative, TemperatureAnnealing, RandomAnnealing)
+}
+
+
+def make_method(method: MethodConfig, pruning: PruningConfig, sparsity: float, seed: int) -> PruningMethod:
+    if method.name not in METHODS:
+        raise ValueError(f"method.name: unknown method {method.name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[method.name](method, pruning, sparsity, seed)

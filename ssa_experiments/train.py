@@ -1,0 +1,66 @@
+"""Command-line entry point: ``python -m ssa_experiments.train [overrides]`` (also ``ssa-train``).
+
+Thin by design: compose the config (Hydra), hand it to ``run``, and turn failures into what a shell user
+needs. A bad config prints one line naming the field and exits 2 before any compute; a run that fails later
+records ``status: failed`` in its summary. In a multirun the failure is logged and the sweep goes on, so one
+bad job never costs the others their results; a single run exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ssa_experiments.config import ConfigError, register_configs, to_container
+from ssa_experiments.results import SUMMARY, atomic_write_json
+
+log = logging.getLogger("ssa_experiments")
+register_configs()
+
+
+def _record_failure(cfg: DictConfig, err: BaseException, started: float) -> None:
+    out = Path(cfg.output_dir)
+    atomic_write_json(
+        out / SUMMARY,
+        {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "method": cfg.method.name,
+            "target_sparsity": cfg.sparsity,
+            "seed": cfg.seed,
+            "wall_time_s": time.time() - started,
+            "config": to_container(cfg),
+        },
+    )
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from ssa_experiments.run import run  # after Hydra has parsed the command line: --help stays fast
+
+    started = time.time()
+    try:
+        summary = run(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        _record_failure(cfg, err, started)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("run failed (%s); recorded in %s, sweep continues", err, Path(cfg.output_dir) / SUMMARY)
+            return None
+        raise
+    return summary.get("test_acc")
+
+
+if __name__ == "__main__":
+    main()

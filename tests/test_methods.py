@@ -1,0 +1,227 @@
+"""Pruning methods: annealed probabilities, sampled masks, determinism after annealing, gradients."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from ssa_experiments.config import MethodConfig, PruningConfig
+from ssa_experiments.pruning.masking import dense_weight, export_state_dict
+from ssa_experiments.pruning.methods import (
+    annealed_probabilities,
+    make_method,
+    sample_keep,
+)
+from ssa_experiments.pruning.targets import magnitude_scores, target_masks
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(50, 400), nn.ReLU(), nn.Linear(400, 200), nn.ReLU(), nn.Linear(200, 10))
+
+
+def method(name: str, sparsity: float = 0.9, **kw: object):
+    return make_method(MethodConfig(name=name, **kw), PruningConfig(), sparsity, seed=0)
+
+
+def removed_probs(m) -> torch.Tensor:
+    return torch.cat([m.prob[n][~m.keep[n]] for n in m.keep])
+
+
+def test_temperature_annealing_probabilities_hand_values() -> None:
+    m = method("temperature_annealing", initial_temperature=0.6, anneal_epochs=4)
+    net = model()
+    m.start(net)
+    for epoch, expected in [(0, 0.6), (1, 0.45), (2, 0.3), (3, 0.15)]:
+        m.begin_epoch(epoch, steps_per_epoch=10)
+        assert torch.allclose(removed_probs(m), torch.full_like(removed_probs(m), expected))
+        assert all(bool((m.prob[n][m.keep[n]] == 1).all()) for n in m.keep)  # target weights always kept
+        # expected sparsity = target sparsity * (1 - p): 0.9 * (1 - 0.6) = 0.36 at the start
+        assert m.expected_train_sparsity() == pytest.approx(0.9 * (1 - expected), abs=1e-6)
+    m.begin_epoch(4, 10)
+    assert m.final and m.report()["expected_train_sparsity"] == pytest.approx(0.9, abs=1e-6)
+
+
+def test_step_granularity_interpolates_within_epoch() -> None:
+    m = method("temperature_annealing", initial_temperature=0.8, anneal_epochs=2, granularity="step")
+    m.start(model())
+    m.begin_epoch(1, 4)
+    m.before_step(1, 2, 4)  # t = 1.5 of 2 -> factor 0.25
+    assert torch.allclose(removed_probs(m), torch.full_like(removed_probs(m), 0.2))
+
+
+def test_random_annealing_initial_probabilities() -> None:
+    m = method("random_annealing", max_initial_probability=0.5, anneal_epochs=2)
+    m.start(model())
+    m.begin_epoch(0, 10)
+    p = removed_probs(m)
+    assert float(p.min()) >= 0 and float(p.max()) < 0.5
+    assert float(p.mean()) == pytest.approx(0.25, abs=0.01)  # U(0, 0.5) over ~80k weights
+    start = {n: t.clone() for n, t in m.prob.items()}
+    m.begin_epoch(1, 10)  # halfway, linear: every p_i halves
+    for n in m.keep:
+        removed = ~m.keep[n]
+        assert torch.allclose(m.prob[n][removed], start[n][removed] * 0.5)
+
+
+def test_sampled_keep_rate_matches_probabilities() -> None:
+    """Empirical Bernoulli rate over ~80k removed weights, within 4 standard errors (fixed seed)."""
+    m = method("temperature_annealing", initial_temperature=0.3, anneal_epochs=3)
+    m.start(model())
+    m.begin_epoch(0, 10)
+    m.before_step(0, 0, 10)
+    kept = torch.cat([m.masks[n].train_mask[~m.keep[n]] for n in m.keep])
+    se = (0.3 * 0.7 / kept.numel()) ** 0.5
+    assert abs(float(kept.mean()) - 0.3) < 4 * se
+    assert all(bool((m.masks[n].train_mask[m.keep[n]] == 1).all()) for n in m.keep)
+    # A fresh sample every step.
+    before = m.masks["0"].train_mask.clone()
+    m.before_step(0, 1, 10)
+    assert not torch.equal(before, m.masks["0"].train_mask)
+
+
+def test_random_annealing_calibration_per_probability_bin() -> None:
+    m = method("random_annealing", anneal_epochs=3)
+    m.start(model())
+    m.begin_epoch(0, 10)
+    m.before_step(0, 0, 10)
+    p = removed_probs(m)
+    kept = torch.cat([m.masks[n].train_mask[~m.keep[n]] for n in m.keep])
+    for lo in (0.0, 0.25, 0.5, 0.75):
+        sel = (p >= lo) & (p < lo + 0.25)
+        se = (0.25 / int(sel.sum())) ** 0.5
+        assert abs(float(kept[sel].mean()) - float(p[sel].mean())) < 4 * se
+
+
+def test_sample_keep_endpoints() -> None:
+    g = torch.Generator().manual_seed(0)
+    keep = torch.rand(1000, generator=g) < 0.3
+    p0 = (~keep).float() * 0.7
+    assert torch.equal(sample_keep(annealed_probabilities(keep, p0, 0.0), g), keep)  # p = 0: exactly T
+    assert bool(sample_keep(annealed_probabilities(keep, torch.ones(1000) * (~keep), 1.0), g).all())
+
+
+@pytest.mark.parametrize("name", ["temperature_annealing", "random_annealing"])
+def test_after_annealing_equals_one_shot_and_is_deterministic(name: str) -> None:
+    net_a, net_b = model(), model()
+    ssa, one = method(name, anneal_epochs=2), method("one_shot")
+    ssa.start(net_a)
+    one.start(net_b)
+    ssa.begin_epoch(2, 10)
+    for step in range(3):
+        ssa.before_step(2, step, 10)  # no sampling any more
+    for n in ssa.masks:
+        assert torch.equal(ssa.masks[n].train_mask, one.masks[n].train_mask)
+        assert torch.equal(ssa.masks[n].eval_mask, one.masks[n].eval_mask)
+        # ... and the stored weights match: the removed ones are zeroed in both.
+        assert torch.equal(dense_weight(ssa.modules[n]), dense_weight(one.modules[n]))
+    assert ssa.report()["sparsity"] == pytest.approx(
+        round(0.9 * 100000) / 100000
+    )  # 50*400 + 400*200 prunable
+    x = torch.randn(8, 50)
+    assert torch.equal(net_a.train()(x), net_b.train()(x))
+
+
+def test_eval_mode_uses_target_during_annealing() -> None:
+    net = model()
+    m = method("temperature_annealing", anneal_epochs=5)
+    m.start(net)
+    m.begin_epoch(0, 10)
+    m.before_step(0, 0, 10)
+    x = torch.randn(4, 50)
+    plain = model()
+    plain.load_state_dict(export_state_dict(net))
+    expected = plain(x)
+    assert torch.allclose(net.eval()(x), expected)
+    assert not torch.allclose(net.train()(x), expected)
+    # The target is exactly the one-shot magnitude target of the parent.
+    parent = model()
+    weights = {n: mod.weight for n, mod in parent.named_children() if n in m.keep}
+    ref = target_masks(magnitude_scores(weights), 0.9, "global")
+    assert all(torch.equal(ref[n], m.keep[n]) for n in ref)
+
+
+def test_masked_out_weights_survive_a_step_during_annealing() -> None:
+    net = model()
+    m = method("temperature_annealing", anneal_epochs=5, initial_temperature=0.5)
+    m.start(net)
+    m.begin_epoch(0, 10)
+    m.before_step(0, 0, 10)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)  # no momentum, no weight decay: grad 0 means no change
+    before = {n: dense_weight(mod).detach().clone() for n, mod in m.modules.items()}
+    net.train()(torch.randn(16, 50)).square().mean().backward()
+    opt.step()
+    for n, mod in m.modules.items():
+        out = m.masks[n].train_mask == 0
+        assert bool(out.any())
+        assert torch.equal(dense_weight(mod)[out], before[n][out])  # values kept, not zeroed
+        assert bool((before[n][out] != 0).any())
+        assert not torch.equal(dense_weight(mod)[~out], before[n][~out])  # the sampled-in weights did learn
+
+
+def test_no_gradient_reaches_pruned_weights_after_annealing() -> None:
+    net = model()
+    m = method("temperature_annealing", sparsity=0.5, anneal_epochs=1)  # at 0.9 global, layer 2 collapses
+    m.start(net)
+    m.begin_epoch(1, 10)
+    x = torch.randn(16, 50)
+    net.train()(x).square().mean().backward()
+    for n, mod in m.modules.items():
+        grad = mod.parametrizations.weight.original.grad
+        assert bool((grad[~m.keep[n]] == 0).all())
+        assert bool((grad[m.keep[n]] != 0).any())
+    # Perturbing the removed weights changes nothing downstream.
+    y = net(x)
+    with torch.no_grad():
+        for n, mod in m.modules.items():
+            dense_weight(mod)[~m.keep[n]] += 5.0
+    assert torch.equal(net(x), y)
+
+
+def test_iterative_masks_are_nested_and_follow_the_schedule() -> None:
+    net = model()
+    m = method("iterative", sparsity=0.8, anneal_epochs=4)
+    m.start(net)
+    previous = None
+    for epoch, expected in enumerate([0.2, 0.4, 0.6, 0.8, 0.8]):
+        m.begin_epoch(epoch, 10)
+        masks = {n: mk.eval_mask.clone() for n, mk in m.masks.items()}
+        assert m.report()["sparsity"] == pytest.approx(expected, abs=1e-5)
+        if previous is not None:
+            assert all(bool((masks[n] <= previous[n]).all()) for n in masks)  # only ever removes
+        previous = masks
+        with torch.no_grad():  # training moves weights: re-scoring must still keep earlier removals
+            for mod in m.modules.values():
+                dense_weight(mod).add_(torch.randn_like(dense_weight(mod)) * 0.05)
+
+
+def test_dense_has_no_masks() -> None:
+    net = model()
+    m = method("dense")
+    m.start(net)
+    assert not m.masks and not hasattr(net[0], "parametrizations")
+    assert m.report()["sparsity"] == 0.0 and m.report()["prunable_params"] == 100000
+
+
+def test_generator_state_round_trip_reproduces_samples() -> None:
+    a = method("temperature_annealing", anneal_epochs=3)
+    a.start(model())
+    a.begin_epoch(0, 10)
+    a.before_step(0, 0, 10)
+    state = copy.deepcopy(a.state_dict())
+    a.before_step(0, 1, 10)
+    expected = a.masks["2"].train_mask.clone()
+    b = method("temperature_annealing", anneal_epochs=3)
+    b.start(model())
+    b.begin_epoch(0, 10)
+    b.load_state_dict(state)
+    b.before_step(0, 1, 10)
+    assert torch.equal(b.masks["2"].train_mask, expected)
+
+
+def test_unknown_method() -> None:
+    with pytest.raises(ValueError, match=r"method\.name"):
+        method("bogus")
