@@ -123,6 +123,10 @@ class TorchBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        if self.num_workers == 0:
+            # Without workers, torchvision's transforms draw from the global RNG: seed it per epoch so a
+            # resumed run sees the same augmentations (workers are seeded from the loader's generator).
+            torch.manual_seed(epoch_generator(self.seed, epoch).initial_seed() + 1)
         loader = DataLoader(
             self.dataset,
             batch_size=self.batch_size,

@@ -1,0 +1,118 @@
+"""Training-batch throughput of the two pipelines in ``ssa_experiments/loaders.py`` on CIFAR-sized data.
+
+Why: ``device`` (batched augmentation on the training device) is the default because it should be faster
+than ``torch`` (a DataLoader with per-sample torchvision transforms in workers). This measures it, on the
+same device, with the same augmentation (crop padding 4, horizontal flip), batch size and data.
+
+The data set is 50,000 random 3x32x32 uint8 images (CIFAR-10's training-set size; no download needed:
+throughput does not depend on pixel values). The torch pipeline's timing includes starting its workers,
+since ``TorchBatches`` builds a fresh (non-persistent) DataLoader every epoch, as training does.
+
+    .venv/bin/python benchmarks/bench_pipeline.py                  # one full epoch (390 batches) each
+    .venv/bin/python benchmarks/bench_pipeline.py --max-batches 60 # quick: under a minute on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+from collections.abc import Iterator
+
+import torch
+
+from ssa_experiments.data import CIFAR10_STATS, ImageData
+from ssa_experiments.loaders import make_batches
+
+
+def cifar_sized(n: int, seed: int) -> ImageData:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    mean, std = CIFAR10_STATS
+    return ImageData("cifar_sized", x, y, x[:1000], y[:1000], 10, mean, std, crop_padding=4, flip=True)
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    parts = [f"CPU: {cpu} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"]
+    if device.type == "cuda":
+        parts.append(f"GPU: {torch.cuda.get_device_name(device)}")
+    import torchvision
+
+    parts.append(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
+    parts.append(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    return " | ".join(parts)
+
+
+def take(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], limit: int, device: torch.device) -> int:
+    """Consume up to ``limit`` batches (all if 0); return the number of images. Each batch is reduced to a
+    scalar so lazily-queued device work is really done, and the device is synchronised at the end."""
+    images, acc = 0, None
+    for i, (xb, _) in enumerate(batches):
+        s = xb[:, :, 0, 0].sum()
+        acc = s if acc is None else acc + s
+        images += xb.shape[0]
+        if limit and i + 1 >= limit:
+            break
+    if acc is not None:
+        acc.item()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return images
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=50_000, help="training images (CIFAR: 50,000)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-batches", type=int, default=0, help="timed batches per pipeline; 0: a full epoch")
+    p.add_argument("--warmup-batches", type=int, default=10)
+    p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="torch pipeline")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--repeats", type=int, default=1, help="timed passes per pipeline; the best is reported")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    data = cifar_sized(args.n, args.seed)
+    print(machine(device))
+    print(
+        f"device={device} n={args.n} batch={args.batch_size} crop_padding=4 flip=True "
+        f"max_batches={args.max_batches or 'epoch'} torch num_workers={args.num_workers}"
+    )
+
+    rates: dict[str, float] = {}
+    rows = []
+    for pipeline in ("device", "torch"):
+        train, _ = make_batches(data, pipeline, args.batch_size, device, args.seed, args.num_workers)
+        take(train.epoch(0), args.warmup_batches, device)  # first-use costs: allocator, kernels, imports
+        best = None
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            images = take(train.epoch(1 + r), args.max_batches, device)
+            seconds = time.perf_counter() - t0
+            if best is None or seconds / images < best[1] / best[0]:
+                best = (images, seconds)
+        images, seconds = best
+        rates[pipeline] = images / seconds
+        rows.append((pipeline, images // args.batch_size, images, seconds, rates[pipeline]))
+
+    print(f"{'pipeline':<10}{'batches':>9}{'images':>9}{'seconds':>10}{'images/s':>12}")
+    for name, batches, images, seconds, rate in rows:
+        print(f"{name:<10}{batches:>9}{images:>9}{seconds:>10.2f}{rate:>12,.0f}")
+    print(f"RATIO device/torch images/s: {rates['device'] / rates['torch']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

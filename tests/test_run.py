@@ -1,0 +1,170 @@
+"""End to end: every method through the real configs; results files; resume; failures in a sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssa_experiments import run as run_module
+from ssa_experiments.results import read_metrics, read_summary
+from ssa_experiments.run import run
+
+METHODS = ["dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_end_to_end(make_cfg, method: str, tmp_path: Path) -> None:  # noqa: ANN001
+    extra = [] if method in ("dense", "one_shot") else ["method.anneal_epochs=2"]
+    cfg = make_cfg(f"method={method}", "sparsity=0.8", *extra)
+    summary = run(cfg)
+    on_disk = read_summary(tmp_path / "run")
+    assert on_disk == json.loads(json.dumps(summary, default=str))
+    assert on_disk["status"] == "completed" and on_disk["method"] == method
+    for key in ("target_sparsity", "sparsity", "seed", "test_acc", "best_test_acc", "epochs", "wall_time_s"):
+        assert key in on_disk
+    assert on_disk["config"]["method"]["name"] == method  # the resolved config rides along
+    assert on_disk["epochs"] == 3 and 0 <= on_disk["test_acc"] <= 100
+    expected = 0.0 if method == "dense" else 0.8
+    assert on_disk["target_sparsity"] == expected
+    assert on_disk["sparsity"] == pytest.approx(expected, abs=1e-3)  # exactly the target, of prunable weights
+    rows = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert all("layer_sparsity" in r and "expected_train_sparsity" in r for r in rows)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # removed once the run completed
+
+
+def test_annealing_logs_expected_density_per_epoch(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+    cfg = make_cfg(
+        "method=temperature_annealing", "method.initial_temperature=0.5", "method.anneal_epochs=2", "sparsity=0.8"
+    )
+    run(cfg)
+    expected = [r["expected_train_sparsity"] for r in read_metrics(tmp_path / "run")]
+    # p = 0.5, 0.25, then the target; the target itself is round(0.8 * n) / n of the prunable weights
+    assert expected == pytest.approx([0.8 * 0.5, 0.8 * 0.75, 0.8], abs=1e-3)
+
+
+def test_learns_the_synthetic_task(make_cfg) -> None:  # noqa: ANN001
+    summary = run(make_cfg("method=one_shot", "sparsity=0.5", "parent.epochs=4"))
+    assert summary["parent"]["test_acc"] > 60  # 4 classes: chance is 25%
+    assert summary["test_acc"] > 60
+
+
+def test_parent_is_cached_and_reused(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+    first = run(make_cfg("method=one_shot", run_dir="a"))
+    second = run(make_cfg("method=iterative", "method.anneal_epochs=2", "sparsity=0.5", run_dir="b"))
+    other_seed = run(make_cfg("method=one_shot", "seed=1", run_dir="c"))
+    assert first["parent"]["source"] == "trained"
+    assert second["parent"]["source"] == "cache" and second["parent"]["hash"] == first["parent"]["hash"]
+    assert second["parent"]["test_acc"] == first["parent"]["test_acc"]
+    assert other_seed["parent"]["source"] == "trained" and other_seed["parent"]["hash"] != first["parent"]["hash"]
+
+
+def test_corrupt_parent_cache_entry_is_rebuilt(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+    first = run(make_cfg("method=one_shot", run_dir="a"))
+    weights = tmp_path / "cache" / first["parent"]["hash"] / "parent.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    again = run(make_cfg("method=one_shot", run_dir="b"))
+    assert again["parent"]["source"] == "trained"
+    assert run(make_cfg("method=one_shot", run_dir="c"))["parent"]["source"] == "cache"
+
+
+def test_parent_path_brings_your_own_checkpoint(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+    first = run(make_cfg("method=dense", run_dir="a"))
+    ckpt = tmp_path / "mine.pt"
+    cached = tmp_path / "cache" / first["parent"]["hash"] / "parent.pt"
+    torch.save({"state_dict": torch.load(cached)}, ckpt)
+    summary = run(make_cfg("method=one_shot", f"parent.path={ckpt}", run_dir="b"))
+    assert summary["parent"]["source"] == "path"
+    assert summary["parent"]["test_acc"] == first["parent"]["test_acc"]
+
+
+def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    overrides = ("method=temperature_annealing", "method.anneal_epochs=2", "train.finetune_epochs=4")
+    reference = run(make_cfg(*overrides, run_dir="reference"))
+
+    real_epoch = run_module.train_epoch
+    calls = {"n": 0}
+
+    def dies_in_third_epoch(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # what a kill looks like from inside: no summary gets written
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(*overrides, run_dir="killed"))
+    killed = tmp_path / "killed"
+    assert (killed / "checkpoint.pt").exists() and not (killed / "summary.json").exists()
+    assert len(read_metrics(killed)) == 2
+
+    monkeypatch.setattr(run_module, "train_epoch", real_epoch)
+    resumed = run(make_cfg(*overrides, run_dir="killed"))
+    assert [r["epoch"] for r in read_metrics(killed)] == [1, 2, 3, 4]
+    assert resumed["test_acc"] == reference["test_acc"]  # bit-identical continuation on CPU
+    assert read_metrics(killed)[-1]["train_loss"] == read_metrics(tmp_path / "reference")[-1]["train_loss"]
+    # A completed run is not recomputed.
+    assert run(make_cfg(*overrides, run_dir="killed"))["wall_time_s"] == resumed["wall_time_s"]
+
+
+def _train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ssa_experiments.train", *args],
+        capture_output=True, text=True, timeout=300, cwd=cwd,
+    )
+
+
+FAST_CLI = ["data=synthetic", "model.width=8", "parent.epochs=1", "train.finetune_epochs=2", "device=cpu"]
+
+
+@pytest.mark.slow
+def test_hydra_multirun_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = _train(
+        ["-m", *FAST_CLI, "method=one_shot,temperature_annealing", "method.anneal_epochs=1",
+         "sparsity=0.5,0.9", f"hydra.sweep.dir={sweep}", f"parent.cache_dir={tmp_path / 'cache'}"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+    assert len(summaries) == 4
+    assert {(s["method"], s["target_sparsity"]) for s in summaries} == {
+        (m, s) for m in ("one_shot", "temperature_annealing") for s in (0.5, 0.9)
+    }
+    assert sorted(s["parent"]["source"] for s in summaries) == ["cache", "cache", "cache", "trained"]
+
+
+@pytest.mark.slow
+def test_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # model.depth=9 builds a 9-block CNN whose pooling shrinks an 8x8 input to nothing: a runtime failure
+    # after validation, in the first job only.
+    proc = _train(
+        ["-m", *FAST_CLI, "method=one_shot", "model.depth=9,1", f"hydra.sweep.dir={sweep}",
+         f"parent.cache_dir={tmp_path / 'cache'}"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json"))
+    assert statuses == ["completed", "failed"]
+    failed = next(json.loads(p.read_text()) for p in sweep.glob("*/summary.json")
+                  if json.loads(p.read_text())["status"] == "failed")
+    assert "error" in failed and failed["config"]["model"]["depth"] == 9
+
+
+@pytest.mark.slow
+def test_single_run_cli_writes_run_dir(tmp_path: Path) -> None:
+    run_dir = tmp_path / "one"
+    proc = _train([*FAST_CLI, "method=random_annealing", "method.anneal_epochs=1", "sparsity=0.95",
+                   f"hydra.run.dir={run_dir}", f"parent.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["sparsity"] == pytest.approx(0.95, abs=1e-3)
+    assert (run_dir / "metrics.jsonl").exists() and (run_dir / ".hydra" / "config.yaml").exists()
