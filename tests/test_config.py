@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 
 from ssa_experiments.config import ConfigError, validate
-from conftest import compose_config
 
 BAD = [
     (["sparsity=1.0"], "sparsity"),
@@ -73,7 +73,9 @@ def test_cli_bad_input_one_line_exit_code_no_results(tmp_path: Path, args: list[
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "ssa_experiments.train", *args, f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -14,7 +14,12 @@ def test_one_cycle_equals_torch(total: int) -> None:
     cfg = ScheduleConfig(name="one_cycle", lr=0.1, pct_start=0.1, div_factor=100, final_div_factor=1e4)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=0.1, total_steps=total, pct_start=0.1, div_factor=100, final_div_factor=1e4,
+        opt,
+        max_lr=0.1,
+        total_steps=total,
+        pct_start=0.1,
+        div_factor=100,
+        final_div_factor=1e4,
         cycle_momentum=False,
     )
     for step in range(total):

@@ -18,7 +18,7 @@ METHODS = ["dense", "one_shot", "iterative", "random_annealing", "temperature_an
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_end_to_end(make_cfg, method: str, tmp_path: Path) -> None:  # noqa: ANN001
+def test_every_method_end_to_end(make_cfg, method: str, tmp_path: Path) -> None:
     extra = [] if method in ("dense", "one_shot") else ["method.anneal_epochs=2"]
     cfg = make_cfg(f"method={method}", "sparsity=0.8", *extra)
     summary = run(cfg)
@@ -38,9 +38,12 @@ def test_every_method_end_to_end(make_cfg, method: str, tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # removed once the run completed
 
 
-def test_annealing_logs_expected_density_per_epoch(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+def test_annealing_logs_expected_density_per_epoch(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(
-        "method=temperature_annealing", "method.initial_temperature=0.5", "method.anneal_epochs=2", "sparsity=0.8"
+        "method=temperature_annealing",
+        "method.initial_temperature=0.5",
+        "method.anneal_epochs=2",
+        "sparsity=0.8",
     )
     run(cfg)
     expected = [r["expected_train_sparsity"] for r in read_metrics(tmp_path / "run")]
@@ -48,23 +51,26 @@ def test_annealing_logs_expected_density_per_epoch(make_cfg, tmp_path: Path) -> 
     assert expected == pytest.approx([0.8 * 0.5, 0.8 * 0.75, 0.8], abs=1e-3)
 
 
-def test_learns_the_synthetic_task(make_cfg) -> None:  # noqa: ANN001
+def test_learns_the_synthetic_task(make_cfg) -> None:
     summary = run(make_cfg("method=one_shot", "sparsity=0.5", "parent.epochs=4"))
     assert summary["parent"]["test_acc"] > 60  # 4 classes: chance is 25%
     assert summary["test_acc"] > 60
 
 
-def test_parent_is_cached_and_reused(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+def test_parent_is_cached_and_reused(make_cfg, tmp_path: Path) -> None:
     first = run(make_cfg("method=one_shot", run_dir="a"))
     second = run(make_cfg("method=iterative", "method.anneal_epochs=2", "sparsity=0.5", run_dir="b"))
     other_seed = run(make_cfg("method=one_shot", "seed=1", run_dir="c"))
     assert first["parent"]["source"] == "trained"
     assert second["parent"]["source"] == "cache" and second["parent"]["hash"] == first["parent"]["hash"]
     assert second["parent"]["test_acc"] == first["parent"]["test_acc"]
-    assert other_seed["parent"]["source"] == "trained" and other_seed["parent"]["hash"] != first["parent"]["hash"]
+    assert (
+        other_seed["parent"]["source"] == "trained"
+        and other_seed["parent"]["hash"] != first["parent"]["hash"]
+    )
 
 
-def test_corrupt_parent_cache_entry_is_rebuilt(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+def test_corrupt_parent_cache_entry_is_rebuilt(make_cfg, tmp_path: Path) -> None:
     first = run(make_cfg("method=one_shot", run_dir="a"))
     weights = tmp_path / "cache" / first["parent"]["hash"] / "parent.pt"
     data = bytearray(weights.read_bytes())
@@ -75,7 +81,7 @@ def test_corrupt_parent_cache_entry_is_rebuilt(make_cfg, tmp_path: Path) -> None
     assert run(make_cfg("method=one_shot", run_dir="c"))["parent"]["source"] == "cache"
 
 
-def test_parent_path_brings_your_own_checkpoint(make_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+def test_parent_path_brings_your_own_checkpoint(make_cfg, tmp_path: Path) -> None:
     first = run(make_cfg("method=dense", run_dir="a"))
     ckpt = tmp_path / "mine.pt"
     cached = tmp_path / "cache" / first["parent"]["hash"] / "parent.pt"
@@ -85,14 +91,14 @@ def test_parent_path_brings_your_own_checkpoint(make_cfg, tmp_path: Path) -> Non
     assert summary["parent"]["test_acc"] == first["parent"]["test_acc"]
 
 
-def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:
     overrides = ("method=temperature_annealing", "method.anneal_epochs=2", "train.finetune_epochs=4")
     reference = run(make_cfg(*overrides, run_dir="reference"))
 
     real_epoch = run_module.train_epoch
     calls = {"n": 0}
 
-    def dies_in_third_epoch(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def dies_in_third_epoch(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # what a kill looks like from inside: no summary gets written
@@ -117,7 +123,10 @@ def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatc
 def _train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ssa_experiments.train", *args],
-        capture_output=True, text=True, timeout=300, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
     )
 
 
@@ -128,8 +137,15 @@ FAST_CLI = ["data=synthetic", "model.width=8", "parent.epochs=1", "train.finetun
 def test_hydra_multirun_sweep(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = _train(
-        ["-m", *FAST_CLI, "method=one_shot,temperature_annealing", "method.anneal_epochs=1",
-         "sparsity=0.5,0.9", f"hydra.sweep.dir={sweep}", f"parent.cache_dir={tmp_path / 'cache'}"],
+        [
+            "-m",
+            *FAST_CLI,
+            "method=one_shot,temperature_annealing",
+            "method.anneal_epochs=1",
+            "sparsity=0.5,0.9",
+            f"hydra.sweep.dir={sweep}",
+            f"parent.cache_dir={tmp_path / 'cache'}",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -147,24 +163,60 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     # model.depth=9 builds a 9-block CNN whose pooling shrinks an 8x8 input to nothing: a runtime failure
     # after validation, in the first job only.
     proc = _train(
-        ["-m", *FAST_CLI, "method=one_shot", "model.depth=9,1", f"hydra.sweep.dir={sweep}",
-         f"parent.cache_dir={tmp_path / 'cache'}"],
+        [
+            "-m",
+            *FAST_CLI,
+            "method=one_shot",
+            "model.depth=9,1",
+            f"hydra.sweep.dir={sweep}",
+            f"parent.cache_dir={tmp_path / 'cache'}",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json"))
     assert statuses == ["completed", "failed"]
-    failed = next(json.loads(p.read_text()) for p in sweep.glob("*/summary.json")
-                  if json.loads(p.read_text())["status"] == "failed")
+    failed = next(
+        json.loads(p.read_text())
+        for p in sweep.glob("*/summary.json")
+        if json.loads(p.read_text())["status"] == "failed"
+    )
     assert "error" in failed and failed["config"]["model"]["depth"] == 9
 
 
 @pytest.mark.slow
 def test_single_run_cli_writes_run_dir(tmp_path: Path) -> None:
     run_dir = tmp_path / "one"
-    proc = _train([*FAST_CLI, "method=random_annealing", "method.anneal_epochs=1", "sparsity=0.95",
-                   f"hydra.run.dir={run_dir}", f"parent.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
+    proc = _train(
+        [
+            *FAST_CLI,
+            "method=random_annealing",
+            "method.anneal_epochs=1",
+            "sparsity=0.95",
+            f"hydra.run.dir={run_dir}",
+            f"parent.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["sparsity"] == pytest.approx(0.95, abs=1e-3)
     assert (run_dir / "metrics.jsonl").exists() and (run_dir / ".hydra" / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_parallel_jobs_train_the_parent_once(tmp_path: Path) -> None:
+    """Two processes that need the same parent at the same time: the file lock makes one wait and reuse."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ssa_experiments.train", *FAST_CLI, "parent.epochs=5", "method=one_shot",
+             f"hydra.run.dir={tmp_path / f'job{i}'}", f"parent.cache_dir={tmp_path / 'cache'}"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:] if p.stderr else ""
+    sources = sorted(read_summary(tmp_path / f"job{i}")["parent"]["source"] for i in range(2))
+    assert sources == ["cache", "trained"]
+    assert len(list((tmp_path / "cache").glob("*/parent.pt"))) == 1

@@ -1,0 +1,74 @@
+"""Model registry: the paper's models build with the right shapes and counts, and pruning attaches to any."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssa_experiments.config import ConfigError, MethodConfig, ModelConfig, PruningConfig
+from ssa_experiments.models import build_model, count_params
+from ssa_experiments.pruning.methods import make_method
+
+
+@pytest.mark.parametrize(
+    ("cfg", "in_ch", "size", "classes", "params"),
+    [
+        (
+            ModelConfig(arch="resnet", depth=18),
+            3,
+            32,
+            10,
+            11_173_962,
+        ),  # the CIFAR ResNet-18 of the literature
+        (ModelConfig(arch="wide_resnet", depth=28, widen_factor=10), 3, 32, 100, 36_536_884),  # WRN-28-10
+        (ModelConfig(arch="small_cnn", width=32, depth=2), 1, 16, 10, 19_562),
+        (ModelConfig(arch="mlp", width=128, depth=2), 1, 16, 10, 50_698),
+    ],
+)
+def test_paper_models_shapes_and_sizes(
+    cfg: ModelConfig, in_ch: int, size: int, classes: int, params: int
+) -> None:
+    model = build_model(cfg, in_ch, size, classes)
+    assert count_params(model) == params
+    assert model.eval()(torch.randn(2, in_ch, size, size)).shape == (2, classes)
+
+
+def test_vit_for_small_images() -> None:
+    model = build_model(ModelConfig(arch="vit", width=48, depth=2, heads=3, patch_size=4), 3, 32, 10)
+    assert model.patch_embed.num_patches == 64
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_any_timm_model_by_name() -> None:
+    model = build_model(ModelConfig(arch="timm", name="resnet10t"), 3, 64, 200)
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 200)
+    with pytest.raises(ConfigError, match=r"model\.name"):
+        build_model(ModelConfig(arch="timm", name="not_a_model_xyz"), 3, 32, 10)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(arch="resnet", depth=18),
+        ModelConfig(arch="vit", width=48, depth=2, heads=3),
+        ModelConfig(arch="timm", name="resnet10t"),
+    ],
+)
+def test_annealing_attaches_to_torchvision_and_timm_models(cfg: ModelConfig) -> None:
+    model = build_model(cfg, 3, 32, 10)
+    m = make_method(MethodConfig(name="temperature_annealing", anneal_epochs=2), PruningConfig(), 0.9, 0)
+    m.start(model)
+    m.begin_epoch(0, 1)
+    m.before_step(0, 0, 1)
+    out = model.train()(torch.randn(2, 3, 32, 32))
+    out.sum().backward()
+    assert m.report()["sparsity"] == pytest.approx(0.9, abs=1e-4)
+    head = list(m.modules)[-1]
+    assert head not in ("fc", "head", "17")  # the classifier stays dense by default
+
+
+def test_bad_depths_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"model\.depth"):
+        build_model(ModelConfig(arch="wide_resnet", depth=27), 3, 32, 10)
+    with pytest.raises(ConfigError, match=r"model\.depth"):
+        build_model(ModelConfig(arch="resnet", depth=50), 3, 32, 10)
