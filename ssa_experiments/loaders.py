@@ -141,9 +141,12 @@ class TorchBatches:
             yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 
 
+Batches = DeviceBatches | TorchBatches
+
+
 def make_batches(
     data: ImageData, pipeline: str, batch_size: int, device: torch.device, seed: int, num_workers: int = 2
-) -> tuple[DeviceBatches | TorchBatches, DeviceBatches | TorchBatches]:
+) -> tuple[Batches, Batches]:
     """(train, test) batch sources for one run."""
     if pipeline == "torch":
         return (

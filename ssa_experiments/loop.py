@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ssa_experiments.loaders import Batches
 from ssa_experiments.optim import set_lr
 from ssa_experiments.pruning.methods import PruningMethod
 
@@ -39,9 +40,14 @@ class Precision:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
 
+def steps_per_epoch(batches: Batches, max_steps: int = 0) -> int:
+    """Training steps in one epoch: all batches, or ``train.max_steps_per_epoch`` when that is set."""
+    return min(max_steps, len(batches)) if max_steps else len(batches)
+
+
 def train_epoch(
     model: nn.Module,
-    batches,
+    batches: Batches,
     optimizer: torch.optim.Optimizer,
     loss_fn: nn.Module,
     epoch: int,
@@ -53,7 +59,7 @@ def train_epoch(
 ) -> tuple[dict[str, float], int]:
     """One pass over the training batches; returns (metrics, global step after the epoch)."""
     model.train()
-    steps = len(batches) if not max_steps else min(max_steps, len(batches))
+    steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
     correct = torch.zeros((), device=precision.device, dtype=torch.long)
     seen = 0
@@ -77,7 +83,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches, precision: Precision) -> dict[str, float]:
+def evaluate(model: nn.Module, batches: Batches, precision: Precision) -> dict[str, float]:
     """Top-1 accuracy (%) and mean cross-entropy in eval mode: deterministic masks, BN running statistics."""
     model.eval()
     loss_sum = torch.zeros((), device=precision.device)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ssa_experiments.config import to_container, validate
+from ssa_experiments.config import ScheduleConfig, to_container, validate
 from ssa_experiments.data import load_data
-from ssa_experiments.loaders import make_batches
-from ssa_experiments.loop import Precision, evaluate, train_epoch
+from ssa_experiments.loaders import Batches, make_batches
+from ssa_experiments.loop import Precision, evaluate, steps_per_epoch, train_epoch
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.optim import lr_at, make_optimizer
 from ssa_experiments.parent import get_parent
@@ -52,30 +52,27 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def fit(model, train_batches, test_batches, optimizer, loss_fn, epochs, schedule, precision, max_steps=0):
-    """Train ``epochs`` epochs without pruning (the dense parent); returns its final test metrics."""
-    steps = len(train_batches) if not max_steps else min(max_steps, len(train_batches))
-    total, global_step = epochs * steps, 0
+def fit(
+    model: torch.nn.Module,
+    train_batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    epochs: int,
+    schedule: ScheduleConfig,
+    precision: Precision,
+    max_steps: int = 0,
+) -> None:
+    """Train ``epochs`` epochs without pruning: the dense parent."""
+    total, global_step = epochs * steps_per_epoch(train_batches, max_steps), 0
     for epoch in range(epochs):
         train_metrics, global_step = train_epoch(
-            model,
-            train_batches,
-            optimizer,
-            loss_fn,
-            epoch,
-            global_step,
-            lambda s: lr_at(s, total, schedule),
-            precision,
-            None,
-            max_steps,
-        )
+            model, train_batches, optimizer, loss_fn, epoch, global_step,
+            lambda s: lr_at(s, total, schedule), precision, None, max_steps,
+        )  # fmt: skip
         if not math.isfinite(train_metrics["train_loss"]):
             raise FloatingPointError(
                 f"dense parent diverged at epoch {epoch} (loss {train_metrics['train_loss']})"
             )
-    metrics = evaluate(model, test_batches, precision)
-    log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], epochs)
-    return metrics
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -101,22 +98,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
+    max_steps = cfg.train.max_steps_per_epoch
+
     def train_parent(m: torch.nn.Module) -> dict[str, float]:
         opt = make_optimizer(m.parameters(), cfg.optimizer, cfg.parent.schedule.lr)
-        return fit(
-            m,
-            train_batches,
-            test_batches,
-            opt,
-            loss_fn,
-            cfg.parent.epochs,
-            cfg.parent.schedule,
-            precision,
-            cfg.train.max_steps_per_epoch,
-        )
+        fit(m, train_batches, opt, loss_fn, cfg.parent.epochs, cfg.parent.schedule, precision, max_steps)
+        metrics = evaluate(m, test_batches, precision)
+        log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], cfg.parent.epochs)
+        return metrics
 
     parent_info = get_parent(cfg, model, train_parent)
-    parent_metrics = evaluate(model, test_batches, precision)
+    if parent_info.get("test_acc") is None:  # brought by parent.path: measure it here
+        parent_info["test_acc"] = evaluate(model, test_batches, precision)["test_acc"]
 
     seed_everything(cfg.seed)
     method = make_method(cfg.method, cfg.pruning, cfg.sparsity, cfg.seed)
@@ -135,11 +128,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
     epochs = cfg.train.finetune_epochs
-    steps = (
-        len(train_batches)
-        if not cfg.train.max_steps_per_epoch
-        else min(cfg.train.max_steps_per_epoch, len(train_batches))
-    )
+    steps = steps_per_epoch(train_batches, max_steps)
     total_steps = epochs * steps
     first_epoch, global_step, history = 0, 0, []
     ckpt_path = out / CHECKPOINT
@@ -169,7 +158,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             lambda s: lr_at(s, total_steps, cfg.schedule),
             precision,
             method,
-            cfg.train.max_steps_per_epoch,
+            max_steps,
         )
         report = method.report()
         row = {
@@ -227,7 +216,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "test_loss": last.get("test_loss"),
         "epochs": len(history),
         "steps": global_step,
-        "parent": {**parent_info, "test_acc": parent_metrics["test_acc"]},
+        "parent": parent_info,
         "params": n_params,
         "prunable_params": start_report["prunable_params"],
         "wall_time_s": time.time() - started,

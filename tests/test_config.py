@@ -81,3 +81,13 @@ def test_cli_bad_input_one_line_exit_code_no_results(tmp_path: Path, args: list[
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
     assert not (run_dir / "summary.json").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
+def test_quickstart_gives_every_method_the_same_budget() -> None:
+    """A fair comparison: same fine-tuning steps, batch, LR schedule and annealing length for every method."""
+    budgets = set()
+    for method in ("dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"):
+        cfg = compose_config(["experiment=quickstart", f"method={method}", "output_dir=/tmp/unused"])
+        validate(cfg)
+        budgets.add((cfg.train.finetune_epochs, cfg.train.batch_size, cfg.schedule.name, cfg.method.anneal_epochs))
+    assert budgets == {(10, 128, "one_cycle", 5)}

@@ -55,6 +55,51 @@ def set_mask(mask: Mask, keep: torch.Tensor, *, train: bool = True, eval: bool =
         mask.eval_mask.copy_(keep)
 
 
+def _dense(t: torch.Tensor) -> bool:
+    """Non-overlapping and dense in one of the standard layouts: contiguous or channels-last (2-D/3-D)."""
+    if t.is_contiguous():
+        return True
+    if t.dim() == 4:
+        return t.is_contiguous(memory_format=torch.channels_last)
+    return t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def dense_views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Consecutive views of the 1-D ``flat`` with the shapes and memory layouts of ``like``.
+
+    Each view covers its own ``numel`` elements of ``flat`` with the same strides as its model (contiguous or
+    channels-last; other layouts get contiguous views), so views of several flat buffers made from the same
+    ``like`` line up element for element: one elementwise op on the flat buffers is that op on every layer.
+    """
+    views, offset = [], 0
+    for t in like:
+        stride = t.stride() if _dense(t) else torch.empty(t.shape, device="meta").stride()
+        views.append(flat.as_strided(t.shape, stride, flat.storage_offset() + offset))
+        offset += t.numel()
+    if offset != flat.numel():
+        raise ValueError(f"flat buffer holds {flat.numel()} elements, the tensors {offset}")
+    return views
+
+
+def share_train_masks(masks: list[Mask], flat: torch.Tensor) -> list[torch.Tensor]:
+    """Make every ``train_mask`` a view of ``flat`` (see ``dense_views``), keeping its values and layout.
+
+    A stochastic method then writes every layer's sample with one kernel. The buffers stay ordinary buffers:
+    state_dict, load_state_dict and in-place updates are unchanged. Moving or casting the model afterwards
+    gives them new storage, which ``shares_train_masks`` detects. Returns the views.
+    """
+    views = dense_views(flat, [m.train_mask for m in masks])
+    for mask, view in zip(masks, views, strict=True):
+        view.copy_(mask.train_mask)
+        mask.train_mask = view  # re-registers the buffer (nn.Module.__setattr__)
+    return views
+
+
+def shares_train_masks(masks: list[Mask], views: list[torch.Tensor]) -> bool:
+    """Whether each mask's ``train_mask`` is still the view ``share_train_masks`` made of it."""
+    return all(m.train_mask.data_ptr() == v.data_ptr() for m, v in zip(masks, views, strict=True))
+
+
 @torch.no_grad()
 def zero_pruned(module: nn.Module, keep: torch.Tensor) -> None:
     """Zero the stored weights outside a *final* mask, so exported weights are truly sparse."""

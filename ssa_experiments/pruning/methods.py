@@ -12,6 +12,7 @@ The masks themselves are buffers of the model (see ``masking.py``), so a model c
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,9 +22,12 @@ from ssa_experiments.config import MethodConfig, PruningConfig
 from ssa_experiments.pruning.masking import (
     Mask,
     attach_masks,
+    dense_views,
     dense_weight,
     mask_sparsity,
     set_mask,
+    share_train_masks,
+    shares_train_masks,
     zero_pruned,
 )
 from ssa_experiments.pruning.schedules import anneal_factor, anneal_progress, iterative_sparsity
@@ -145,10 +149,34 @@ class Iterative(PruningMethod):
         self.apply_final(target_masks(self.scores(), s, self.pruning.scope))
 
 
+@dataclass
+class _FlatGroup:
+    """The stochastic layers of one mask dtype/device, as consecutive views of flat buffers.
+
+    ``mask`` is the storage of the layers' ``train_mask`` buffers (see ``masking.share_train_masks``);
+    ``keep``, ``p0``, ``prob`` and ``u`` have the same layout, so each step is one ``uniform_`` into ``u`` and
+    one ``torch.lt(u, prob, out=mask)``: no per-layer kernels, no allocation.
+    """
+
+    names: list[str]
+    masks: list[Mask]
+    mask_views: list[torch.Tensor]
+    keep: torch.Tensor  # the target as 0/1 in the probabilities' dtype
+    p0: torch.Tensor
+    prob: torch.Tensor
+    u: torch.Tensor
+    mask: torch.Tensor
+
+
 class Annealing(PruningMethod):
     """Stochastic Subnetwork Annealing: masks sampled from P(t), annealed to the target over n epochs.
 
     Subclasses only choose p(0) for the weights outside the target (``initial_probabilities``).
+
+    Sampling is ``sample_keep`` (M = U < P) done on flat buffers: every layer's P, U and train mask are views
+    of one buffer each (per mask dtype/device), so a step costs two kernels whatever the number of layers.
+    On the CPU generator the draws are the very numbers one ``torch.rand`` per layer (in layer order) gives.
+    ``self.prob`` and ``self.p0`` hold per-layer views of the flat buffers; ``prob`` is updated in place.
     """
 
     stochastic = True
@@ -157,14 +185,52 @@ class Annealing(PruningMethod):
         super().start(model)
         self.masks = attach_masks(self.modules)
         self.keep = self.target()
-        self.p0 = {n: self.initial_probabilities(k) for n, k in self.keep.items()}
+        p0 = {n: self.initial_probabilities(k) for n, k in self.keep.items()}
         device = next(iter(self.keep.values())).device
         self.generator = torch.Generator(device=device).manual_seed(self.seed + 7919)
         for name, k in self.keep.items():
             set_mask(self.masks[name], k, train=False)  # evaluation always sees the target
+        self.groups = self._flat_groups(p0)
+        self.p0 = {}
+        for g in self.groups:
+            self.p0.update(zip(g.names, dense_views(g.p0, g.mask_views), strict=True))
+        self._prob_views: dict[str, torch.Tensor] = {}
+        for g in self.groups:
+            self._prob_views.update(zip(g.names, dense_views(g.prob, g.mask_views), strict=True))
         self.prob: dict[str, torch.Tensor] = {}
         self.final = False
         self.factor = 1.0
+
+    def _flat_groups(self, p0: dict[str, torch.Tensor]) -> list[_FlatGroup]:
+        by_kind: dict[tuple[torch.device, torch.dtype], list[str]] = {}
+        for name in self.keep:
+            t = self.masks[name].train_mask
+            by_kind.setdefault((t.device, t.dtype), []).append(name)
+        groups = []
+        for (device, dtype), names in by_kind.items():
+            masks = [self.masks[n] for n in names]
+            total = sum(m.train_mask.numel() for m in masks)
+            mask = torch.empty(total, dtype=dtype, device=device)
+            views = share_train_masks(masks, mask)
+            prob_dtype = p0[names[0]].dtype
+            keep = torch.empty(total, dtype=prob_dtype, device=device)  # 0/1: adds in one fast pass
+            flat_p0 = torch.empty(total, dtype=prob_dtype, device=device)
+            for n, k, q in zip(names, dense_views(keep, views), dense_views(flat_p0, views), strict=True):
+                k.copy_(self.keep[n])
+                q.copy_(p0[n])
+            groups.append(
+                _FlatGroup(
+                    names,
+                    masks,
+                    views,
+                    keep,
+                    flat_p0,
+                    torch.empty_like(flat_p0),
+                    torch.empty_like(flat_p0),
+                    mask,
+                )
+            )
+        return groups
 
     def initial_probabilities(self, keep: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -178,11 +244,19 @@ class Annealing(PruningMethod):
             self.prob, self.final, self.factor = {}, True, 0.0
             return
         self.factor = anneal_factor(progress, self.cfg.schedule, self.cfg.decay_rate)
-        self.prob = {n: annealed_probabilities(self.keep[n], self.p0[n], self.factor) for n in self.keep}
+        for g in self.groups:  # annealed_probabilities(keep, p0, factor) in one pass, no allocation
+            torch.add(g.keep, g.p0, alpha=self.factor, out=g.prob)
+        self.prob = self._prob_views
 
     def resample(self) -> None:
-        for name, p in self.prob.items():
-            self.masks[name].train_mask.copy_(sample_keep(p, self.generator))
+        if not self.prob:
+            return
+        for g in self.groups:
+            g.u.uniform_(generator=self.generator)  # what torch.rand(..., generator=) draws
+            torch.lt(g.u, g.prob, out=g.mask)
+            if not shares_train_masks(g.masks, g.mask_views):  # the model was moved/cast after start
+                for m, v in zip(g.masks, g.mask_views, strict=True):
+                    m.train_mask.copy_(v)
 
     def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
         self.set_progress(anneal_progress(epoch, 0, steps_per_epoch, self.cfg.anneal_epochs, "epoch"))
