@@ -89,5 +89,7 @@ def test_quickstart_gives_every_method_the_same_budget() -> None:
     for method in ("dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"):
         cfg = compose_config(["experiment=quickstart", f"method={method}", "output_dir=/tmp/unused"])
         validate(cfg)
-        budgets.add((cfg.train.finetune_epochs, cfg.train.batch_size, cfg.schedule.name, cfg.method.anneal_epochs))
+        budgets.add(
+            (cfg.train.finetune_epochs, cfg.train.batch_size, cfg.schedule.name, cfg.method.anneal_epochs)
+        )
     assert budgets == {(10, 128, "one_cycle", 5)}
