@@ -41,10 +41,8 @@ cores, 2 epochs of 15 steps.
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -52,6 +50,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from omegaconf import DictConfig
 
 import ssa_experiments.run as run_module
@@ -64,22 +63,6 @@ from ssa_experiments.results import SUMMARY
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 GOAL = 0.97
-
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    parts = [f"CPU: {cpu} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"]
-    if device.type == "cuda":
-        parts.append(f"GPU: {torch.cuda.get_device_name(device)}")
-    parts.append(f"torch {torch.__version__}")
-    parts.append(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    parts.append(f"load avg (1 min) {os.getloadavg()[0]:.2f}")
-    return " | ".join(parts)
 
 
 def sync(device: torch.device) -> None:

@@ -40,9 +40,7 @@ uniforms serially from MT19937, CUDA from Philox in parallel; launch-bound costs
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import random
 import statistics
 import time
@@ -50,6 +48,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from omegaconf import DictConfig
 
 from ssa_experiments.config import register_configs
@@ -62,22 +61,6 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 METHODS = ("dense", "one_shot", "temperature_annealing", "random_annealing")
 GOALS = {"one_shot": 1.02, "temperature_annealing": 1.03, "random_annealing": 1.03}
 STEPS_PER_EPOCH = 390  # CIFAR-10 at batch 128; only used for the (never reached) annealing progress
-
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    parts = [f"CPU: {cpu} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"]
-    if device.type == "cuda":
-        parts.append(f"GPU: {torch.cuda.get_device_name(device)}")
-    parts.append(f"torch {torch.__version__}")
-    parts.append(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    parts.append(f"load avg (1 min) {os.getloadavg()[0]:.2f}")
-    return " | ".join(parts)
 
 
 def compose_cfg(method: str, model: str, batch_size: int, image_size: int, device: str) -> DictConfig:

@@ -15,13 +15,12 @@ since ``TorchBatches`` builds a fresh (non-persistent) DataLoader every epoch, a
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import time
 from collections.abc import Iterator
 
 import torch
+from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from ssa_experiments.data import CIFAR10_STATS, ImageData
 from ssa_experiments.loaders import make_batches
@@ -33,23 +32,6 @@ def cifar_sized(n: int, seed: int) -> ImageData:
     y = torch.randint(0, 10, (n,), generator=g)
     mean, std = CIFAR10_STATS
     return ImageData("cifar_sized", x, y, x[:1000], y[:1000], 10, mean, std, crop_padding=4, flip=True)
-
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    parts = [f"CPU: {cpu} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"]
-    if device.type == "cuda":
-        parts.append(f"GPU: {torch.cuda.get_device_name(device)}")
-    import torchvision
-
-    parts.append(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
-    parts.append(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    return " | ".join(parts)
 
 
 def take(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], limit: int, device: torch.device) -> int:

@@ -21,33 +21,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"CPU: {cpu} ({os.cpu_count()} logical cores) | torch {torch.__version__} | "
-        f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')} | "
-        f"load avg (1 min) {os.getloadavg()[0]:.2f}"
-    )
 
 
 def main() -> int:
