@@ -72,3 +72,18 @@ def test_bad_depths_name_the_field() -> None:
         build_model(ModelConfig(arch="wide_resnet", depth=27), 3, 32, 10)
     with pytest.raises(ConfigError, match=r"model\.depth"):
         build_model(ModelConfig(arch="resnet", depth=50), 3, 32, 10)
+
+
+def test_timm_pretrained_from_a_local_file(tmp_path) -> None:
+    """No hub here: timm's pretrained_cfg_overlay points pretrained=true at a local weights file."""
+    import timm
+
+    source = timm.create_model("resnet10t", num_classes=1000)
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    cfg = ModelConfig(
+        arch="timm", name="resnet10t", pretrained=True,
+        kwargs={"pretrained_cfg_overlay": {"file": str(tmp_path / "w.pth")}},
+    )  # fmt: skip
+    model = build_model(cfg, 3, 32, 10)
+    assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)  # backbone loaded
+    assert model.fc.out_features == 10  # head re-made for the data set's classes
