@@ -236,3 +236,19 @@ def validate(cfg: DictConfig | Config) -> None:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data, for summary.json."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+# Where a run executes or reads from, not what it computes: a run may resume on another device or data copy.
+NOT_IDENTITY = ("output_dir", "device", "parent.cache_dir", "data.root", "data.num_workers", "logger")
+
+
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus ``NOT_IDENTITY``: two runs with equal identities compute the same thing."""
+    ident = to_container(cfg)
+    for dotted in NOT_IDENTITY:
+        *parents, leaf = dotted.split(".")
+        node = ident
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    return ident

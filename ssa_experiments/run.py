@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ssa_experiments.config import ScheduleConfig, to_container, validate
+from ssa_experiments.config import ConfigError, ScheduleConfig, run_identity, to_container, validate
 from ssa_experiments.data import load_data
 from ssa_experiments.loaders import Batches, make_batches
 from ssa_experiments.loop import Precision, evaluate, steps_per_epoch, train_epoch
@@ -80,7 +80,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(cfg)
     previous = read_summary(out)
+    if previous is not None and previous.get("identity", identity) != identity:
+        raise ConfigError(
+            "output_dir", f"{out} holds a run of a different config; choose another run directory"
+        )
     if previous is not None and previous.get("status") == "completed":
         log.info("run already completed in %s: nothing to do", out)
         return previous
@@ -134,6 +139,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("identity") != identity:
+            raise ConfigError(
+                "output_dir", f"{ckpt_path} was written by a different config; not resuming from it"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         method.load_state_dict(ckpt["method"])
@@ -197,6 +206,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     "optimizer": optimizer.state_dict(),
                     "method": method.state_dict(),
                     "epoch": epoch,
+                    "identity": identity,
                     "global_step": global_step,
                 },
             )
@@ -222,6 +232,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "wall_time_s": time.time() - started,
         "device": str(device),
         "config": to_container(cfg),
+        "identity": identity,
     }
     atomic_write_json(out / SUMMARY, summary)
     ckpt_path.unlink(missing_ok=True)

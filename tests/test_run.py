@@ -220,3 +220,15 @@ def test_parallel_jobs_train_the_parent_once(tmp_path: Path) -> None:
     sources = sorted(read_summary(tmp_path / f"job{i}")["parent"]["source"] for i in range(2))
     assert sources == ["cache", "trained"]
     assert len(list((tmp_path / "cache").glob("*/parent.pt"))) == 1
+
+
+def test_a_run_dir_of_another_config_is_refused(make_cfg, tmp_path: Path) -> None:
+    """Re-running into a directory that holds another config's results must not silently reuse them."""
+    from ssa_experiments.config import ConfigError
+
+    run(make_cfg("method=one_shot", "sparsity=0.5"))
+    again = run(make_cfg("method=one_shot", "sparsity=0.5", "device=cpu"))  # same identity: skipped
+    assert again["status"] == "completed"
+    with pytest.raises(ConfigError, match="output_dir"):
+        run(make_cfg("method=one_shot", "sparsity=0.9"))
+    assert read_summary(tmp_path / "run")["target_sparsity"] == 0.5
