@@ -225,3 +225,23 @@ def test_generator_state_round_trip_reproduces_samples() -> None:
 def test_unknown_method() -> None:
     with pytest.raises(ValueError, match=r"method\.name"):
         method("bogus")
+
+
+def test_channels_last_model_samples_and_trains() -> None:
+    """The CUDA path makes the model channels-last before masks attach: masks must follow that layout."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3), nn.Flatten(), nn.Linear(32 * 4 * 4, 10)
+    )
+    net = net.to(memory_format=torch.channels_last)
+    m = method("temperature_annealing", sparsity=0.5, anneal_epochs=2, initial_temperature=0.3)
+    m.start(net)
+    m.begin_epoch(0, 1)
+    m.before_step(0, 0, 1)
+    for n in ("0", "2"):
+        mask = m.masks[n].train_mask
+        assert mask.is_contiguous(memory_format=torch.channels_last)
+        assert bool((mask[m.keep[n]] == 1).all())
+        assert abs(float(mask[~m.keep[n]].mean()) - 0.3) < 0.1
+    x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    net.train()(x).sum().backward()
