@@ -120,14 +120,12 @@ def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatc
     assert run(make_cfg(*overrides, run_dir="killed"))["wall_time_s"] == resumed["wall_time_s"]
 
 
-def _train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess, run from ``tmp_path`` with its parent cache there."""
     return subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
+        [sys.executable, "-m", "ssa_experiments.train", *args, f"parent.cache_dir={tmp_path / 'cache'}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
 
 
 FAST_CLI = ["data=synthetic", "model.width=8", "parent.epochs=1", "train.finetune_epochs=2", "device=cpu"]
@@ -144,9 +142,8 @@ def test_hydra_multirun_sweep(tmp_path: Path) -> None:
             "method.anneal_epochs=1",
             "sparsity=0.5,0.9",
             f"hydra.sweep.dir={sweep}",
-            f"parent.cache_dir={tmp_path / 'cache'}",
         ],
-        cwd=tmp_path,
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
@@ -169,9 +166,8 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
             "method=one_shot",
             "model.depth=9,1",
             f"hydra.sweep.dir={sweep}",
-            f"parent.cache_dir={tmp_path / 'cache'}",
         ],
-        cwd=tmp_path,
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json"))
@@ -194,9 +190,8 @@ def test_single_run_cli_writes_run_dir(tmp_path: Path) -> None:
             "method.anneal_epochs=1",
             "sparsity=0.95",
             f"hydra.run.dir={run_dir}",
-            f"parent.cache_dir={tmp_path / 'cache'}",
         ],
-        cwd=tmp_path,
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = read_summary(run_dir)
