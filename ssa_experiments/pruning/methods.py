@@ -34,14 +34,30 @@ from ssa_experiments.pruning.schedules import anneal_factor, anneal_progress, it
 from ssa_experiments.pruning.targets import magnitude_scores, prunable_modules, random_scores, target_masks
 
 
-def annealed_probabilities(keep: torch.Tensor, p0: torch.Tensor, factor: float) -> torch.Tensor:
-    """P(t): 1 on the target subnetwork, ``p0 * s(t/n)`` elsewhere (``p0`` is 0 on the target)."""
-    return keep.to(p0.dtype) + p0 * factor
+def annealed_probabilities(
+    keep: torch.Tensor, p0: torch.Tensor, factor: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """P(t): 1 on the target subnetwork, ``p0 * s(t/n)`` elsewhere (``p0`` is 0 on the target).
+
+    ``keep`` is the target as 0/1 in P's dtype or as bool; ``out`` makes it one pass with no allocation.
+    """
+    return torch.add(keep.to(p0.dtype), p0, alpha=factor, out=out)
 
 
-def sample_keep(prob: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """M ~ Bernoulli(P) as ``U < P`` with U ~ Uniform[0, 1): P = 1 always keeps, P = 0 never does."""
-    return torch.rand(prob.shape, generator=generator, device=prob.device, dtype=prob.dtype) < prob
+def sample_keep(
+    prob: torch.Tensor,
+    generator: torch.Generator,
+    u: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """M ~ Bernoulli(P) as ``U < P`` with U ~ Uniform[0, 1): P = 1 always keeps, P = 0 never does.
+
+    ``u`` (a buffer for U) and ``out`` (the mask, any dtype) let the per-step call allocate nothing.
+    """
+    if u is None:
+        u = torch.empty_like(prob)
+    u.uniform_(generator=generator)  # the same numbers torch.rand(..., generator=) draws
+    return torch.lt(u, prob, out=out)
 
 
 log = logging.getLogger(__name__)
@@ -244,16 +260,15 @@ class Annealing(PruningMethod):
             self.prob, self.final, self.factor = {}, True, 0.0
             return
         self.factor = anneal_factor(progress, self.cfg.schedule, self.cfg.decay_rate)
-        for g in self.groups:  # annealed_probabilities(keep, p0, factor) in one pass, no allocation
-            torch.add(g.keep, g.p0, alpha=self.factor, out=g.prob)
+        for g in self.groups:
+            annealed_probabilities(g.keep, g.p0, self.factor, out=g.prob)
         self.prob = self._prob_views
 
     def resample(self) -> None:
         if not self.prob:
             return
         for g in self.groups:
-            g.u.uniform_(generator=self.generator)  # what torch.rand(..., generator=) draws
-            torch.lt(g.u, g.prob, out=g.mask)
+            sample_keep(g.prob, self.generator, u=g.u, out=g.mask)
             if not shares_train_masks(g.masks, g.mask_views):  # the model was moved/cast after start
                 for m, v in zip(g.masks, g.mask_views, strict=True):
                     m.train_mask.copy_(v)
