@@ -60,6 +60,7 @@ from ssa_experiments.loaders import make_batches
 from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
 from ssa_experiments.results import SUMMARY
+from ssa_experiments.run import pick_device
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 GOAL = 0.97
@@ -289,9 +290,7 @@ def main() -> None:
     if args.quick:
         args.model, args.epochs = "small_cnn", min(args.epochs, 2)
     args.steps = args.steps or (8 if args.model == "resnet18" else 15)
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = pick_device(args.device)
     logging.basicConfig(level=logging.WARNING)
     register_configs()
 

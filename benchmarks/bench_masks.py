@@ -56,6 +56,7 @@ from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
 from ssa_experiments.optim import make_optimizer, set_lr
 from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.run import pick_device
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 METHODS = ("dense", "one_shot", "temperature_annealing", "random_annealing")
@@ -142,10 +143,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = pick_device(args.device)
     cuda = device.type == "cuda"
     rounds = args.rounds or (5 if args.quick else (50 if cuda else 20))
     small_rounds = args.small_rounds or (15 if args.quick else (100 if cuda else 40))

@@ -24,6 +24,7 @@ from machine import machine  # benchmarks/machine.py (scripts run from benchmark
 
 from ssa_experiments.data import CIFAR10_STATS, ImageData
 from ssa_experiments.loaders import make_batches
+from ssa_experiments.run import pick_device
 
 
 def cifar_sized(n: int, seed: int) -> ImageData:
@@ -63,10 +64,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = pick_device(args.device)
     data = cifar_sized(args.n, args.seed)
     print(machine(device))
     print(
