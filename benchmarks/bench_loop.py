@@ -3,10 +3,14 @@
 "Ours" is ``ssa_experiments.run.run(cfg)`` itself, timed from the first fine-tuning ``train_epoch`` call to
 the moment it writes ``summary.json``: every epoch of ``loop.train_epoch`` with a pruning method's hooks,
 the device batch pipeline (uint8 -> float, normalisation, per-batch indexing), the per-step LR function,
-on-device metric accumulation, ``evaluate`` on the test set, ``method.report()``, ``metrics.jsonl`` and a
+on-device metric accumulation, ``evaluate`` on the test set, ``method.report()``, ``metrics.jsonl``, a
 ``checkpoint.pt`` (model + optimizer + method state) at the configured cadence (``checkpoint_every=1``: after
-every epoch but the last, as ``run.py`` does), plus removing the checkpoint at the end. Setup that runs once
-(reading data, building the model, loading the parent) is excluded from both sides.
+every epoch but the last, as ``run.py`` does) and whatever else ``run.py`` does before ``summary.json`` (e.g.
+writing ``model.pt``). Whatever the timer does not wrap is reported as "other", so new work in ``run.py``
+shows up there rather than breaking the timing; if ``summary.json`` is no longer written through
+``run.atomic_write_json``, the segment ends when ``run()`` returns (and the script says so). Setup that runs
+once (reading data, building the model, loading the parent) is excluded from both sides. The benchmark sets
+``data.val_fraction=0`` (where that key exists), so both sides train on the same images.
 
 "Minimal" is what one would write by hand: the same model and initial weights, SGD with the same settings
 and ``OneCycleLR`` stepped per batch, a ``randperm`` per epoch over pre-normalised float tensors already on
@@ -14,13 +18,33 @@ the device, ``cross_entropy``, and one ``torch.no_grad`` evaluation over the sam
 (ours evaluates every epoch too, so the two do the same useful work). Same batch size, same number of
 epochs and steps, the same autocast/channels-last settings as ours (both off on CPU).
 
-Throughput = training images / seconds. Goal: ours/minimal >= 0.97. The headline ratio is the median over
-repeats of each repeat's paired ratio (ours and minimal run back to back, alternating which goes first), which
-cancels slow drifts of a shared machine, leaving out repeats disturbed by other work (a side >15% slower than
-its fastest run); the ratio of the two median throughputs is printed too. A second,
-low-noise estimate adds to the minimal loop's time only what ours is measured to spend beyond it: the batch
-pipeline (timed alone, without a model), the checkpoint writes and the rest outside ``train_epoch`` and
-``evaluate``.
+Method of measurement. Throughput = training images / seconds; goal: ours/minimal >= 0.97. A repeat is one
+ours/minimal pair run back to back; its paired ratio is minimal's time / ours' time (same images). The order
+alternates (ours first in repeats 1, 3, ...; minimal first in 2, 4, ...: ABBA over the run sequence), and
+``--repeats`` must be even so exactly half the pairs have each order. Right before EVERY timed segment an
+untimed warm-up of the same side runs (2 epochs x 1 step, same model, batch and device: every code path of
+the timed run, checkpoint included, ~2 s small CNN, ~6 s ResNet-18 on 2 CPU cores), so neither position
+starts cold after the other side ran (allocator, oneDNN primitive and page caches, CPU frequency).
+
+What remains of the position bias is measured, not assumed away. Model: the side that runs first takes
+``f`` times as long as it would second (``f`` the same for both sides). Then the paired ratio is ``R / f``
+when ours runs first and ``R * f`` when minimal runs first, where ``R`` is the true ratio. So, with
+``m_ours_first`` and ``m_minimal_first`` the medians of the paired ratios over the repeats of each order:
+
+    RATIO        = sqrt(m_ours_first * m_minimal_first)    (= R: the order effect cancels exactly)
+    order effect = sqrt(m_minimal_first / m_ours_first) - 1 (= f - 1: how much longer the first side takes)
+
+The geometric mean of the two order-medians is the headline (rather than the median over all repeats)
+because it weights both orders equally whatever the number of repeats and whichever repeats are left out,
+and cancels a multiplicative order effect exactly, independently of which side is faster; the order effect
+is positive when the first-run side is slower, negative when the second is. Within each order, a repeat
+disturbed by other work on a shared machine (a side >15% slower than that side's fastest run in the same
+position) is left out of that order's median, as long as one repeat of that order remains. The verdict
+takes each consecutive (ours-first, minimal-first) block's geometric mean: "met" / "MISSED" when all blocks
+agree, "within noise" when they straddle the goal. Also printed: per-side first-vs-second median times and
+the ratio of the two median throughputs. A second, low-noise ESTIMATE adds to the minimal loop's time only
+what ours is measured to spend beyond it: the batch pipeline (timed alone, without a model), the checkpoint
+and other ``torch`` saves, and the rest outside ``train_epoch`` and ``evaluate``.
 
 Choice of configuration (why CIFAR ResNet-18 on a few batches): per-step overhead only shows against
 realistic per-step compute, and checkpoint cost only against a realistic checkpoint size (ResNet-18: 11.2M
@@ -34,8 +58,10 @@ the masks' own cost is ``bench_masks.py``'s subject (``--method one_shot`` etc. 
 ``--quick`` uses a wider small CNN (width 64, depth 3, 374k parameters) on 32x32 images: ~0.2 s steps on 2 CPU
 cores, 2 epochs of 15 steps.
 
-    .venv/bin/python benchmarks/bench_loop.py            # ResNet-18, 3 epochs x 8 steps, 3 repeats: ~5.5 min
-    .venv/bin/python benchmarks/bench_loop.py --quick    # small CNN: ~40 s
+    .venv/bin/python benchmarks/bench_loop.py               # ResNet-18, 3 epochs x 8 steps, 4 repeats: ~9 min
+    .venv/bin/python benchmarks/bench_loop.py --repeats 6   # more pairs, tighter order effect: ~13 min
+    .venv/bin/python benchmarks/bench_loop.py --quick       # small CNN, 4 repeats: ~1.5 min
+    .venv/bin/python benchmarks/bench_loop.py --quick --repeats 2   # smoke test: ~1 min
 """
 
 from __future__ import annotations
@@ -43,10 +69,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -59,7 +88,7 @@ from ssa_experiments.data import load_data
 from ssa_experiments.loaders import make_batches
 from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
-from ssa_experiments.results import SUMMARY
+from ssa_experiments.results import CHECKPOINT, SUMMARY
 from ssa_experiments.run import pick_device
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -72,57 +101,85 @@ def sync(device: torch.device) -> None:
 
 
 class RunTimer:
-    """Wraps functions ``run.py`` calls, to time its fine-tuning phase and split it by activity."""
+    """Wraps functions ``run.py`` calls, to time its fine-tuning phase and split it by activity.
+
+    Robust to ``run.py`` changing around it: a wrapped name it no longer has is skipped, work it does
+    through functions not wrapped here counts as "other", a ``torch`` save of anything but ``checkpoint.pt``
+    (e.g. ``model.pt``) counts as "saves", and if ``summary.json`` is not written through
+    ``run.atomic_write_json`` the segment ends when ``run()`` returns (``end_fallback``).
+    """
+
+    WRAPPED = ("train_epoch", "evaluate", "atomic_torch_save", "atomic_write_json")
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.start: float | None = None
         self.end: float | None = None
-        self.parts = {"train_epoch": 0.0, "evaluate": 0.0, "checkpoint": 0.0}
+        self.end_fallback = False
+        self.parts = {"train_epoch": 0.0, "evaluate": 0.0, "checkpoint": 0.0, "saves": 0.0}
         self.checkpoints = 0
-        self.originals = {
-            name: getattr(run_module, name) for name in ("train_epoch", "evaluate", "atomic_torch_save")
-        }
-        self.originals["atomic_write_json"] = run_module.atomic_write_json
+        self.originals = {n: getattr(run_module, n) for n in self.WRAPPED if hasattr(run_module, n)}
 
-    def _timed(self, part: str, fn):
+    def _timing(self) -> bool:
+        return self.start is not None and self.end is None
+
+    def _timed(self, part: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args, **kwargs):
-            if self.start is None or self.end is not None:
+            if not self._timing():
                 return fn(*args, **kwargs)
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
             sync(self.device)
-            self.parts[part] += time.perf_counter() - t0
+            self.parts[part(*args, **kwargs) if callable(part) else part] += time.perf_counter() - t0
             return out
 
         return wrapper
 
     def install(self) -> None:
-        train_epoch = self.originals["train_epoch"]
-        timed_train = self._timed("train_epoch", train_epoch)
+        wrappers: dict[str, Callable[..., Any]] = {}
+        if "train_epoch" in self.originals:
+            timed_train = self._timed("train_epoch", self.originals["train_epoch"])
 
-        def train_wrapper(*args, **kwargs):
-            method = args[8] if len(args) > 8 else kwargs.get("method")
-            if self.start is None and method is not None:  # the first fine-tuning epoch (not the parent's)
-                sync(self.device)
-                self.start = time.perf_counter()
-            return timed_train(*args, **kwargs)
+            def train_wrapper(*args, **kwargs):
+                method = args[8] if len(args) > 8 else kwargs.get("method")
+                if self.start is None and method is not None:  # first fine-tuning epoch, not the parent's
+                    sync(self.device)
+                    self.start = time.perf_counter()
+                return timed_train(*args, **kwargs)
 
-        def save_wrapper(*args, **kwargs):
-            self.checkpoints += self.start is not None and self.end is None
-            return timed_save(*args, **kwargs)
+            wrappers["train_epoch"] = train_wrapper
+        if "evaluate" in self.originals:
+            wrappers["evaluate"] = self._timed("evaluate", self.originals["evaluate"])
+        if "atomic_torch_save" in self.originals:
 
-        def json_wrapper(path, obj):
-            if Path(path).name == SUMMARY and self.start is not None and self.end is None:
-                sync(self.device)
-                self.end = time.perf_counter()
-            return self.originals["atomic_write_json"](path, obj)
+            def save_part(path, *args, **kwargs) -> str:
+                return "checkpoint" if Path(path).name == CHECKPOINT else "saves"
 
-        timed_save = self._timed("checkpoint", self.originals["atomic_torch_save"])
-        run_module.train_epoch = train_wrapper
-        run_module.evaluate = self._timed("evaluate", self.originals["evaluate"])
-        run_module.atomic_torch_save = save_wrapper
-        run_module.atomic_write_json = json_wrapper
+            timed_save = self._timed(save_part, self.originals["atomic_torch_save"])
+
+            def save_wrapper(path, *args, **kwargs):
+                self.checkpoints += self._timing() and Path(path).name == CHECKPOINT
+                return timed_save(path, *args, **kwargs)
+
+            wrappers["atomic_torch_save"] = save_wrapper
+        if "atomic_write_json" in self.originals:
+            write_json = self.originals["atomic_write_json"]
+
+            def json_wrapper(path, *args, **kwargs):
+                if Path(path).name == SUMMARY and self._timing():
+                    sync(self.device)
+                    self.end = time.perf_counter()
+                return write_json(path, *args, **kwargs)
+
+            wrappers["atomic_write_json"] = json_wrapper
+        for name, fn in wrappers.items():
+            setattr(run_module, name, fn)
+
+    def returned(self) -> None:
+        """``run()`` returned: end the segment here if ``summary.json`` did not."""
+        if self.start is not None and self.end is None:
+            sync(self.device)
+            self.end, self.end_fallback = time.perf_counter(), True
 
     def uninstall(self) -> None:
         for name, fn in self.originals.items():
@@ -134,7 +191,11 @@ class RunTimer:
         return self.end - self.start
 
 
-def compose_cfg(args: argparse.Namespace, out: Path, parent: Path, device: torch.device) -> DictConfig:
+def compose_cfg(
+    args: argparse.Namespace, out: Path, parent: Path, device: torch.device, epochs: int = 0, steps: int = 0
+) -> DictConfig:
+    """The run's config; ``epochs``/``steps`` (0: ``--epochs``/``--steps``) make the short warm-up runs."""
+    epochs, steps = epochs or args.epochs, steps or args.steps
     model = (
         ["model=resnet18"]
         if args.model == "resnet18"
@@ -147,10 +208,10 @@ def compose_cfg(args: argparse.Namespace, out: Path, parent: Path, device: torch
         f"data.image_size={args.image_size}",
         "data.channels=3",
         "data.num_classes=10",
-        f"data.num_train={args.batch_size * args.steps}",
+        f"data.num_train={args.batch_size * steps}",
         f"data.num_test={args.num_test}",
         f"train.batch_size={args.batch_size}",
-        f"train.finetune_epochs={args.epochs}",
+        f"train.finetune_epochs={epochs}",
         "train.checkpoint_every=1",
         f"parent.path={parent}",
         "parent.epochs=0",
@@ -159,9 +220,12 @@ def compose_cfg(args: argparse.Namespace, out: Path, parent: Path, device: torch
         f"output_dir={out}",
     ]
     if args.method in ("iterative", "temperature_annealing", "random_annealing"):
-        overrides.append(f"method.anneal_epochs={args.epochs}")
+        overrides.append(f"method.anneal_epochs={max(epochs - 1, 1)}")  # validate(): < finetune_epochs
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        cfg = compose(config_name="config", overrides=overrides)
+    if "val_fraction" in cfg.data:  # no validation split: both sides train on the same num_train images
+        cfg.data.val_fraction = 0.0
+    return cfg
 
 
 def time_ours(cfg: DictConfig, device: torch.device) -> tuple[float, int, RunTimer]:
@@ -169,6 +233,7 @@ def time_ours(cfg: DictConfig, device: torch.device) -> tuple[float, int, RunTim
     timer.install()
     try:
         summary = run_module.run(cfg)
+        timer.returned()
     finally:
         timer.uninstall()
     assert summary["status"] == "completed", summary["status"]
@@ -241,7 +306,8 @@ def pipeline_delta(cfg: DictConfig, device: torch.device, reps: int = 5) -> floa
     measured with little noise (median of ``reps`` interleaved epochs each).
     """
     data = load_data(cfg.data)
-    train, _ = make_batches(data, cfg.data.pipeline, cfg.train.batch_size, device, cfg.seed)
+    # [0]: the train source, whether make_batches returns (train, test) or the (train, val, test) NamedTuple
+    train = make_batches(data, cfg.data.pipeline, cfg.train.batch_size, device, cfg.seed)[0]
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     x_all = (data.train_x.to(device).float() / 255 - mean) / std
@@ -270,6 +336,30 @@ def pipeline_delta(cfg: DictConfig, device: torch.device, reps: int = 5) -> floa
     return statistics.median(ours) - statistics.median(minimal)
 
 
+def even_repeats(text: str) -> int:
+    n = int(text)
+    if n < 2 or n % 2:
+        raise argparse.ArgumentTypeError(
+            f"{n} is not an even number >= 2: the pairs must be balanced, half of them with ours run first "
+            "and half with minimal run first"
+        )
+    return n
+
+
+def order_median(
+    paired: list[float], ours: list[float], minimal: list[float], idx: list[int]
+) -> tuple[float, list[int]]:
+    """(median paired ratio, repeats used) over ``idx``, one order's repeats, leaving out disturbed ones.
+
+    Other work on a shared machine only ever adds time: a repeat whose ours or minimal run took >15% longer
+    than that side's fastest run in the same position (same order) was disturbed. Comparing within one order
+    keeps the order effect from passing for a disturbance.
+    """
+    best_o, best_m = min(ours[i] for i in idx), min(minimal[i] for i in idx)
+    clean = [i for i in idx if ours[i] <= 1.15 * best_o and minimal[i] <= 1.15 * best_m] or idx
+    return statistics.median(paired[i] for i in clean), clean
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("resnet18", "small_cnn"), default="resnet18")
@@ -281,7 +371,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=0, help="steps per epoch; 0: 8 (resnet18), 15 (small_cnn)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--num-test", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3, help="ours/minimal pairs, alternating which goes first")
+    p.add_argument(
+        "--repeats",
+        type=even_repeats,
+        default=4,
+        help="ours/minimal pairs, an even number: half with ours first, half with minimal first (default 4)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--quick", action="store_true", help="--model small_cnn (width 64, depth 3), 2 epochs")
     p.add_argument("--seed", type=int, default=0)
@@ -297,7 +392,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.out_dir, prefix="bench_loop_") as tmp:
         tmp_path = Path(tmp)
         parent = tmp_path / "parent.pt"
-        cfg = compose_cfg(args, tmp_path / "warmup", parent, device)
+        cfg = compose_cfg(args, tmp_path / "setup", parent, device)
         data = load_data(cfg.data)
         torch.manual_seed(args.seed)
         init = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).state_dict()
@@ -308,23 +403,30 @@ def main() -> None:
             f"({sum(v.numel() for k, v in init.items() if 'running' not in k and 'num_batches' not in k):,}"
             f" params) method={args.method} device={device} batch={args.batch_size} "
             f"image={args.image_size} epochs={args.epochs} x {args.steps} steps, test {args.num_test} "
-            f"images/epoch, checkpoint_every=1, repeats={args.repeats} (interleaved ours/minimal, ABBA), "
+            f"images/epoch, checkpoint_every=1, repeats={args.repeats} (pairs alternating ours/minimal "
+            f"first, ABBA; an untimed 2-epoch x 1-step warm-up of the same side before each timed run), "
             f"run dir {tmp_path}"
         )
-        # Warm-up: first-use costs (allocator, oneDNN/cuDNN kernel selection, imports) for both sides.
-        warm = compose_cfg(args, tmp_path / "warmup", parent, device)
-        warm.train.finetune_epochs = 1
-        warm.data.num_train = args.batch_size * 2
-        time_minimal(warm, init, device)
-        time_ours(warm, device)
 
-        ours, minimal, timers = [], [], []
+        def warm_up(side: str, name: str) -> None:
+            """Untimed: the same side, model, batch and device; 2 epochs x 1 step (checkpoint, eval too)."""
+            warm = compose_cfg(args, tmp_path / name, parent, device, epochs=2, steps=1)
+            if side == "ours":
+                run_module.run(warm)
+                shutil.rmtree(warm.output_dir, ignore_errors=True)  # also keeps the disk use flat
+            else:
+                time_minimal(warm, init, device)
+
+        ours, minimal, timers, first = [], [], [], []
         for r in range(args.repeats):
             cfg = compose_cfg(args, tmp_path / f"ours_{r}", parent, device)
             order = ("ours", "minimal") if r % 2 == 0 else ("minimal", "ours")  # ABBA: no position bias
+            first.append(order[0])
             for side in order:
+                warm_up(side, f"warmup_{r}_{side}")
                 if side == "ours":
                     seconds, images, timer = time_ours(cfg, device)
+                    shutil.rmtree(cfg.output_dir, ignore_errors=True)
                     ours.append((seconds, images))
                     timers.append(timer)
                 else:
@@ -337,6 +439,8 @@ def main() -> None:
                 flush=True,
             )
 
+    if any(t.end_fallback for t in timers):
+        print("note: run() wrote no summary.json through run.atomic_write_json; timed to run()'s return")
     rate = {
         "ours": statistics.median(i / s for s, i in ours),
         "minimal": statistics.median(i / s for s, i in minimal),
@@ -349,7 +453,8 @@ def main() -> None:
         if name == "ours":
             breakdown = (
                 f"train_epoch {parts['train_epoch']:.2f} s, evaluate {parts['evaluate']:.2f} s, "
-                f"{timers[0].checkpoints} checkpoints {parts['checkpoint']:.2f} s, other {other:.2f} s"
+                f"{timers[0].checkpoints} checkpoints {parts['checkpoint']:.2f} s, "
+                f"other saves (model.pt, ...) {parts['saves']:.2f} s, other {other:.2f} s"
             )
         print(
             f"{name:<10}{rows[0][1]:>8}{statistics.median(s for s, _ in rows):>10.2f}"
@@ -357,34 +462,54 @@ def main() -> None:
         )
     pipe = pipeline_delta(cfg, device)
     t_min = statistics.median(s for s, _ in minimal)
-    accounted = args.epochs * pipe + parts["checkpoint"] + max(other, 0.0)
+    accounted = args.epochs * pipe + parts["checkpoint"] + parts["saves"] + max(other, 0.0)
     print(
         f"accounted overheads of ours: batch pipeline {1e3 * pipe:+.1f} ms/epoch x {args.epochs} epochs, "
-        f"checkpoints {parts['checkpoint']:.2f} s, metrics/report/other {max(other, 0.0):.2f} s "
-        f"= {accounted:.2f} s over the run"
+        f"checkpoints {parts['checkpoint']:.2f} s, other saves {parts['saves']:.2f} s, "
+        f"metrics/report/other {max(other, 0.0):.2f} s = {accounted:.2f} s over the run"
     )
-    paired = [m[0] / o[0] for o, m in zip(ours, minimal, strict=True)]  # same images: time ratio
-    # Other work on a shared machine only ever adds time: a repeat whose ours or minimal run took >15% longer
-    # than that side's fastest run was disturbed; it is left out of the headline if two clean ones remain.
-    best_o, best_m = min(s for s, _ in ours), min(s for s, _ in minimal)
-    clean = [
-        i
-        for i, (o, m) in enumerate(zip(ours, minimal, strict=True))
-        if o[0] <= 1.15 * best_o and m[0] <= 1.15 * best_m
-    ]
-    used = clean if len(clean) >= 2 else list(range(len(paired)))
-    ratio = statistics.median(paired[i] for i in used)
-    if all(paired[i] >= GOAL for i in used):
+
+    t_ours, t_minimal = [s for s, _ in ours], [s for s, _ in minimal]
+    paired = [m / o for o, m in zip(t_ours, t_minimal, strict=True)]  # same images: the time ratio
+    ours_first = [i for i, f in enumerate(first) if f == "ours"]
+    minimal_first = [i for i, f in enumerate(first) if f == "minimal"]
+    med_of, used_of = order_median(paired, t_ours, t_minimal, ours_first)
+    med_mf, used_mf = order_median(paired, t_ours, t_minimal, minimal_first)
+    ratio = (med_of * med_mf) ** 0.5  # R: the order effect f cancels (R / f when ours first, R * f otherwise)
+    order_effect = (med_mf / med_of) ** 0.5 - 1  # f - 1: how much longer the side run first takes
+    # Each consecutive (ours-first, minimal-first) pair of repeats is an order-balanced estimate of its own.
+    blocks = [(paired[i] * paired[i + 1]) ** 0.5 for i in range(0, len(paired), 2)]
+    if all(b >= GOAL for b in blocks):
         verdict = "met"
-    elif all(paired[i] < GOAL for i in used):
+    elif all(b < GOAL for b in blocks):
         verdict = "MISSED"
     else:
-        verdict = f"{'met' if ratio >= GOAL else 'missed'} (within noise: the repeats straddle the goal)"
-    dropped = sorted(set(range(len(paired))) - set(used))
+        verdict = f"{'met' if ratio >= GOAL else 'missed'} (within noise: the ABBA blocks straddle the goal)"
+
+    def listed(idx: list[int], used: list[int]) -> str:
+        dropped = sorted(set(idx) - set(used))
+        values = ", ".join(f"{paired[i]:.3f}" for i in idx)
+        return f"repeats {[i + 1 for i in idx]}: {values}" + (
+            f"; disturbed, left out: {[i + 1 for i in dropped]}" if dropped else ""
+        )
+
+    def first_vs_second(times: list[float], side: str) -> str:
+        t1 = statistics.median(times[i] for i in range(len(times)) if first[i] == side)
+        t2 = statistics.median(times[i] for i in range(len(times)) if first[i] != side)
+        return f"{side} {t1:.2f} s first vs {t2:.2f} s second ({100 * (t1 / t2 - 1):+.1f}%)"
+
     print(
-        f"RATIO ours/minimal images/s: {ratio:.3f} (goal >= {GOAL}: {verdict}; median of the per-repeat "
-        f"paired ratios {', '.join(f'{r:.3f}' for r in paired)}"
-        f"{f' without disturbed repeat(s) {[i + 1 for i in dropped]}' if dropped else ''}; "
+        f"ORDER ours first: median paired ratio {med_of:.3f} ({listed(ours_first, used_of)}); "
+        f"minimal first: {med_mf:.3f} ({listed(minimal_first, used_mf)})"
+    )
+    print(
+        f"ORDER EFFECT: {100 * order_effect:+.1f}% (time of the side run first relative to the same side run "
+        f"second, sqrt(minimal-first / ours-first median) - 1; positive: first slower, 0: none); median "
+        f"times {first_vs_second(t_ours, 'ours')}, {first_vs_second(t_minimal, 'minimal')}"
+    )
+    print(
+        f"RATIO ours/minimal images/s: {ratio:.3f} (goal >= {GOAL}: {verdict}; geometric mean of the two "
+        f"order medians, order-balanced; per ABBA block {', '.join(f'{b:.3f}' for b in blocks)}; "
         f"ratio of the median throughputs {rate['ours'] / rate['minimal']:.3f})  "
         f"[{device.type}, {args.model}, method {args.method}, batch {args.batch_size}]"
     )

@@ -75,7 +75,7 @@ def main() -> None:
     rates: dict[str, float] = {}
     rows = []
     for pipeline in ("device", "torch"):
-        train, _ = make_batches(data, pipeline, args.batch_size, device, args.seed, args.num_workers)
+        train = make_batches(data, pipeline, args.batch_size, device, args.seed, args.num_workers).train
         take(train.epoch(0), args.warmup_batches, device)  # first-use costs: allocator, kernels, imports
         best = None
         for r in range(args.repeats):

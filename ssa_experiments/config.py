@@ -46,6 +46,10 @@ class DataConfig:
     crop_padding: int = 0  # random crop with this padding (CIFAR: 4)
     flip: bool = False  # random horizontal flip
     num_workers: int = 2  # torch pipeline only
+    # validation split carved from the training set (stratified), fixed by split_seed (not the run's seed),
+    # so every run of a sweep selects on the same images; 0: no validation split, no "best epoch"
+    val_fraction: float = 0.1
+    split_seed: int = 0
     # synthetic only
     num_train: int = 512
     num_test: int = 256
@@ -63,6 +67,9 @@ class MethodConfig:
     initial_temperature: float = 0.5  # temperature_annealing: tau0 in (0, 1]
     max_initial_probability: float = 1.0  # random_annealing: p_i(0) ~ U(0, this)
     decay_rate: float = 5.0  # exponential annealing schedule: s(x) = (e^{-kx} - e^{-k}) / (1 - e^{-k})
+    # whether weight decay acts on weights sampled out of the current step's mask during annealing
+    # (true: the plain optimizer, as a masked parameter is decayed by any PyTorch optimizer)
+    decay_sampled_out: bool = True
 
 
 @dataclass
@@ -71,6 +78,7 @@ class PruningConfig:
     scope: str = "global"  # global | layerwise threshold
     keep_first_layer: bool = False  # paper/authors' code: the first conv IS pruned
     keep_last_layer: bool = True  # paper/authors' code: the classifier is NOT pruned
+    allow_layer_collapse: bool = False  # a target that empties a whole layer fails the run unless true
 
 
 @dataclass
@@ -108,6 +116,15 @@ class TrainConfig:
     channels_last: bool = True  # used only on CUDA with 4-D inputs
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
     max_steps_per_epoch: int = 0  # >0: cap steps per epoch (smoke tests); 0: full epochs
+    save_model: bool = True  # a completed run writes model.pt: the pruned network as a plain state_dict
+
+
+@dataclass
+class EvalConfig:
+    # Evaluate a pruned network with BatchNorm statistics recalibrated for its own (target) mask: this many
+    # training batches through a copy in train mode, no gradient, the training state untouched. 0: use the
+    # running statistics accumulated in training (which mix networks: sampled masks, denser earlier masks).
+    bn_recalibration_batches: int = 20
 
 
 @dataclass
@@ -135,6 +152,7 @@ class Config:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     parent: ParentConfig = field(default_factory=ParentConfig)
     sparsity: float = 0.9  # fraction of prunable weights removed in the target subnetwork
     seed: int = 0
@@ -209,11 +227,15 @@ def validate(cfg: DictConfig | Config) -> None:
     _positive(m.decay_rate, "method.decay_rate")
     if m.name in ("iterative", "random_annealing", "temperature_annealing"):
         _positive(m.anneal_epochs, "method.anneal_epochs")
-        if m.anneal_epochs > cfg.train.finetune_epochs:
+        if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
             raise ConfigError(
                 "method.anneal_epochs",
-                f"{m.anneal_epochs} exceeds train.finetune_epochs={cfg.train.finetune_epochs}",
+                f"{m.anneal_epochs} must be < train.finetune_epochs={cfg.train.finetune_epochs} "
+                "(the target mask is in force from epoch anneal_epochs on; at least one epoch must train it)",
             )
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
+    _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
         raise ConfigError("device", f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
     if cfg.data.name in ("cifar10", "cifar100", "tiny_imagenet"):

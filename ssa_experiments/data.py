@@ -2,13 +2,15 @@
 
 Every data set we use (digits, synthetic, CIFAR-10/100, Tiny ImageNet) fits in memory as uint8, so one
 representation serves them all: the loaders in ``loaders.py`` batch, augment and normalise from it, either
-on the training device (fast) or through a torch ``DataLoader`` (the familiar path).
+on the training device (fast) or through a torch ``DataLoader`` (the familiar path). ``load_data`` also carves
+the validation split out of the training set (``data.val_fraction``), the same for every run of a sweep.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,12 @@ from ssa_experiments.config import ConfigError, DataConfig
 
 @dataclass(frozen=True)
 class ImageData:
-    """A train/test split of images, uint8 NCHW, labels int64, plus what a loader needs to normalise."""
+    """A train/(val)/test split of images, uint8 NCHW, labels int64, plus what a loader needs to normalise.
+
+    ``val_x``/``val_y`` are images carved out of the training set (``load_data`` with
+    ``data.val_fraction > 0``), so model selection never looks at the test set; None when there is no split.
+    They come last, with defaults, so constructors written before the split existed keep working.
+    """
 
     name: str
     train_x: torch.Tensor
@@ -32,6 +39,8 @@ class ImageData:
     std: tuple[float, ...]
     crop_padding: int  # random-crop padding in pixels for augmentation (0: no crop)
     flip: bool  # random horizontal flip (off for digits: a flipped digit is another glyph)
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -117,12 +126,84 @@ def resolve_root(cfg: DataConfig) -> Path:
     return Path(root).expanduser()
 
 
+def validation_size(fraction: float, n: int) -> int:
+    """Images in the validation split: ``fraction * n`` rounded half up (``floor(fraction * n + 0.5)``),
+    then clamped to [1, n - 1] so a positive fraction always yields a validation image and leaves at least one
+    training image; 0 when ``fraction`` is 0. Digits (1437 training images) at 0.1: 144."""
+    if fraction <= 0:
+        return 0
+    if n < 2:
+        raise ConfigError("data.val_fraction", f"cannot split {n} training image(s) into train and val")
+    return min(max(math.floor(fraction * n + 0.5), 1), n - 1)
+
+
+def split_validation(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, val_idx), both sorted ascending, partitioning ``range(len(labels))``.
+
+    Stratified: class c gets its proportional share ``n_val * n_c / n`` of the ``validation_size`` images,
+    rounded down, and the leftover images go to the classes with the largest fractional shares (ties: lower
+    class first), so every class is within 1 of proportional and the total is exact. Which images of a class
+    go to val is decided by one permutation of all indices. When a class has fewer than 2 images (or the
+    shares cannot leave every class a training image), it falls back to the first ``n_val`` of that
+    permutation, unstratified.
+
+    The permutation comes from numpy's legacy ``RandomState(seed)``, whose stream numpy guarantees never to
+    change, so a split is identical across runs, processes and library versions; it depends on ``seed`` (the
+    config's ``data.split_seed``) and the labels only, never on a run's seed or any global RNG state.
+    """
+    y = labels.cpu().numpy().astype(np.int64)
+    n = len(y)
+    n_val = validation_size(fraction, n)
+    perm = np.random.RandomState(seed).permutation(n)
+    is_val = np.zeros(n, dtype=bool)
+    counts = np.bincount(y) if n else np.zeros(0, dtype=np.int64)
+    present = counts > 0
+    share = n_val * counts / max(n, 1)
+    alloc = np.floor(share).astype(np.int64)
+    leftover = n_val - int(alloc.sum())
+    # classes that can take one more val image and still keep a training image, largest remainder first
+    room = np.flatnonzero(present & (alloc < counts - 1))
+    room = room[np.argsort(-(share - alloc)[room], kind="stable")]
+    if n_val and counts[present].min() >= 2 and len(room) >= leftover:
+        alloc[room[:leftover]] += 1
+        grouped = perm[np.argsort(y[perm], kind="stable")]  # indices grouped by class, in perm order within
+        start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rank = np.arange(n) - start[y[grouped]]  # rank of each image within its class
+        is_val[grouped[rank < alloc[y[grouped]]]] = True
+    else:
+        is_val[perm[:n_val]] = True
+    return torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
+
+
+def with_validation(data: ImageData, fraction: float, seed: int, restat: bool) -> ImageData:
+    """``data`` with ``split_validation``'s val images moved out of the training set (test set untouched).
+
+    ``restat``: recompute the normalisation mean/std from the remaining training images, for data sets whose
+    statistics come from their own training set (digits, synthetic), so nothing of val leaks into training.
+    Data sets with published constants (CIFAR, Tiny ImageNet) keep them.
+    """
+    if fraction <= 0:
+        return data
+    train_idx, val_idx = split_validation(data.train_y, fraction, seed)
+    train_x = data.train_x[train_idx].contiguous()
+    mean, std = channel_stats(train_x) if restat else (data.mean, data.std)
+    return replace(
+        data,
+        train_x=train_x,
+        train_y=data.train_y[train_idx],
+        val_x=data.train_x[val_idx].contiguous(),
+        val_y=data.train_y[val_idx],
+        mean=mean,
+        std=std,
+    )
+
+
 def load_data(cfg: DataConfig) -> ImageData:
-    """Read the data set named by ``cfg.name`` into memory."""
-    if cfg.name == "digits":
-        return digits(cfg)
-    if cfg.name == "synthetic":
-        return synthetic(cfg)
+    """Read the data set named by ``cfg.name`` into memory, with the validation split of ``cfg.val_fraction``
+    (seeded by ``cfg.split_seed``) carved out of its training set."""
+    if cfg.name in ("digits", "synthetic"):
+        data = digits(cfg) if cfg.name == "digits" else synthetic(cfg)
+        return with_validation(data, cfg.val_fraction, cfg.split_seed, restat=True)
     from ssa_experiments import disk_datasets
 
     readers = {
@@ -132,7 +213,8 @@ def load_data(cfg: DataConfig) -> ImageData:
     }
     if cfg.name not in readers:
         raise ConfigError("data.name", f"unknown data set {cfg.name!r}; choose one of {sorted(DATA_SETS)}")
-    return readers[cfg.name](cfg, resolve_root(cfg))
+    data = readers[cfg.name](cfg, resolve_root(cfg))
+    return with_validation(data, cfg.val_fraction, cfg.split_seed, restat=False)
 
 
 DATA_SETS = ("digits", "synthetic", "cifar10", "cifar100", "tiny_imagenet")

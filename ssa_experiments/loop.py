@@ -1,4 +1,5 @@
-"""The one training loop: ``train_epoch`` and ``evaluate``, shared by the dense parent and every method.
+"""The one training loop: ``train_epoch`` and ``evaluate``, shared by the dense parent and every method,
+and ``recalibrated``, the network evaluation should see.
 
 Metrics are accumulated on the device and read once per epoch: a ``.item()`` per step would synchronise
 the GPU every batch.
@@ -6,15 +7,18 @@ the GPU every batch.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssa_experiments.loaders import Batches
 from ssa_experiments.optim import set_lr
+from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.pruning.methods import PruningMethod
 
 
@@ -68,12 +72,15 @@ def train_epoch(
             break
         if method is not None:
             method.before_step(epoch, step, steps)  # stochastic masks are sampled here
-        set_lr(optimizer, lr_fn(global_step))
+        lr = lr_fn(global_step)
+        set_lr(optimizer, lr)
         with precision.autocast():
             logits = model(precision.inputs(x))
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if method is not None:
+            method.before_optimizer_step(lr)
         optimizer.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -82,9 +89,48 @@ def train_epoch(
     return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}, global_step
 
 
+def recalibrated(model: nn.Module, batches: Batches, num_batches: int, precision: Precision) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are its *evaluation* network's own.
+
+    During annealing the running statistics accumulate under sampled (denser) masks, and after an iterative
+    step or a one-shot prune they still describe an earlier, denser network; evaluating the target with
+    them mixes two networks. The copy runs the eval masks in train mode over ``num_batches`` training
+    batches (the first ones of epoch 0's order: the same images at every epoch), without gradients, with
+    BN's cumulative average (``momentum=None``: every batch weighs the same), and under a forked RNG:
+    the model, its masks, the optimizer and every random stream of training are untouched.
+    Returns ``model`` itself when there is nothing to recalibrate (no BatchNorm, or ``num_batches=0``).
+    """
+    if num_batches <= 0 or not any(isinstance(m, _BatchNorm) for m in model.modules()):
+        return model
+    net = copy.deepcopy(model)
+    for m in net.modules():
+        if isinstance(m, Mask):
+            m.train_mask = m.eval_mask.to(m.train_mask.dtype)
+        elif isinstance(m, _BatchNorm) and m.track_running_stats:
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    device = precision.device
+    cuda = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        for i, (x, _) in enumerate(batches.epoch(0)):
+            if i >= num_batches:
+                break
+            with precision.autocast():
+                net(precision.inputs(x))
+    return net.eval()
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, precision: Precision) -> dict[str, float]:
-    """Top-1 accuracy (%) and mean cross-entropy in eval mode: deterministic masks, BN running statistics."""
+def evaluate(
+    model: nn.Module, batches: Batches, precision: Precision, split: str = "test"
+) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean cross-entropy in eval mode (deterministic masks, the model's BN
+    statistics), as ``{split}_acc`` and ``{split}_loss``."""
     model.eval()
     loss_sum = torch.zeros((), device=precision.device)
     correct = torch.zeros((), device=precision.device, dtype=torch.long)
@@ -95,4 +141,4 @@ def evaluate(model: nn.Module, batches: Batches, precision: Precision) -> dict[s
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
-    return {"test_loss": loss_sum.item() / seen, "test_acc": 100.0 * correct.item() / seen}
+    return {f"{split}_loss": loss_sum.item() / seen, f"{split}_acc": 100.0 * correct.item() / seen}

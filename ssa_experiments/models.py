@@ -1,7 +1,9 @@
 """Model registry: small CPU models, the paper's CIFAR models, and any timm model by name.
 
 Every builder takes the input shape and class count from the data set, so ``model=`` and ``data=`` compose
-freely. Pruning needs nothing from a model beyond ordinary conv/linear modules.
+freely. Pruning needs nothing from a model beyond ordinary conv/linear (and ``nn.MultiheadAttention``)
+modules; layers a mask cannot reach (weight-standardised convolutions) are refused by
+``pruning.targets.prunable_modules``.
 """
 
 from __future__ import annotations
@@ -113,21 +115,35 @@ def vit(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -
 
 
 def timm_model(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
-    """Any timm model by ``model.name``; pretrained weights only if they are available locally."""
+    """Any timm model by ``model.name``; pretrained weights only if they are available locally.
+
+    The data set's image size is passed as ``img_size`` to models whose constructor takes it (ViT, DeiT,
+    Swin, ...: their position embeddings depend on it); models that do not (ResNets, FastViT, ...) are built
+    without it. ``model.kwargs.img_size`` overrides the size and is always passed.
+    """
     import timm
 
     if not cfg.name or not timm.is_model(cfg.name):
         raise ConfigError("model.name", f"{cfg.name!r} is not a timm model name (see timm.list_models())")
     kwargs = dict(cfg.kwargs)
-    if "img_size" not in kwargs and _accepts_img_size(cfg.name):
-        kwargs["img_size"] = image_size
-    return timm.create_model(
-        cfg.name, pretrained=cfg.pretrained, num_classes=num_classes, in_chans=in_channels, **kwargs
-    )
+
+    def create(**extra: object) -> nn.Module:
+        args = {"pretrained": cfg.pretrained, "num_classes": num_classes, "in_chans": in_channels}
+        return timm.create_model(cfg.name, **args, **kwargs, **extra)
+
+    if "img_size" in kwargs:
+        return create()
+    try:
+        return create(img_size=image_size)
+    except TypeError as e:  # the constructor has no img_size: it fails binding its arguments, before any work
+        if not _rejects_keyword(e, "img_size"):
+            raise
+    return create()
 
 
-def _accepts_img_size(name: str) -> bool:
-    return any(key in name for key in ("vit", "deit", "swin", "beit", "eva", "cait", "xcit"))
+def _rejects_keyword(error: TypeError, keyword: str) -> bool:
+    """Whether ``error`` is Python's "got an unexpected keyword argument '<keyword>'" (any callee)."""
+    return f"unexpected keyword argument '{keyword}'" in str(error)
 
 
 ARCHS: dict[str, Callable[[ModelConfig, int, int, int], nn.Module]] = {

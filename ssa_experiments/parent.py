@@ -24,8 +24,10 @@ from torch import nn
 from ssa_experiments.results import atomic_torch_save, atomic_write_json
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1  # bump when what a parent is (training code) changes in a way old entries must not be reused
-DATA_FIELDS_IGNORED = ("root", "pipeline", "num_workers")  # where data comes from, not what it is
+CACHE_FORMAT = 2  # bump when what a parent is (training code) changes in a way old entries must not be reused
+# Where the data comes from, not what the parent sees (num_workers: augmentation is a function of the sample
+# index, not of the worker). data.pipeline stays in the key: the two pipelines draw different augmentations.
+DATA_FIELDS_IGNORED = ("root", "num_workers")
 
 
 def parent_key(cfg: DictConfig) -> dict[str, Any]:
@@ -46,6 +48,8 @@ def parent_key(cfg: DictConfig) -> dict[str, Any]:
         "batch_size": cfg.train.batch_size,
         "label_smoothing": cfg.train.label_smoothing,
         "max_steps_per_epoch": cfg.train.max_steps_per_epoch,
+        "amp": cfg.train.amp,  # bf16 autocast on CUDA changes the weights
+        "channels_last": cfg.train.channels_last,  # so do the kernels a memory layout selects
         "seed": cfg.seed,
     }
 

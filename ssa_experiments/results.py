@@ -1,7 +1,8 @@
 """What a run writes into its directory, and how: atomically, so a killed run never leaves a torn file.
 
 metrics.jsonl    one JSON line per epoch (appended; a resumed run truncates it to its checkpoint)
-checkpoint.pt    model + optimizer + method RNG + epoch, for resuming (removed when the run completes)
+checkpoint.pt    model, optimizer, method, RNG states, epoch: for resuming (removed once the run completes)
+model.pt         a completed run's pruned network: a plain state_dict, pruned weights exactly zero
 summary.json     written last: its presence with status "completed" means the run is done
 """
 
@@ -18,6 +19,7 @@ import torch
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -3,10 +3,18 @@
 ``run(cfg)`` owns its output directory (``cfg.output_dir``) and nothing else, so launchers (local, joblib,
 SLURM) and resumption only have to call it. A killed run resumes from ``checkpoint.pt`` when started again
 with the same output directory; a completed one returns its summary without recomputing.
+
+What a run reports, and why (see README, "What a run writes"):
+* every epoch is evaluated on the validation split (if any) and the test set, with BatchNorm statistics
+  recalibrated for the evaluated (target) network (``loop.recalibrated``);
+* ``test_acc`` is the final epoch's; a "best epoch" exists only among epochs trained on the final mask and
+  is chosen by validation accuracy, never by test accuracy (``best_by_validation``);
+* the budget that makes methods comparable is recorded: ``steps``, ``epochs_at_target``, ``lr_trace_sha256``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -18,16 +26,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.config import ConfigError, ScheduleConfig, run_identity, to_container, validate
 from ssa_experiments.data import load_data
-from ssa_experiments.loaders import Batches, make_batches
-from ssa_experiments.loop import Precision, evaluate, steps_per_epoch, train_epoch
+from ssa_experiments.loaders import Batches, RunBatches, make_batches
+from ssa_experiments.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.optim import lr_at, make_optimizer
 from ssa_experiments.parent import get_parent
+from ssa_experiments.pruning.masking import export_state_dict
 from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.pruning.targets import prunable_modules
 from ssa_experiments.results import (
     CHECKPOINT,
+    MODEL,
     SUMMARY,
     append_metrics,
     atomic_torch_save,
@@ -75,6 +87,40 @@ def fit(
             )
 
 
+def evaluate_splits(
+    model: torch.nn.Module, batches: RunBatches, precision: Precision, recalibration_batches: int
+) -> tuple[dict[str, float], torch.nn.Module]:
+    """Validation and test metrics of the evaluation network; returns them and the network evaluated."""
+    net = recalibrated(model, batches.train, recalibration_batches, precision)
+    metrics = {"bn_recalibration_batches": recalibration_batches if net is not model else 0}
+    if batches.val is not None:
+        metrics.update(evaluate(net, batches.val, precision, "val"))
+    metrics.update(evaluate(net, batches.test, precision, "test"))
+    return metrics, net
+
+
+def best_by_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best epoch by validation accuracy among the epochs trained on the final mask (first on ties).
+
+    Never by test accuracy, and never an epoch where the network was still denser than the target.
+    """
+    candidates = [r for r in history if r.get("at_target") and r.get("val_acc") is not None]
+    if not candidates:
+        return {"best_epoch": None, "best_val_acc": None, "test_acc_at_best_val": None}
+    best = max(candidates, key=lambda r: (r["val_acc"], -r["epoch"]))
+    return {
+        "best_epoch": best["epoch"],
+        "best_val_acc": best["val_acc"],
+        "test_acc_at_best_val": best["test_acc"],
+    }
+
+
+def lr_trace_sha256(steps: int, total_steps: int, schedule: ScheduleConfig) -> str:
+    """A digest of the LR of every step taken: equal digests mean equal LR traces (budgets comparable)."""
+    lrs = np.array([lr_at(s, total_steps, schedule) for s in range(steps)], dtype=np.float64)
+    return hashlib.sha256(lrs.tobytes()).hexdigest()[:16]
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune one pruned (or dense) network from the dense parent and write the run directory."""
     validate(cfg)
@@ -95,31 +141,36 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
     seed_everything(cfg.seed)
     data = load_data(cfg.data)
-    train_batches, test_batches = make_batches(
+    batches = make_batches(
         data, cfg.data.pipeline, cfg.train.batch_size, device, cfg.seed, cfg.data.num_workers
     )
     model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # Layers the masks cannot act on are refused here, before the parent is trained.
+    prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
     max_steps = cfg.train.max_steps_per_epoch
 
     def train_parent(m: torch.nn.Module) -> dict[str, float]:
         opt = make_optimizer(m.parameters(), cfg.optimizer, cfg.parent.schedule.lr)
-        fit(m, train_batches, opt, loss_fn, cfg.parent.epochs, cfg.parent.schedule, precision, max_steps)
-        metrics = evaluate(m, test_batches, precision)
+        fit(m, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.schedule, precision, max_steps)
+        metrics = evaluate_splits(m, batches, precision, 0)[0]
         log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], cfg.parent.epochs)
         return metrics
 
     parent_info = get_parent(cfg, model, train_parent)
     if parent_info.get("test_acc") is None:  # brought by parent.path: measure it here
-        parent_info["test_acc"] = evaluate(model, test_batches, precision)["test_acc"]
+        parent_info.update(evaluate_splits(model, batches, precision, 0)[0])
 
     seed_everything(cfg.seed)
     method = make_method(cfg.method, cfg.pruning, cfg.sparsity, cfg.seed)
     method.start(model)
-    optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.schedule.lr)
+    optimizer = make_optimizer(
+        model.parameters(), cfg.optimizer, cfg.schedule.lr, method.self_decayed_params()
+    )
+    method.bind_optimizer(optimizer)
     n_params = count_params(model)
     start_report = method.report()
     log.info(
@@ -131,35 +182,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         method.name,
         cfg.sparsity,
     )
+    recal = cfg.eval.bn_recalibration_batches if method.masks else 0  # dense: trained == evaluated network
 
     epochs = cfg.train.finetune_epochs
-    steps = steps_per_epoch(train_batches, max_steps)
+    steps = steps_per_epoch(batches.train, max_steps)
     total_steps = epochs * steps
     first_epoch, global_step, history = 0, 0, []
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("identity") != identity:
-            raise ConfigError(
-                "output_dir", f"{ckpt_path} was written by a different config; not resuming from it"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        method.load_state_dict(ckpt["method"])
-        first_epoch, global_step = ckpt["epoch"] + 1, ckpt["global_step"]
+        first_epoch, global_step = restore(
+            load_checkpoint(ckpt_path, identity, device), model, optimizer, method
+        )
         history = read_metrics(out)[:first_epoch]
         rewrite_metrics(out, history)
         log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
     elif (out / "metrics.jsonl").exists():
         rewrite_metrics(out, [])
 
-    status = "completed"
+    status, evaluated = "completed", model
     for epoch in range(first_epoch, epochs):
         t0 = time.time()
         method.begin_epoch(epoch, steps)
+        at_target = method.at_target
         train_metrics, global_step = train_epoch(
             model,
-            train_batches,
+            batches.train,
             optimizer,
             loss_fn,
             epoch,
@@ -169,24 +216,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             method,
             max_steps,
         )
-        report = method.report()
+        eval_metrics, evaluated = evaluate_splits(model, batches, precision, recal)
         row = {
             "epoch": epoch + 1,
             "step": global_step,
             "lr": optimizer.param_groups[0]["lr"],
+            "at_target": at_target and method.at_target,
             **train_metrics,
-            **evaluate(model, test_batches, precision),
-            **report,
+            **eval_metrics,
+            **method.report(),
             "epoch_time_s": time.time() - t0,
         }
         history.append(row)
         append_metrics(out, row)
         if cfg.logger.print_every_epoch:
             log.info(
-                "epoch %d/%d  train_loss %.4f  test_acc %.2f%%  sparsity %.4f  expected_train_sparsity %.4f",
+                "epoch %d/%d  train_loss %.4f  val_acc %s  test_acc %.2f%%  sparsity %.4f  "
+                "expected_train_sparsity %.4f",
                 epoch + 1,
                 epochs,
                 row["train_loss"],
+                f"{row['val_acc']:.2f}%" if "val_acc" in row else "-",
                 row["test_acc"],
                 row["sparsity"],
                 row["expected_train_sparsity"],
@@ -199,36 +249,46 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             and (epoch + 1) % cfg.train.checkpoint_every == 0
             and epoch + 1 < epochs
         ):
-            atomic_torch_save(
+            save_checkpoint(
                 ckpt_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "method": method.state_dict(),
-                    "epoch": epoch,
-                    "identity": identity,
-                    "global_step": global_step,
-                },
+                model=model,
+                optimizer=optimizer,
+                method=method,
+                epoch=epoch,
+                global_step=global_step,
+                identity=identity,
+                device=device,
             )
 
     last = history[-1] if history else {}
+    model_file = None
+    if status == "completed" and cfg.train.save_model:
+        # The network evaluated last (recalibrated BN statistics included), pruned weights exactly zero.
+        atomic_torch_save(out / MODEL, {k: v.detach().cpu() for k, v in export_state_dict(evaluated).items()})
+        model_file = MODEL
     summary = {
         "status": status,
         "method": method.name,
         "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
         "sparsity": last.get("sparsity"),
         "layer_sparsity": last.get("layer_sparsity"),
+        "collapsed_layers": method.collapsed_layers,
         "seed": cfg.seed,
         "model": cfg.model.arch,
         "data": cfg.data.name,
         "test_acc": last.get("test_acc"),
-        "best_test_acc": max((r["test_acc"] for r in history), default=None),
         "test_loss": last.get("test_loss"),
+        "val_acc": last.get("val_acc"),
+        **best_by_validation(history),
+        "bn_recalibration_batches": last.get("bn_recalibration_batches"),
         "epochs": len(history),
+        "epochs_at_target": sum(bool(r["at_target"]) for r in history),
         "steps": global_step,
+        "lr_trace_sha256": lr_trace_sha256(global_step, total_steps, cfg.schedule),
         "parent": parent_info,
         "params": n_params,
         "prunable_params": start_report["prunable_params"],
+        "model_file": model_file,
         "wall_time_s": time.time() - started,
         "device": str(device),
         "config": to_container(cfg),

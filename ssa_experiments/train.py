@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments.config import ConfigError, register_configs, to_container
+from ssa_experiments.pruning.methods import LayerCollapse
 from ssa_experiments.results import SUMMARY, atomic_write_json
 
 log = logging.getLogger("ssa_experiments")
@@ -39,6 +40,7 @@ def _record_failure(cfg: DictConfig, err: BaseException, started: float) -> None
             "seed": cfg.seed,
             "wall_time_s": time.time() - started,
             "config": to_container(cfg),
+            **({"collapsed_layers": err.layers} if isinstance(err, LayerCollapse) else {}),
         },
     )
 
@@ -58,6 +60,9 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.error("run failed (%s); recorded in %s, sweep continues", err, Path(cfg.output_dir) / SUMMARY)
             return None
+        if isinstance(err, LayerCollapse):  # a known outcome, not a bug: one line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
         raise
     return summary.get("test_acc")
 

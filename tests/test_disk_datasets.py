@@ -141,7 +141,7 @@ def test_cifar100_folder_is_not_cifar10(tmp_path: Path) -> None:
 
 def test_load_data_dispatches_to_disk_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fx = make_cifar10(tmp_path, n_train_per_batch=3, n_test=4)
-    d = load_data(DataConfig(name="cifar10", root=str(tmp_path)))
+    d = load_data(DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.0))  # the whole training set
     assert d.name == "cifar10" and d.train_x.shape == (15, 3, 32, 32)
     np.testing.assert_array_equal(d.test_x.numpy(), fx.test_x)
     monkeypatch.setenv("SSA_DATA_DIR", str(tmp_path))  # root unset: the environment variable decides
@@ -280,8 +280,7 @@ def _outcomes(pipeline: str) -> np.ndarray:
     x = torch.from_numpy(np.broadcast_to(img, (N_AUG, *img.shape)).copy())
     y = torch.arange(N_AUG) % 10
     data = ImageData("pattern", x, y, x[:4], y[:4], 10, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), PAD, True)
-    torch.manual_seed(0)  # the torch pipeline's per-sample transforms draw from the global RNG
-    train, _ = make_batches(data, pipeline, 256, torch.device("cpu"), seed=3, num_workers=0)
+    train = make_batches(data, pipeline, 256, torch.device("cpu"), seed=3, num_workers=0).train
     outcomes, labels = [], []
     for xb, yb in train.epoch(0):
         u8 = (xb * 255).round().to(torch.uint8).numpy()  # mean 0, std 1: exact inverse

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_timm_layers import effective_weights, zero_fraction
+from torch.nn.utils import parametrize
 
 from ssa_experiments.config import ConfigError, MethodConfig, ModelConfig, PruningConfig
 from ssa_experiments.models import build_model, count_params
+from ssa_experiments.pruning.masking import mask_sparsity
 from ssa_experiments.pruning.methods import make_method
+
+DEIT_SMALL_INPUT = {"patch_size": 8, "depth": 2}  # 16 tokens at 32x32, two blocks: fast on a CPU
 
 
 @pytest.mark.parametrize(
@@ -47,24 +52,34 @@ def test_any_timm_model_by_name() -> None:
 
 
 @pytest.mark.parametrize(
-    "cfg",
+    ("cfg", "heads"),
     [
-        ModelConfig(arch="resnet", depth=18),
-        ModelConfig(arch="vit", width=48, depth=2, heads=3),
-        ModelConfig(arch="timm", name="resnet10t"),
+        (ModelConfig(arch="resnet", depth=18), ["fc"]),
+        (ModelConfig(arch="vit", width=48, depth=2, heads=3), ["head"]),
+        (ModelConfig(arch="timm", name="resnet10t"), ["fc"]),
+        (  # two classifiers, head_dist registered last: both are "the last layer"
+            ModelConfig(arch="timm", name="deit_tiny_distilled_patch16_224", kwargs=DEIT_SMALL_INPUT),
+            ["head", "head_dist"],
+        ),
     ],
 )
-def test_annealing_attaches_to_torchvision_and_timm_models(cfg: ModelConfig) -> None:
+def test_annealing_attaches_to_torchvision_and_timm_models(cfg: ModelConfig, heads: list[str]) -> None:
     model = build_model(cfg, 3, 32, 10)
     m = make_method(MethodConfig(name="temperature_annealing", anneal_epochs=2), PruningConfig(), 0.9, 0)
     m.start(model)
     m.begin_epoch(0, 1)
     m.before_step(0, 0, 1)
-    out = model.train()(torch.randn(2, 3, 32, 32))
+    with effective_weights(model) as weights:
+        out = model.train()(torch.randn(2, 3, 32, 32))
     out.sum().backward()
     assert m.report()["sparsity"] == pytest.approx(0.9, abs=1e-4)
-    head = list(m.modules)[-1]
-    assert head not in ("fc", "head", "17")  # the classifier stays dense by default
+    sampled = mask_sparsity({n: mask.train_mask for n, mask in m.masks.items()})[0]
+    assert 0.4 < sampled < 0.5  # 0.9 * (1 - tau0), and the forward pass computes with exactly these zeros:
+    assert zero_fraction(weights, list(m.modules)) == pytest.approx(sampled, abs=1e-9)
+    for head in heads:  # every classifier stays dense by default: no mask, no zero in what forward uses
+        assert head not in m.modules
+        assert not parametrize.is_parametrized(model.get_submodule(head)), head
+        assert zero_fraction(weights, [head]) == 0.0, head
 
 
 def test_bad_depths_name_the_field() -> None:

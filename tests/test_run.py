@@ -25,8 +25,12 @@ def test_every_method_end_to_end(make_cfg, method: str, tmp_path: Path) -> None:
     on_disk = read_summary(tmp_path / "run")
     assert on_disk == json.loads(json.dumps(summary, default=str))
     assert on_disk["status"] == "completed" and on_disk["method"] == method
-    for key in ("target_sparsity", "sparsity", "seed", "test_acc", "best_test_acc", "epochs", "wall_time_s"):
+    for key in (
+        "target_sparsity", "sparsity", "seed", "test_acc", "val_acc", "best_epoch", "best_val_acc",
+        "test_acc_at_best_val", "epochs", "epochs_at_target", "steps", "lr_trace_sha256", "wall_time_s",
+    ):  # fmt: skip
         assert key in on_disk
+    assert "best_test_acc" not in on_disk  # nothing is selected on the test set
     assert on_disk["config"]["method"]["name"] == method  # the resolved config rides along
     assert on_disk["epochs"] == 3 and 0 <= on_disk["test_acc"] <= 100
     expected = 0.0 if method == "dense" else 0.8
@@ -34,8 +38,11 @@ def test_every_method_end_to_end(make_cfg, method: str, tmp_path: Path) -> None:
     assert on_disk["sparsity"] == pytest.approx(expected, abs=1e-3)  # exactly the target, of prunable weights
     rows = read_metrics(tmp_path / "run")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert all("layer_sparsity" in r and "expected_train_sparsity" in r for r in rows)
+    assert all("layer_sparsity" in r and "expected_train_sparsity" in r and "val_acc" in r for r in rows)
+    assert on_disk["test_acc"] == rows[-1]["test_acc"]  # the final epoch's, not a selected one
+    assert on_disk["epochs_at_target"] == (1 if extra else 3)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # removed once the run completed
+    assert (tmp_path / "run" / "model.pt").exists()
 
 
 def test_annealing_logs_expected_density_per_epoch(make_cfg, tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from ssa_experiments.config import ConfigError
 from ssa_experiments.pruning.targets import (
+    classifier_heads,
     magnitude_scores,
     n_to_prune,
     prunable_modules,
@@ -41,6 +43,66 @@ def test_prunable_modules_flags() -> None:
     m = toy_model()
     assert list(prunable_modules(m, keep_first_layer=True, keep_last_layer=True)) == ["3", "5"]
     assert list(prunable_modules(m, keep_first_layer=False, keep_last_layer=False)) == ["0", "3", "5", "7"]
+
+
+class _TwoHeads(nn.Module):
+    """timm's API on a toy: get_classifier() returns two heads, neither of them registered last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, 10)
+        self.head_dist = nn.Linear(4, 10)
+        self.extra = nn.Linear(4, 4)  # registered last, yet not a classifier
+
+    def get_classifier(self) -> tuple[nn.Module, nn.Module]:
+        return self.head, self.head_dist
+
+
+def test_heads_come_from_get_classifier_and_all_are_kept() -> None:
+    model = _TwoHeads()
+    assert list(classifier_heads(model)) == ["head", "head_dist"]
+    assert list(prunable_modules(model)) == ["stem", "extra"]
+    assert list(prunable_modules(model, keep_last_layer=False)) == ["stem", "head", "head_dist", "extra"]
+
+
+def test_timm_model_without_classifier_has_no_head() -> None:
+    import timm
+
+    model = timm.create_model("resnet10t", num_classes=0)  # get_classifier() is Identity
+    assert classifier_heads(model) == {}
+    assert list(prunable_modules(model)) == list(prunable_modules(model, keep_last_layer=False))
+
+
+def test_torchvision_classifier_block_keeps_only_its_output_layer() -> None:
+    """A Sequential classifier: its last Linear makes the logits and is kept; its hidden layers are pruned."""
+    from torchvision.models import mobilenet_v3_small
+
+    model = mobilenet_v3_small(num_classes=10)  # classifier = Linear, Hardswish, Dropout, Linear
+    assert list(classifier_heads(model)) == ["classifier.3"]
+    names = list(prunable_modules(model))
+    assert "classifier.0" in names and "classifier.3" not in names
+    assert list(classifier_heads(toy_model())) == ["7"]  # no classifier API: the last conv/linear
+
+
+def test_multihead_attention_is_prunable_in_registration_order() -> None:
+    model = nn.Sequential(nn.Linear(4, 16), nn.MultiheadAttention(16, 2), nn.Linear(16, 3))
+    assert list(prunable_modules(model)) == ["0", "1", "1.out_proj"]
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+def test_layers_a_mask_cannot_reach_are_refused_only_when_pruned() -> None:
+    from timm.layers import ScaledStdConv2d, StdConv2d
+
+    for conv in (StdConv2d(3, 8, 3), ScaledStdConv2d(3, 8, 3)):
+        model = nn.Sequential(conv, nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8, 2))
+        with pytest.raises(ConfigError, match=rf"^model: layer '0' is a .*\.{type(conv).__name__}, which"):
+            prunable_modules(model)
+        assert list(prunable_modules(model, keep_first_layer=True)) == ["1"]  # kept dense: no mask, fine
+    model = toy_model()
+    nn.utils.weight_norm(model[3])  # old-style hook: recomputes weight from weight_g/weight_v every forward
+    with pytest.raises(ConfigError, match=r"^model: layer '3' is a .*Conv2d, which recomputes its weight"):
+        prunable_modules(model)
 
 
 def test_hand_computed_layerwise_and_ties() -> None:

@@ -1,18 +1,30 @@
 """Where masks meet weights: a ``torch.nn.utils.parametrize`` parametrization, so any model works unchanged.
 
-The dense weight is kept untouched in ``parametrizations.weight.original`` and the forward pass sees
-``original * mask``. That matters for annealing: a weight sampled out in one step must keep its value so it
-can be sampled back in later (multiplying the weight by the mask in place would destroy it).
+The stored weight lives in ``parametrizations.<name>.original`` (``name`` is ``weight``, or
+``in_proj_weight`` for ``nn.MultiheadAttention``) and the forward pass sees ``original * mask``. The mask
+never writes into the stored weight: a weight sampled out in one step keeps its value so it can be sampled
+back in later (multiplying in place would destroy it). The optimizer may still move a sampled-out weight
+(momentum from earlier steps; weight decay unless ``method.decay_sampled_out=false``). Once a mask is final,
+the removed weights and their optimizer state are zeroed (``methods.PruningMethod.apply_final``), so they
+stay exactly zero and a saved model is truly sparse.
 
-Two masks per layer: ``train_mask`` (what training forward passes use: sampled for stochastic methods) and
-``eval_mask`` (what evaluation uses: always deterministic). ``module.train()/eval()`` picks between them.
+Two masks per layer: ``train_mask`` (what training forward passes use: sampled for stochastic methods; in
+the weight's dtype, since it is multiplied every step) and ``eval_mask`` (the deterministic target, bool:
+1 byte per weight). ``module.train()/eval()`` picks between them.
 """
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+
+
+def weight_name(module: nn.Module) -> str:
+    """The name of the parameter pruned in ``module``: one weight matrix per prunable module."""
+    return "in_proj_weight" if isinstance(module, nn.MultiheadAttention) else "weight"
 
 
 class Mask(nn.Module):
@@ -21,30 +33,34 @@ class Mask(nn.Module):
     def __init__(self, keep: torch.Tensor, dtype: torch.dtype) -> None:
         super().__init__()
         self.register_buffer("train_mask", keep.to(dtype))
-        self.register_buffer("eval_mask", keep.to(dtype))
+        self.register_buffer("eval_mask", keep.to(torch.bool))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * (self.train_mask if self.training else self.eval_mask)
+        if self.training:
+            return weight * self.train_mask
+        return weight * self.eval_mask  # bool: promoted to the weight's dtype
 
 
 def attach_masks(modules: dict[str, nn.Module]) -> dict[str, Mask]:
-    """Register an all-ones Mask on each module's ``weight``; returns the parametrizations by module name."""
+    """Register an all-ones Mask on each module's pruned weight; returns the Masks by module name."""
     masks = {}
     for name, module in modules.items():
-        w = module.weight
-        if parametrize.is_parametrized(module, "weight"):
-            raise ValueError(f"{name}.weight is already parametrized")
+        param = weight_name(module)
+        w = getattr(module, param)
+        if parametrize.is_parametrized(module, param):
+            raise ValueError(f"{name}.{param} is already parametrized")
         mask = Mask(torch.ones_like(w, dtype=torch.bool), w.dtype)
-        parametrize.register_parametrization(module, "weight", mask)
+        parametrize.register_parametrization(module, param, mask)
         masks[name] = mask
     return masks
 
 
 def dense_weight(module: nn.Module) -> torch.Tensor:
-    """The stored (unmasked) weight, whether or not the module is parametrized."""
-    if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+    """The stored (unmasked) pruned weight, whether or not the module is parametrized."""
+    param = weight_name(module)
+    if parametrize.is_parametrized(module, param):
+        return getattr(module.parametrizations, param).original
+    return getattr(module, param)
 
 
 def set_mask(mask: Mask, keep: torch.Tensor, *, train: bool = True, eval: bool = True) -> None:
@@ -81,29 +97,41 @@ def dense_views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tens
     return views
 
 
-def share_train_masks(masks: list[Mask], flat: torch.Tensor) -> list[torch.Tensor]:
-    """Make every ``train_mask`` a view of ``flat`` (see ``dense_views``), keeping its values and layout.
+def share_masks(masks: list[Mask], flat: torch.Tensor, attr: str = "train_mask") -> list[torch.Tensor]:
+    """Make every mask's ``attr`` buffer a view of ``flat`` (see ``dense_views``), keeping values and layout.
 
     A stochastic method then writes every layer's sample with one kernel. The buffers stay ordinary buffers:
     state_dict, load_state_dict and in-place updates are unchanged. Moving or casting the model afterwards
-    gives them new storage, which ``shares_train_masks`` detects. Returns the views.
+    gives them new storage, which ``shares_masks`` detects. Returns the views.
     """
-    views = dense_views(flat, [m.train_mask for m in masks])
+    views = dense_views(flat, [getattr(m, attr) for m in masks])
     for mask, view in zip(masks, views, strict=True):
-        view.copy_(mask.train_mask)
-        mask.train_mask = view  # re-registers the buffer (nn.Module.__setattr__)
+        view.copy_(getattr(mask, attr))
+        setattr(mask, attr, view)  # re-registers the buffer (nn.Module.__setattr__)
     return views
 
 
-def shares_train_masks(masks: list[Mask], views: list[torch.Tensor]) -> bool:
-    """Whether each mask's ``train_mask`` is still the view ``share_train_masks`` made of it."""
-    return all(m.train_mask.data_ptr() == v.data_ptr() for m, v in zip(masks, views, strict=True))
+def shares_masks(masks: list[Mask], views: list[torch.Tensor], attr: str = "train_mask") -> bool:
+    """Whether each mask's ``attr`` buffer is still the view ``share_masks`` made of it."""
+    return all(getattr(m, attr).data_ptr() == v.data_ptr() for m, v in zip(masks, views, strict=True))
 
 
 @torch.no_grad()
-def zero_pruned(module: nn.Module, keep: torch.Tensor) -> None:
-    """Zero the stored weights outside a *final* mask, so exported weights are truly sparse."""
-    dense_weight(module).mul_(keep.to(dense_weight(module).dtype))
+def zero_pruned(
+    module: nn.Module, keep: torch.Tensor, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Zero the stored weights outside a *final* mask, and their optimizer state.
+
+    The mask alone zeroes their gradient, but momentum (or Adam's moments) accumulated before the mask became
+    final would keep moving them; with that state cleared, weight decay and momentum both act on exact zeros,
+    so the removed weights stay zero and a saved model is truly sparse.
+    """
+    weight = dense_weight(module)
+    weight.mul_(keep.to(weight.dtype))
+    state = optimizer.state.get(weight, {}) if optimizer is not None else {}
+    for value in state.values():
+        if isinstance(value, torch.Tensor) and value.shape == weight.shape:
+            value.mul_(keep.to(value.dtype))
 
 
 def export_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -116,12 +144,20 @@ def export_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {}
     state = model.state_dict()
     for key, value in state.items():
-        if key.endswith(".parametrizations.weight.original"):
-            prefix = key.removesuffix("parametrizations.weight.original")
-            out[prefix + "weight"] = value * state[prefix + "parametrizations.weight.0.eval_mask"]
-        elif ".parametrizations.weight.0." not in key:
+        match = _PARAMETRIZED_KEY.fullmatch(key)
+        if match is None:
             out[key] = value
+        elif match["rest"] == "original":
+            prefix, param = match["prefix"] or "", match["param"]
+            out[prefix + param] = value * state[f"{prefix}parametrizations.{param}.0.eval_mask"].to(
+                value.dtype
+            )
     return out
+
+
+_PARAMETRIZED_KEY = re.compile(
+    r"(?P<prefix>.*\.)?parametrizations\.(?P<param>[^.]+)\.(?P<rest>original|0\..+)"
+)
 
 
 def mask_sparsity(masks: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:

@@ -5,9 +5,13 @@ Conventions (see ``../shared/paper.md``, "Our formulation"):
 * Annealing: the probability of a weight outside the target is ``p(t) = p(0) * s(t / n)`` with ``t`` the
   epoch (a float when ``granularity=step``) and ``n = method.anneal_epochs``; ``s(0) = 1``, ``s(1) = 0``, and
   for ``t >= n`` the mask is the target.
-* Iterative pruning: one pruning step at the start of each of the first ``n`` epochs; the step at epoch ``e``
-  prunes to ``target * g((e + 1) / n)``, so the target is in force from epoch ``n - 1`` on. (Annealing's
-  deterministic phase starts at ``t = n``: its epoch ``n - 1`` is still stochastic, per the paper.)
+* Iterative pruning: epoch ``e`` trains at sparsity ``target * g(e / n)``, a pruning step at the start of
+  each epoch ``1 .. n`` (epoch 0 is dense, as annealing's epoch 0 runs at P(0)).
+
+One convention for every method: progress is ``x = t / n`` and **the target is in force for good from the
+start of epoch n** (0-based), so with ``train.finetune_epochs = E`` every gradual method trains exactly
+``E - n`` epochs on its final mask (``epochs_at_target`` in each summary), and one-shot ``E``. ``n < E`` is
+required, so the target is always trained on its own.
 """
 
 from __future__ import annotations
@@ -41,12 +45,12 @@ def anneal_progress(
 
 
 def iterative_sparsity(epoch: int, anneal_epochs: int, target: float, schedule: str = "linear") -> float:
-    """Sparsity in force during ``epoch`` for iterative pruning reaching ``target`` over ``anneal_epochs``.
+    """Sparsity in force during ``epoch`` for iterative pruning that reaches ``target`` at epoch n.
 
     linear: equal steps (the paper's). polynomial: Zhu & Gupta (2017), s_t = s_f + (s_i - s_f)(1 - t/n)^3 with
-    s_i = 0 and t = epoch + 1: large steps first, while the network still has redundancy, small ones last.
+    s_i = 0 and t = epoch: large steps first, while the network still has redundancy, small ones last.
     """
-    x = min((epoch + 1) / anneal_epochs, 1.0)
+    x = min(epoch / anneal_epochs, 1.0)
     if schedule == "linear":
         return target * x
     if schedule == "polynomial":

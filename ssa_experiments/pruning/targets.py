@@ -1,7 +1,8 @@
 """Which weights are prunable, how they are scored, and the target mask at a given sparsity.
 
-Sparsity is always stated as a fraction of the *prunable* weights (conv and linear weights, minus the layers
-kept dense), never of the whole model: that is the number the paper's x-axes use.
+Sparsity is always stated as a fraction of the *prunable* weights (conv and linear weights, and the packed
+q/k/v in-projection of ``nn.MultiheadAttention``, minus the layers kept dense), never of the whole model: that
+is the number the paper's x-axes use.
 """
 
 from __future__ import annotations
@@ -9,24 +10,133 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ssa_experiments.config import ConfigError
+
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Where torchvision (and many hand-written) models keep their classifier, tried in this order when the model
+# has no timm ``get_classifier()``.
+HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+
+
+def _weight_transforming_types() -> tuple[type[nn.Module], ...]:
+    """Conv/linear subclasses whose forward() transforms the stored weight before using it.
+
+    A mask is a parametrization of the stored weight, so it acts *before* such a transform, which undoes it:
+    standardising a masked weight (subtract the mean, divide by the std) makes the zeros non-zero again.
+    These are timm's weight-standardised convolutions (BiT/ResNetV2 ``*_bit``, NFNet, NF-ResNet, ...); the
+    other conv/linear subclasses in ``timm.layers`` (``Conv2dSame``, ``Linear``) use the weight as stored.
+    """
+    try:
+        from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d, StdConv2dSame
+    except ImportError:  # timm is optional for the pruning code
+        return ()
+    return (StdConv2d, StdConv2dSame, ScaledStdConv2d, ScaledStdConv2dSame)
+
+
+def _unmaskable_reason(module: nn.Module) -> str | None:
+    """Why a mask on ``module``'s pruned weight would not reach its forward pass, or None if it would."""
+    transforming = _weight_transforming_types()
+    if transforming and isinstance(module, transforming):
+        return (
+            "standardises its weight inside forward(): a pruning mask applied to the stored weight is undone "
+            "by the standardisation, so the layer would run with dense weights while the report counts them "
+            "as pruned. Weight-standardised models (BiT/ResNetV2 *_bit, NFNet, NF-ResNet) are not supported; "
+            "choose a model with plain convolutions"
+        )
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    if any(isinstance(h, (WeightNorm, SpectralNorm)) for h in module._forward_pre_hooks.values()):
+        return (
+            "recomputes its weight before every forward pass (a torch.nn.utils.weight_norm or spectral_norm "
+            "hook), which would overwrite or undo a pruning mask; not supported"
+        )
+    if isinstance(module, nn.MultiheadAttention) and not module._qkv_same_embed_dim:
+        return (
+            "has separate q/k/v projection weights (kdim/vdim differ from embed_dim); only the packed "
+            "in_proj_weight of an nn.MultiheadAttention is pruned, so these weights would be neither pruned "
+            "nor counted; not supported"
+        )
+    return None
+
+
+def _declared_classifiers(model: nn.Module) -> list[nn.Module] | None:
+    """The classifier(s) the model names through its own API, or None if it has no such API.
+
+    timm: ``get_classifier()``, which returns a module, a tuple of modules (distilled DeiT: ``(head,
+    head_dist)``) or ``Identity`` when built without classes. Otherwise the first of ``HEAD_ATTRIBUTES`` that
+    is a module (torchvision: ``fc`` in ResNets, ``classifier`` in VGG/MobileNet/EfficientNet/DenseNet,
+    ``heads`` in ViT, ``head`` in Swin).
+    """
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):
+        found = get_classifier()
+        items = found if isinstance(found, (tuple, list)) else (found,)
+        return [m for m in items if isinstance(m, nn.Module)]
+    for attr in HEAD_ATTRIBUTES:
+        found = getattr(model, attr, None)
+        if isinstance(found, nn.Module):
+            return [found]
+    return None
+
+
+def classifier_heads(model: nn.Module) -> dict[str, nn.Module]:
+    """The conv/linear module(s) that produce the model's outputs, by name, in registration order.
+
+    Each classifier the model names (see ``_declared_classifiers``) contributes its *last* conv/linear module
+    in registration order: the layer that outputs the logits (the classifier itself when it is a Linear or a
+    1x1 Conv, e.g. ResNetV2's ``head.fc``). The hidden layers of a classifier block (VGG's ``classifier.0``
+    and ``classifier.3``, most of VGG's weights) are ordinary prunable layers. A model that names a
+    classifier without weights (timm with ``num_classes=0``: ``Identity``) has no head. A model with no such
+    API (our ``nn.Sequential`` models) falls back to its last conv/linear module in registration order.
+    """
+    names = {id(m): name for name, m in model.named_modules()}
+    declared = _declared_classifiers(model)
+    if declared is None:
+        declared = [model]  # fallback: the last conv/linear of the whole model
+    heads: dict[int, nn.Module] = {}
+    for classifier in declared:
+        last = None
+        for m in classifier.modules():
+            if isinstance(m, PRUNABLE_TYPES):
+                last = m
+        if last is not None and id(last) in names:
+            heads[id(last)] = last
+    return {name: m for name, m in model.named_modules() if id(m) in heads}
 
 
 def prunable_modules(
     model: nn.Module, keep_first_layer: bool = False, keep_last_layer: bool = True
 ) -> dict[str, nn.Module]:
-    """Conv and linear modules whose ``weight`` may be pruned, in registration order.
+    """Modules whose pruned weight (``masking.weight_name``) may be pruned, in registration order.
 
-    Biases and normalisation layers are never pruned. "First" and "last" are the first and last conv/linear
-    module in registration order: the stem and the classifier head in torchvision and timm models.
+    Conv and linear modules (``weight``) and ``nn.MultiheadAttention`` (its packed q/k/v ``in_proj_weight``;
+    its ``out_proj`` is an ``nn.Linear`` and is listed on its own). Biases and normalisation layers are never
+    pruned. ``keep_last_layer`` keeps every classifier head dense (``classifier_heads``: both heads of a
+    distilled DeiT); ``keep_first_layer`` keeps the first remaining module in registration order (the stem).
+
+    Raises ``ConfigError`` (field ``model``) when a module to be pruned would not see its mask: a
+    weight-standardised convolution, a weight_norm/spectral_norm hook, or an ``nn.MultiheadAttention`` with
+    separate q/k/v weights. Call it right after building the model to fail before any training.
     """
-    found = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    found = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, (*PRUNABLE_TYPES, nn.MultiheadAttention))
+    ]
+    if keep_last_layer:
+        heads = classifier_heads(model)
+        found = [(name, m) for name, m in found if name not in heads]
     if keep_first_layer:
         found = found[1:]
-    if keep_last_layer:
-        found = found[:-1]
     if not found:
         raise ValueError("the model has no prunable conv/linear layer left after keep_first/last_layer")
+    refused = [(name, m, reason) for name, m in found if (reason := _unmaskable_reason(m)) is not None]
+    if refused:
+        name, m, reason = refused[0]
+        more = f" (as are {len(refused) - 1} more layers)" if len(refused) > 1 else ""
+        cls = f"{type(m).__module__}.{type(m).__qualname__}"
+        raise ConfigError("model", f"layer {name!r} is a {cls}{more}, which {reason}")
     return dict(found)
 
 

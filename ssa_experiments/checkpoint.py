@@ -1,0 +1,106 @@
+"""Resumable checkpoints: everything a killed run needs to continue exactly where it stopped.
+
+A checkpoint holds the model (masks included: they are buffers), the optimizer, the pruning method's own
+state (its mask generator), the epoch and global step, and **every random stream** training draws from:
+the global CPU generator (dropout, torchvision transforms), the CUDA generators, numpy's and Python's.
+Without them a resumed run only matched by luck (a data loader that happened to reseed the global
+generator each epoch).
+
+Devices: the file is always read to the CPU (``map_location="cpu"``); ``load_state_dict`` then copies each
+tensor to where the model and optimizer live. RNG states stay CPU ByteTensors, the only thing
+``Generator.set_state`` accepts. A CPU generator's state cannot seed a CUDA generator (different sizes and
+streams), so a checkpoint records the device type it was written on and resuming on another is refused.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssa_experiments.config import ConfigError
+from ssa_experiments.pruning.methods import PruningMethod
+from ssa_experiments.results import atomic_torch_save
+
+FORMAT = 2  # 1: no RNG states, no device type; refused (its continuation would not be exact)
+
+
+def rng_states(device: torch.device) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"].cpu())
+    if states.get("cuda") is not None:
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def _compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Masks as bool (they are 0/1): 1 byte per weight instead of 4; ``load_state_dict`` casts back."""
+    return {k: v.bool() if k.endswith(".train_mask") else v for k, v in state.items()}
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: PruningMethod,
+    epoch: int,
+    global_step: int,
+    identity: dict[str, Any],
+    device: torch.device,
+) -> None:
+    atomic_torch_save(
+        path,
+        {
+            "format": FORMAT,
+            "model": _compact(model.state_dict()),
+            "optimizer": optimizer.state_dict(),
+            "method": method.state_dict(),
+            "rng": rng_states(device),
+            "device_type": device.type,
+            "epoch": epoch,
+            "global_step": global_step,
+            "identity": identity,
+        },
+    )
+
+
+def load_checkpoint(path: Path, identity: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Read a checkpoint to the CPU and refuse one that this run cannot continue exactly."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("identity") != identity:
+        raise ConfigError("output_dir", f"{path} was written by a different config; not resuming from it")
+    if ckpt.get("format") != FORMAT:
+        raise ConfigError("output_dir", f"{path} was written by an older version; remove it to start over")
+    if ckpt["device_type"] != device.type:
+        raise ConfigError(
+            "device",
+            f"{path} was written on {ckpt['device_type']}, this run is on {device.type}: random streams do "
+            f"not carry over between device types; resume with device={ckpt['device_type']} or use another "
+            "output_dir",
+        )
+    return ckpt
+
+
+def restore(
+    ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, method: PruningMethod
+) -> tuple[int, int]:
+    """Load a checkpoint's states; returns (first epoch to run, global step)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    method.load_state_dict(ckpt["method"])
+    set_rng_states(ckpt["rng"])
+    return ckpt["epoch"] + 1, ckpt["global_step"]
