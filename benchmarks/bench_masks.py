@@ -94,7 +94,10 @@ class Runner:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = make_method(cfg.method, cfg.pruning, cfg.sparsity, cfg.seed)
         self.method.start(self.model)
-        self.optimizer = make_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule.lr)
+        self.optimizer = make_optimizer(
+            self.model.parameters(), cfg.optimizer, cfg.schedule.lr, self.method.self_decayed_params()
+        )
+        self.method.bind_optimizer(self.optimizer)
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
         self.precision, self.device = precision, device
         self.step_index = 0
@@ -117,6 +120,7 @@ class Runner:
             loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.method.before_optimizer_step(0.01)
         self.optimizer.step()
         sync()
         t2 = time.perf_counter()
@@ -169,6 +173,7 @@ def main() -> None:
         f"sparsity={base.sparsity} amp={precision.amp} channels_last={precision.channels_last} "
         f"rounds={rounds} (+{warmup} warm-up) steps/turn={per_turn} order={'/'.join(METHODS)}"
     )
+    print_memory(runners, n_prunable)
     started = time.perf_counter()
     times, sample_times, per_round = interleave(runners, x, y, rounds, warmup, per_turn, verbose=True)
     dense = statistics.median(times["dense"])
@@ -238,6 +243,36 @@ def main() -> None:
         f"batch {args.batch_size}; wall {time.perf_counter() - started:.0f} s; load avg (1 min) at the end "
         f"{os.getloadavg()[0]:.2f}]"
     )
+
+
+# The core's first layout (before issue 11), per prunable weight, for the stochastic methods: train and eval
+# masks in fp32 (8), an fp32 copy of the target (4), p0 (4), P (4), U (4), a bool target (1); checkpoints
+# stored both masks in fp32 (8).
+BYTES_BEFORE = {"one_shot": 8, "temperature_annealing": 25, "random_annealing": 25}
+CHECKPOINT_BYTES_BEFORE = 8
+
+
+def print_memory(runners: list[Runner], n_prunable: int) -> None:
+    """Bytes per prunable weight that masks and annealing state hold beyond the model, counted from the live
+    tensors (each storage once: the flat buffers and the masks' views of them share storage)."""
+    for runner in runners[1:]:
+        method = runner.method
+        tensors = [t for m in method.masks.values() for t in (m.train_mask, m.eval_mask)]
+        for g in getattr(method, "groups", []):
+            tensors += [t for t in (g.keep, g.p0, g.prob, g.u, g.mask) if isinstance(t, torch.Tensor)]
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+        in_memory = sum(storages.values()) / n_prunable
+        ckpt = (
+            sum(
+                (m.train_mask.bool().element_size() + m.eval_mask.element_size()) * m.eval_mask.numel()
+                for m in method.masks.values()
+            )
+            / n_prunable
+        )
+        print(
+            f"memory {runner.name:<22} {in_memory:5.1f} bytes/prunable weight (before: "
+            f"{BYTES_BEFORE[runner.name]}); masks in a checkpoint {ckpt:.0f} (before: {CHECKPOINT_BYTES_BEFORE})"
+        )
 
 
 def interleave(runners: list[Runner], x, y, rounds: int, warmup: int, per_turn: int, verbose: bool):
