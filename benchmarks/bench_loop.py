@@ -75,7 +75,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -103,13 +103,23 @@ def sync(device: torch.device) -> None:
 class RunTimer:
     """Wraps functions ``run.py`` calls, to time its fine-tuning phase and split it by activity.
 
-    Robust to ``run.py`` changing around it: a wrapped name it no longer has is skipped, work it does
-    through functions not wrapped here counts as "other", a ``torch`` save of anything but ``checkpoint.pt``
-    (e.g. ``model.pt``) counts as "saves", and if ``summary.json`` is not written through
-    ``run.atomic_write_json`` the segment ends when ``run()`` returns (``end_fallback``).
+    Robust to ``run.py`` changing around it: a wrapped name it does not have is skipped; nested wrapped calls
+    (``evaluate_splits`` -> ``evaluate``, ``save_checkpoint`` -> ``atomic_torch_save``) count once, in the
+    outermost; work done through functions not wrapped here counts as "other"; a ``torch`` save of anything
+    but ``checkpoint.pt`` (``model.pt``) counts as "saves"; and if ``summary.json`` is not written through
+    ``run.atomic_write_json``, the segment ends when ``run()`` returns (``end_fallback``).
     """
 
-    WRAPPED = ("train_epoch", "evaluate", "atomic_torch_save", "atomic_write_json")
+    # name in run.py -> part ("saves" for atomic_torch_save is decided per path); train_epoch and
+    # atomic_write_json also start and end the timed segment.
+    WRAPPED: ClassVar[dict[str, str]] = {
+        "train_epoch": "train_epoch",
+        "evaluate_splits": "evaluate",  # BN recalibration (pruned methods) + val + test
+        "evaluate": "evaluate",
+        "save_checkpoint": "checkpoint",
+        "atomic_torch_save": "saves",
+        "atomic_write_json": "",
+    }
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -117,63 +127,71 @@ class RunTimer:
         self.end: float | None = None
         self.end_fallback = False
         self.parts = {"train_epoch": 0.0, "evaluate": 0.0, "checkpoint": 0.0, "saves": 0.0}
-        self.checkpoints = 0
+        self.counts = dict.fromkeys(self.parts, 0)
+        self.depth = 0  # > 0 inside a timed call: nested wrapped calls are not timed again
         self.originals = {n: getattr(run_module, n) for n in self.WRAPPED if hasattr(run_module, n)}
+
+    @property
+    def checkpoints(self) -> int:
+        return self.counts["checkpoint"]
 
     def _timing(self) -> bool:
         return self.start is not None and self.end is None
 
     def _timed(self, part: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args, **kwargs):
-            if not self._timing():
+            if not self._timing() or self.depth:
                 return fn(*args, **kwargs)
+            name = part(*args, **kwargs) if callable(part) else part
             t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
+            self.depth += 1
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
             sync(self.device)
-            self.parts[part(*args, **kwargs) if callable(part) else part] += time.perf_counter() - t0
+            self.parts[name] += time.perf_counter() - t0
+            self.counts[name] += 1
             return out
 
         return wrapper
 
+    def _train_wrapper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        timed_train = self._timed("train_epoch", fn)
+
+        def wrapper(*args, **kwargs):
+            method = args[8] if len(args) > 8 else kwargs.get("method")
+            if self.start is None and method is not None:  # the first fine-tuning epoch, not the parent's
+                sync(self.device)
+                self.start = time.perf_counter()
+            return timed_train(*args, **kwargs)
+
+        return wrapper
+
+    def _json_wrapper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(path, *args, **kwargs):
+            if Path(path).name == SUMMARY and self._timing():
+                sync(self.device)
+                self.end = time.perf_counter()
+            return fn(path, *args, **kwargs)
+
+        return wrapper
+
+    @staticmethod
+    def _save_part(path, *args, **kwargs) -> str:
+        return "checkpoint" if Path(path).name == CHECKPOINT else "saves"
+
     def install(self) -> None:
-        wrappers: dict[str, Callable[..., Any]] = {}
-        if "train_epoch" in self.originals:
-            timed_train = self._timed("train_epoch", self.originals["train_epoch"])
-
-            def train_wrapper(*args, **kwargs):
-                method = args[8] if len(args) > 8 else kwargs.get("method")
-                if self.start is None and method is not None:  # first fine-tuning epoch, not the parent's
-                    sync(self.device)
-                    self.start = time.perf_counter()
-                return timed_train(*args, **kwargs)
-
-            wrappers["train_epoch"] = train_wrapper
-        if "evaluate" in self.originals:
-            wrappers["evaluate"] = self._timed("evaluate", self.originals["evaluate"])
-        if "atomic_torch_save" in self.originals:
-
-            def save_part(path, *args, **kwargs) -> str:
-                return "checkpoint" if Path(path).name == CHECKPOINT else "saves"
-
-            timed_save = self._timed(save_part, self.originals["atomic_torch_save"])
-
-            def save_wrapper(path, *args, **kwargs):
-                self.checkpoints += self._timing() and Path(path).name == CHECKPOINT
-                return timed_save(path, *args, **kwargs)
-
-            wrappers["atomic_torch_save"] = save_wrapper
-        if "atomic_write_json" in self.originals:
-            write_json = self.originals["atomic_write_json"]
-
-            def json_wrapper(path, *args, **kwargs):
-                if Path(path).name == SUMMARY and self._timing():
-                    sync(self.device)
-                    self.end = time.perf_counter()
-                return write_json(path, *args, **kwargs)
-
-            wrappers["atomic_write_json"] = json_wrapper
-        for name, fn in wrappers.items():
-            setattr(run_module, name, fn)
+        for name, fn in self.originals.items():
+            if name == "train_epoch":
+                wrapper = self._train_wrapper(fn)
+            elif name == "atomic_write_json":
+                wrapper = self._json_wrapper(fn)
+            elif name == "atomic_torch_save":
+                wrapper = self._timed(self._save_part, fn)
+            else:
+                wrapper = self._timed(self.WRAPPED[name], fn)
+            setattr(run_module, name, wrapper)
 
     def returned(self) -> None:
         """``run()`` returned: end the segment here if ``summary.json`` did not."""
@@ -306,8 +324,7 @@ def pipeline_delta(cfg: DictConfig, device: torch.device, reps: int = 5) -> floa
     measured with little noise (median of ``reps`` interleaved epochs each).
     """
     data = load_data(cfg.data)
-    # [0]: the train source, whether make_batches returns (train, test) or the (train, val, test) NamedTuple
-    train = make_batches(data, cfg.data.pipeline, cfg.train.batch_size, device, cfg.seed)[0]
+    train = make_batches(data, cfg.data.pipeline, cfg.train.batch_size, device, cfg.seed).train
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     x_all = (data.train_x.to(device).float() / 255 - mean) / std

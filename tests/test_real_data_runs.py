@@ -11,8 +11,8 @@ from fixtures_data import make_cifar10, make_tiny_imagenet
 
 from ssa_experiments.run import run
 
-ONE_STEP = [
-    "train.batch_size=8", "train.max_steps_per_epoch=1", "parent.epochs=1", "train.finetune_epochs=1",
+ONE_STEP_PER_EPOCH = [
+    "train.batch_size=8", "train.max_steps_per_epoch=1", "parent.epochs=1", "train.finetune_epochs=2",
     "method.anneal_epochs=1",
 ]  # fmt: skip
 
@@ -20,9 +20,9 @@ ONE_STEP = [
 def test_cifar10_resnet18_temperature_annealing_one_step(make_cfg, tmp_path: Path) -> None:
     make_cifar10(tmp_path / "data")
     cfg = make_cfg("data=cifar10", f"data.root={tmp_path / 'data'}", "model=resnet18",
-                   "method=temperature_annealing", "sparsity=0.95", *ONE_STEP)  # fmt: skip
+                   "method=temperature_annealing", "sparsity=0.95", *ONE_STEP_PER_EPOCH)  # fmt: skip
     summary = run(cfg)
-    assert summary["status"] == "completed" and summary["steps"] == 1
+    assert summary["status"] == "completed" and summary["steps"] == 2  # anneal 1 epoch, 1 on the target
     assert summary["params"] == 11_173_962 and summary["sparsity"] == pytest.approx(0.95, abs=1e-4)
 
 
@@ -30,7 +30,7 @@ def test_cifar10_resnet18_temperature_annealing_one_step(make_cfg, tmp_path: Pat
 def test_tiny_imagenet_small_cnn(make_cfg, tmp_path: Path, pipeline: str) -> None:
     make_tiny_imagenet(tmp_path / "data")
     cfg = make_cfg("data=tiny_imagenet", f"data.root={tmp_path / 'data'}", f"data.pipeline={pipeline}",
-                   "data.num_workers=0", "method=one_shot", *ONE_STEP)  # fmt: skip
+                   "data.num_workers=0", "method=one_shot", *ONE_STEP_PER_EPOCH)  # fmt: skip
     summary = run(cfg)
     assert summary["status"] == "completed" and summary["data"] == "tiny_imagenet"
 
