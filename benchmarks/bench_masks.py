@@ -271,7 +271,8 @@ def print_memory(runners: list[Runner], n_prunable: int) -> None:
         )
         print(
             f"memory {runner.name:<22} {in_memory:5.1f} bytes/prunable weight (before: "
-            f"{BYTES_BEFORE[runner.name]}); masks in a checkpoint {ckpt:.0f} (before: {CHECKPOINT_BYTES_BEFORE})"
+            f"{BYTES_BEFORE[runner.name]}); masks in a checkpoint {ckpt:.0f} "
+            f"(before: {CHECKPOINT_BYTES_BEFORE})"
         )
 
 
