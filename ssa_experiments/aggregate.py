@@ -4,6 +4,8 @@
 
 Every run directory below ``root`` with a ``summary.json`` becomes one row (JSON only: never ``eval``).
 Failed and diverged runs are rows too, with their status, so a sweep's holes are visible, not silent.
+Under the table, ``budget`` shows per method what makes the comparison fair or not: optimizer steps,
+epochs trained on the final mask and the digest of the LR trace.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import pandas as pd
 from ssa_experiments.results import SUMMARY
 
 COLUMNS = [
-    "method", "target_sparsity", "seed", "status", "test_acc", "best_test_acc", "sparsity", "epochs",
-    "wall_time_s", "model", "data", "parent_source", "parent_test_acc", "run_dir",
+    "method", "target_sparsity", "seed", "status", "test_acc", "val_acc", "best_epoch", "best_val_acc",
+    "test_acc_at_best_val", "sparsity", "epochs", "epochs_at_target", "steps", "lr_trace_sha256",
+    "bn_recalibration_batches", "wall_time_s", "model", "data", "parent_source", "parent_test_acc", "run_dir",
 ]  # fmt: skip
+BUDGET = ["steps", "epochs_at_target", "lr_trace_sha256"]
 
 
 def collect(root: str | Path) -> pd.DataFrame:
@@ -58,6 +62,18 @@ def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return wide.fillna("")
 
 
+def budget(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the distinct budget values of its completed runs (one value each when all agree)."""
+    done = df[df["status"] == "completed"]
+    cols = [c for c in BUDGET if c in done]
+
+    def distinct(values: pd.Series) -> str:
+        shown = {f"{x:g}" if isinstance(x, float) else str(x) for x in values.dropna()}
+        return ", ".join(sorted(shown))
+
+    return done.groupby("method")[cols].agg(distinct)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -76,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.metric} (%), mean ± std over seeds; columns: target sparsity of prunable weights")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table(df, args.metric).to_string())
+        print("budget per method (steps, epochs on the final mask, LR trace digest):")
+        print(budget(df).to_string())
 
 
 if __name__ == "__main__":
