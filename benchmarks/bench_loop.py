@@ -1,16 +1,16 @@
 """Loop overhead: training throughput of our full run path against a minimal hand-written PyTorch loop.
 
 "Ours" is ``ssa_experiments.run.run(cfg)`` itself, timed from the first fine-tuning ``train_epoch`` call to
-the moment it writes ``summary.json``: every epoch of ``loop.train_epoch`` with a pruning method's hooks,
-the device batch pipeline (uint8 -> float, normalisation, per-batch indexing), the per-step LR function,
-on-device metric accumulation, ``evaluate`` on the test set, ``method.report()``, ``metrics.jsonl``, a
-``checkpoint.pt`` (model + optimizer + method state) at the configured cadence (``checkpoint_every=1``: after
-every epoch but the last, as ``run.py`` does) and whatever else ``run.py`` does before ``summary.json`` (e.g.
-writing ``model.pt``). Whatever the timer does not wrap is reported as "other", so new work in ``run.py``
-shows up there rather than breaking the timing; if ``summary.json`` is no longer written through
-``run.atomic_write_json``, the segment ends when ``run()`` returns (and the script says so). Setup that runs
-once (reading data, building the model, loading the parent) is excluded from both sides. The benchmark sets
-``data.val_fraction=0`` (where that key exists), so both sides train on the same images.
+the moment it writes ``summary.json``: every epoch of ``loop.train_epoch`` with a pruning method's hooks, the
+device batch pipeline (uint8 -> float, normalisation, per-batch indexing), the per-step LR function, on-device
+metric accumulation, ``evaluate_splits`` (test set; BN recalibration for pruned methods), ``method.report()``,
+``metrics.jsonl``, a ``checkpoint.pt`` (model + optimizer + method state) at the configured cadence
+(``checkpoint_every=1``: after every epoch but the last, as ``run.py`` does) and whatever else ``run.py`` does
+before ``summary.json`` (e.g. writing ``model.pt``). Whatever the timer does not wrap is reported as "other",
+so new work in ``run.py`` shows up there rather than breaking the timing; if ``summary.json`` is no longer
+written through ``run.atomic_write_json``, the segment ends when ``run()`` returns (and the script says so).
+Setup that runs once (reading data, building the model, loading the parent) is excluded from both sides. The
+benchmark sets ``data.val_fraction=0`` (where that key exists), so both sides train on the same images.
 
 "Minimal" is what one would write by hand: the same model and initial weights, SGD with the same settings
 and ``OneCycleLR`` stepped per batch, a ``randperm`` per epoch over pre-normalised float tensors already on
@@ -22,9 +22,9 @@ Method of measurement. Throughput = training images / seconds; goal: ours/minima
 ours/minimal pair run back to back; its paired ratio is minimal's time / ours' time (same images). The order
 alternates (ours first in repeats 1, 3, ...; minimal first in 2, 4, ...: ABBA over the run sequence), and
 ``--repeats`` must be even so exactly half the pairs have each order. Right before EVERY timed segment an
-untimed warm-up of the same side runs (2 epochs x 1 step, same model, batch and device: every code path of
-the timed run, checkpoint included, ~2 s small CNN, ~6 s ResNet-18 on 2 CPU cores), so neither position
-starts cold after the other side ran (allocator, oneDNN primitive and page caches, CPU frequency).
+untimed warm-up of the same side runs (same model, batch and device, 2 epochs x 1 step: every code path of
+the timed run, i.e. 2 steps, 2 test passes and 1 checkpoint, in a few seconds), so neither position starts
+cold after the other side ran (allocator, oneDNN primitive and page caches, CPU frequency).
 
 What remains of the position bias is measured, not assumed away. Model: the side that runs first takes
 ``f`` times as long as it would second (``f`` the same for both sides). Then the paired ratio is ``R / f``
@@ -43,25 +43,30 @@ position) is left out of that order's median, as long as one repeat of that orde
 takes each consecutive (ours-first, minimal-first) block's geometric mean: "met" / "MISSED" when all blocks
 agree, "within noise" when they straddle the goal. Also printed: per-side first-vs-second median times and
 the ratio of the two median throughputs. A second, low-noise ESTIMATE adds to the minimal loop's time only
-what ours is measured to spend beyond it: the batch pipeline (timed alone, without a model), the checkpoint
-and other ``torch`` saves, and the rest outside ``train_epoch`` and ``evaluate``.
+what ours is measured to spend beyond it: the batch pipeline (timed alone, without a model), BN
+recalibration (pruned methods), the checkpoint and other ``torch`` saves, and the rest outside
+``train_epoch`` and ``evaluate``.
 
-Choice of configuration (why CIFAR ResNet-18 on a few batches): per-step overhead only shows against
-realistic per-step compute, and checkpoint cost only against a realistic checkpoint size (ResNet-18: 11.2M
-parameters, ~90 MB with momentum). A 2-core CPU cannot run a real 390-step CIFAR epoch in benchmark time, so
-an epoch here is ``--steps`` batches (default 8, ~16 s) of 32x32 synthetic images (3 channels, 10 classes;
+Choice of configuration (why CIFAR ResNet-18 on a few batches): per-step overhead only shows against realistic
+per-step compute, and checkpoint cost only against a realistic checkpoint size (ResNet-18: 11.2M parameters,
+~90 MB with momentum). A 2-core CPU cannot run a real 390-step CIFAR epoch in benchmark time, so an epoch here
+is ``--steps`` batches (default 8, ~16-40 s on 2 CPU cores) of 32x32 synthetic images (3 channels, 10 classes;
 throughput does not depend on pixel values; no crop/flip, since the minimal loop has none either). That is a
-checkpoint every ~16 s: far more often than a real CPU epoch (~390 steps) would write one, but in the range
+checkpoint every ~16-40 s: far more often than a real CPU epoch (~390 steps) would write one, but in the range
 of a full CIFAR ResNet-18 epoch on one modern GPU (our estimate, not measured here), so the checkpoint's share
 is roughly the one that matters there. ``method=dense`` by default so the ratio is the loop's overhead alone;
 the masks' own cost is ``bench_masks.py``'s subject (``--method one_shot`` etc. include it here too).
-``--quick`` uses a wider small CNN (width 64, depth 3, 374k parameters) on 32x32 images: ~0.2 s steps on 2 CPU
-cores, 2 epochs of 15 steps.
+``--quick`` uses a wider small CNN (width 64, depth 3, 374k parameters) on 32x32 images: ~0.2-0.6 s steps on 2
+CPU cores, 2 epochs of 15 steps.
 
-    .venv/bin/python benchmarks/bench_loop.py               # ResNet-18, 3 epochs x 8 steps, 4 repeats: ~9 min
-    .venv/bin/python benchmarks/bench_loop.py --repeats 6   # more pairs, tighter order effect: ~13 min
-    .venv/bin/python benchmarks/bench_loop.py --quick       # small CNN, 4 repeats: ~1.5 min
-    .venv/bin/python benchmarks/bench_loop.py --quick --repeats 2   # smoke test: ~1 min
+    .venv/bin/python benchmarks/bench_loop.py               # ResNet-18, 3 x 8 steps, 4 repeats: ~8-17 min
+    .venv/bin/python benchmarks/bench_loop.py --repeats 6   # more pairs, tighter order effect: ~12-25 min
+    .venv/bin/python benchmarks/bench_loop.py --quick       # small CNN, 4 repeats: ~1.5-3 min
+    .venv/bin/python benchmarks/bench_loop.py --quick --repeats 2   # smoke test: ~1-1.5 min
+
+(``--repeats`` must be even. Times on 2 otherwise idle CPU cores: the lower end for ~16 s ResNet-18 epochs
+and ~0.2 s small-CNN steps, the upper end for a 2-core AMD EPYC, where they took ~40 s and ~0.6 s;
+``--quick --repeats 2`` took 1.5 min there, and 3.5 min with other work at a load average of 3-5.)
 """
 
 from __future__ import annotations
@@ -103,10 +108,11 @@ def sync(device: torch.device) -> None:
 class RunTimer:
     """Wraps functions ``run.py`` calls, to time its fine-tuning phase and split it by activity.
 
-    Robust to ``run.py`` changing around it: a wrapped name it does not have is skipped; nested wrapped calls
-    (``evaluate_splits`` -> ``evaluate``, ``save_checkpoint`` -> ``atomic_torch_save``) count once, in the
-    outermost; work done through functions not wrapped here counts as "other"; a ``torch`` save of anything
-    but ``checkpoint.pt`` (``model.pt``) counts as "saves"; and if ``summary.json`` is not written through
+    Robust to ``run.py`` changing around it: a wrapped name it does not have is skipped; a part's time is
+    exclusive of the wrapped calls nested in it (``evaluate_splits`` -> ``recalibrated``, ``evaluate``;
+    ``save_checkpoint`` -> ``atomic_torch_save``), and a call is counted only when outermost; work done
+    through functions not wrapped here counts as "other"; a ``torch`` save of anything but
+    ``checkpoint.pt`` (``model.pt``) counts as "saves"; and if ``summary.json`` is not written through
     ``run.atomic_write_json``, the segment ends when ``run()`` returns (``end_fallback``).
     """
 
@@ -114,8 +120,9 @@ class RunTimer:
     # atomic_write_json also start and end the timed segment.
     WRAPPED: ClassVar[dict[str, str]] = {
         "train_epoch": "train_epoch",
-        "evaluate_splits": "evaluate",  # BN recalibration (pruned methods) + val + test
+        "evaluate_splits": "evaluate",  # val + test, and BN recalibration (timed on its own)
         "evaluate": "evaluate",
+        "recalibrated": "recalibration",  # BN statistics of the evaluated network (pruned methods)
         "save_checkpoint": "checkpoint",
         "atomic_torch_save": "saves",
         "atomic_write_json": "",
@@ -126,9 +133,9 @@ class RunTimer:
         self.start: float | None = None
         self.end: float | None = None
         self.end_fallback = False
-        self.parts = {"train_epoch": 0.0, "evaluate": 0.0, "checkpoint": 0.0, "saves": 0.0}
+        self.parts = dict.fromkeys(("train_epoch", "evaluate", "recalibration", "checkpoint", "saves"), 0.0)
         self.counts = dict.fromkeys(self.parts, 0)
-        self.depth = 0  # > 0 inside a timed call: nested wrapped calls are not timed again
+        self.nested: list[float] = []  # per open timed call: the time spent in timed calls inside it
         self.originals = {n: getattr(run_module, n) for n in self.WRAPPED if hasattr(run_module, n)}
 
     @property
@@ -140,18 +147,22 @@ class RunTimer:
 
     def _timed(self, part: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args, **kwargs):
-            if not self._timing() or self.depth:
+            if not self._timing():
                 return fn(*args, **kwargs)
             name = part(*args, **kwargs) if callable(part) else part
+            outermost = not self.nested
             t0 = time.perf_counter()
-            self.depth += 1
+            self.nested.append(0.0)
             try:
                 out = fn(*args, **kwargs)
+                sync(self.device)
             finally:
-                self.depth -= 1
-            sync(self.device)
-            self.parts[name] += time.perf_counter() - t0
-            self.counts[name] += 1
+                inner = self.nested.pop()
+            elapsed = time.perf_counter() - t0
+            self.parts[name] += elapsed - inner  # exclusive: nested timed calls count in their own part
+            if self.nested:
+                self.nested[-1] += elapsed
+            self.counts[name] += outermost
             return out
 
         return wrapper
@@ -469,7 +480,8 @@ def main() -> None:
         breakdown = ""
         if name == "ours":
             breakdown = (
-                f"train_epoch {parts['train_epoch']:.2f} s, evaluate {parts['evaluate']:.2f} s, "
+                f"train_epoch {parts['train_epoch']:.2f} s, evaluate {parts['evaluate']:.2f} s "
+                f"+ BN recalibration {parts['recalibration']:.2f} s, "
                 f"{timers[0].checkpoints} checkpoints {parts['checkpoint']:.2f} s, "
                 f"other saves (model.pt, ...) {parts['saves']:.2f} s, other {other:.2f} s"
             )
@@ -479,10 +491,12 @@ def main() -> None:
         )
     pipe = pipeline_delta(cfg, device)
     t_min = statistics.median(s for s, _ in minimal)
-    accounted = args.epochs * pipe + parts["checkpoint"] + parts["saves"] + max(other, 0.0)
+    overheads = ("recalibration", "checkpoint", "saves")
+    accounted = args.epochs * pipe + sum(parts[k] for k in overheads) + max(other, 0.0)
     print(
         f"accounted overheads of ours: batch pipeline {1e3 * pipe:+.1f} ms/epoch x {args.epochs} epochs, "
-        f"checkpoints {parts['checkpoint']:.2f} s, other saves {parts['saves']:.2f} s, "
+        f"BN recalibration {parts['recalibration']:.2f} s, checkpoints {parts['checkpoint']:.2f} s, "
+        f"other saves {parts['saves']:.2f} s, "
         f"metrics/report/other {max(other, 0.0):.2f} s = {accounted:.2f} s over the run"
     )
 
