@@ -138,8 +138,17 @@ class ParentConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = "local"  # local files only; W&B plugs in here (roadmap)
+    """Where runs are logged besides their own files (which are always written, and written first)."""
+
+    name: str = "local"  # local | wandb (a mirror of the local files)
     print_every_epoch: bool = True
+    project: str = "ssa-experiments"  # wandb
+    entity: str | None = None  # wandb: your user or team; null: W&B's default
+    group: str | None = None  # wandb; null: the experiment preset's name, else the sweep directory's name
+    job_type: str | None = None  # wandb; null: the method's name
+    tags: list[str] = field(default_factory=list)  # wandb; model, data, method and sparsity are added
+    mode: str | None = None  # wandb: online | offline | disabled; null: W&B decides (WANDB_MODE, else online)
+    init_timeout: float = 60.0  # wandb: seconds before a hanging init is given up (the run goes on)
 
 
 @dataclass
@@ -160,8 +169,21 @@ class Config:
     output_dir: str = "${hydra:runtime.output_dir}"
 
 
+def short_dirname(overrides: str, max_len: int = 120) -> str:
+    """A sweep job's directory from its overrides (Hydra's ``override_dirname``): every swept key is in the
+    name, so two configs never share a directory; a name longer than ``max_len`` keeps its start and ends
+    with a hash of the whole, so it stays unique and within file-name limits."""
+    name = overrides.replace("/", "_") or "default"
+    if len(name) <= max_len:
+        return name
+    import hashlib
+
+    return f"{name[: max_len - 17]}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("ssa_dirname", short_dirname, replace=True)
 
 
 METHODS = ("dense", "one_shot", "iterative", "random_annealing", "temperature_annealing")
@@ -236,6 +258,10 @@ def validate(cfg: DictConfig | Config) -> None:
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
     _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)
+    _choice(cfg.logger.name, ("local", "wandb"), "logger.name")
+    if cfg.logger.mode is not None:
+        _choice(cfg.logger.mode, ("online", "offline", "disabled"), "logger.mode")
+    _positive(cfg.logger.init_timeout, "logger.init_timeout")
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
         raise ConfigError("device", f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
     if cfg.data.name in ("cifar10", "cifar100", "tiny_imagenet"):

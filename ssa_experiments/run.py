@@ -41,13 +41,12 @@ from ssa_experiments.results import (
     CHECKPOINT,
     MODEL,
     SUMMARY,
-    append_metrics,
     atomic_torch_save,
     atomic_write_json,
     read_metrics,
     read_summary,
-    rewrite_metrics,
 )
+from ssa_experiments.sinks import make_sinks
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,22 @@ def best_by_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
         "best_epoch": best["epoch"],
         "best_val_acc": best["val_acc"],
         "test_acc_at_best_val": best["test_acc"],
+    }
+
+
+def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's numbers, all read from the epoch rows (so a resumed run reports the same)."""
+    last = history[-1] if history else {}
+    return {
+        "sparsity": last.get("sparsity"),
+        "layer_sparsity": last.get("layer_sparsity"),
+        "test_acc": last.get("test_acc"),
+        "test_loss": last.get("test_loss"),
+        "val_acc": last.get("val_acc"),
+        **best_by_validation(history),
+        "bn_recalibration_batches": last.get("bn_recalibration_batches"),
+        "epochs": len(history),
+        "epochs_at_target": sum(bool(r["at_target"]) for r in history),
     }
 
 
@@ -194,107 +209,76 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             load_checkpoint(ckpt_path, identity, device), model, optimizer, method
         )
         history = read_metrics(out)[:first_epoch]
-        rewrite_metrics(out, history)
         log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
-    elif (out / "metrics.jsonl").exists():
-        rewrite_metrics(out, [])
 
-    status, evaluated = "completed", model
-    for epoch in range(first_epoch, epochs):
-        t0 = time.time()
-        method.begin_epoch(epoch, steps)
-        at_target = method.at_target
-        train_metrics, global_step = train_epoch(
-            model,
-            batches.train,
-            optimizer,
-            loss_fn,
-            epoch,
-            global_step,
-            lambda s: lr_at(s, total_steps, cfg.schedule),
-            precision,
-            method,
-            max_steps,
-        )
-        eval_metrics, evaluated = evaluate_splits(model, batches, precision, recal)
-        row = {
-            "epoch": epoch + 1,
-            "step": global_step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "at_target": at_target and method.at_target,
-            **train_metrics,
-            **eval_metrics,
-            **method.report(),
-            "epoch_time_s": time.time() - t0,
+    sinks = make_sinks(cfg, to_container(cfg), identity, out, epochs)
+    for sink in sinks:
+        sink.start(history)
+    summary: dict[str, Any] | None = None
+    try:
+        status, evaluated = "completed", model
+        for epoch in range(first_epoch, epochs):
+            t0 = time.time()
+            method.begin_epoch(epoch, steps)
+            at_target = method.at_target
+            train_metrics, global_step = train_epoch(
+                model, batches.train, optimizer, loss_fn, epoch, global_step,
+                lambda s: lr_at(s, total_steps, cfg.schedule), precision, method, max_steps,
+            )  # fmt: skip
+            eval_metrics, evaluated = evaluate_splits(model, batches, precision, recal)
+            row = {
+                "epoch": epoch + 1,
+                "step": global_step,
+                "lr": optimizer.param_groups[0]["lr"],
+                "at_target": at_target and method.at_target,
+                **train_metrics,
+                **eval_metrics,
+                **method.report(),
+                "epoch_time_s": time.time() - t0,
+            }
+            history.append(row)
+            for sink in sinks:
+                sink.row(row)
+            if not math.isfinite(row["train_loss"]):
+                status = "diverged"
+                break
+            every = cfg.train.checkpoint_every
+            if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
+                save_checkpoint(
+                    ckpt_path, model=model, optimizer=optimizer, method=method, epoch=epoch,
+                    global_step=global_step, identity=identity, device=device,
+                )  # fmt: skip
+
+        model_file = None
+        if status == "completed" and cfg.train.save_model:
+            # The network evaluated last (recalibrated BN statistics included), pruned weights exactly zero.
+            state = {k: v.detach().cpu() for k, v in export_state_dict(evaluated).items()}
+            atomic_torch_save(out / MODEL, state)
+            model_file = MODEL
+        summary = {
+            "status": status,
+            "method": method.name,
+            "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
+            **summarize(history),
+            "collapsed_layers": method.collapsed_layers,
+            "seed": cfg.seed,
+            "model": cfg.model.arch,
+            "data": cfg.data.name,
+            "steps": global_step,
+            "lr_trace_sha256": lr_trace_sha256(global_step, total_steps, cfg.schedule),
+            "parent": parent_info,
+            "params": n_params,
+            "prunable_params": start_report["prunable_params"],
+            "model_file": model_file,
+            "wall_time_s": time.time() - started,
+            "device": str(device),
+            "config": to_container(cfg),
+            "identity": identity,
         }
-        history.append(row)
-        append_metrics(out, row)
-        if cfg.logger.print_every_epoch:
-            log.info(
-                "epoch %d/%d  train_loss %.4f  val_acc %s  test_acc %.2f%%  sparsity %.4f  "
-                "expected_train_sparsity %.4f",
-                epoch + 1,
-                epochs,
-                row["train_loss"],
-                f"{row['val_acc']:.2f}%" if "val_acc" in row else "-",
-                row["test_acc"],
-                row["sparsity"],
-                row["expected_train_sparsity"],
-            )
-        if not math.isfinite(row["train_loss"]):
-            status = "diverged"
-            break
-        if (
-            cfg.train.checkpoint_every
-            and (epoch + 1) % cfg.train.checkpoint_every == 0
-            and epoch + 1 < epochs
-        ):
-            save_checkpoint(
-                ckpt_path,
-                model=model,
-                optimizer=optimizer,
-                method=method,
-                epoch=epoch,
-                global_step=global_step,
-                identity=identity,
-                device=device,
-            )
-
-    last = history[-1] if history else {}
-    model_file = None
-    if status == "completed" and cfg.train.save_model:
-        # The network evaluated last (recalibrated BN statistics included), pruned weights exactly zero.
-        atomic_torch_save(out / MODEL, {k: v.detach().cpu() for k, v in export_state_dict(evaluated).items()})
-        model_file = MODEL
-    summary = {
-        "status": status,
-        "method": method.name,
-        "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
-        "sparsity": last.get("sparsity"),
-        "layer_sparsity": last.get("layer_sparsity"),
-        "collapsed_layers": method.collapsed_layers,
-        "seed": cfg.seed,
-        "model": cfg.model.arch,
-        "data": cfg.data.name,
-        "test_acc": last.get("test_acc"),
-        "test_loss": last.get("test_loss"),
-        "val_acc": last.get("val_acc"),
-        **best_by_validation(history),
-        "bn_recalibration_batches": last.get("bn_recalibration_batches"),
-        "epochs": len(history),
-        "epochs_at_target": sum(bool(r["at_target"]) for r in history),
-        "steps": global_step,
-        "lr_trace_sha256": lr_trace_sha256(global_step, total_steps, cfg.schedule),
-        "parent": parent_info,
-        "params": n_params,
-        "prunable_params": start_report["prunable_params"],
-        "model_file": model_file,
-        "wall_time_s": time.time() - started,
-        "device": str(device),
-        "config": to_container(cfg),
-        "identity": identity,
-    }
-    atomic_write_json(out / SUMMARY, summary)
+        atomic_write_json(out / SUMMARY, summary)
+    finally:  # W&B is finished also when the run fails: one bad run never leaves another's open
+        for sink in sinks:
+            sink.finish(summary, ok=summary is not None and summary["status"] == "completed")
     ckpt_path.unlink(missing_ok=True)
     log.info(
         "done: %s test_acc %.2f%% at sparsity %.4f -> %s",

@@ -234,3 +234,29 @@ def test_a_run_dir_of_another_config_is_refused(make_cfg, tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="output_dir"):
         run(make_cfg("method=one_shot", "sparsity=0.9"))
     assert read_summary(tmp_path / "run")["target_sparsity"] == 0.5
+
+
+@pytest.mark.slow
+def test_a_two_key_sweep_never_shares_a_directory(tmp_path: Path) -> None:
+    """The quick-start preset names its run directories from every overridden key: sweeping a key it does not
+    name by default (method.initial_temperature) must give one directory per config, not a refusal."""
+    sweep = tmp_path / "sweep"
+    proc = _train(
+        ["-m", "experiment=quickstart", *FAST_CLI, "method=temperature_annealing", "method.anneal_epochs=1",
+         "sparsity=0.9", "seed=0", "method.initial_temperature=0.25,0.5", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+    assert [s["status"] for s in summaries] == ["completed", "completed"]
+    assert sorted(s["config"]["method"]["initial_temperature"] for s in summaries) == [0.25, 0.5]
+    assert all("initial_temperature" in p.parent.name for p in sweep.glob("*/summary.json"))
+
+
+def test_long_sweep_directory_names_are_shortened_uniquely() -> None:
+    from ssa_experiments.config import short_dirname
+
+    assert short_dirname("method=one_shot,seed=0") == "method=one_shot,seed=0"
+    a, b = short_dirname("x" * 200 + "a"), short_dirname("x" * 200 + "b")
+    assert len(a) == len(b) == 120 and a != b
+    assert short_dirname("model.kwargs.f=/a/b") == "model.kwargs.f=_a_b"

@@ -1,0 +1,176 @@
+"""Where each epoch's row goes: the run's own files, the console, Weights & Biases.
+
+The epoch loop hands every row to a list of sinks, so a new logger is a new sink, not new lines in the loop.
+Local files are always written first and are the source of truth (``collect`` reads them); W&B is a mirror
+that must never cost a run: a bounded start-up, and on any W&B failure one warning and the run goes on.
+
+    start(history)        once, with the rows a resumed run already has (empty for a fresh run)
+    row(row)              after every epoch
+    finish(summary, ok)   always, also when the run fails (``ok=False``)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ssa_experiments.results import METRICS, append_metrics, rewrite_metrics
+
+log = logging.getLogger(__name__)
+
+
+class Sink:
+    def start(self, history: list[dict[str, Any]]) -> None:
+        pass
+
+    def row(self, row: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
+        pass
+
+
+class MetricsFile(Sink):
+    """``metrics.jsonl``: one line per epoch; a resumed run keeps exactly the epochs its checkpoint covers."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def start(self, history: list[dict[str, Any]]) -> None:
+        if history or (self.out / METRICS).exists():
+            rewrite_metrics(self.out, history)
+
+    def row(self, row: dict[str, Any]) -> None:
+        append_metrics(self.out, row)
+
+
+class Console(Sink):
+    """One log line per epoch (``logger.print_every_epoch``)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def row(self, row: dict[str, Any]) -> None:
+        log.info(
+            "epoch %d/%d  train_loss %.4f  val_acc %s  test_acc %.2f%%  sparsity %.4f  "
+            "expected_train_sparsity %.4f",
+            row["epoch"],
+            self.epochs,
+            row["train_loss"],
+            f"{row['val_acc']:.2f}%" if "val_acc" in row else "-",
+            row["test_acc"],
+            row["sparsity"],
+            row["expected_train_sparsity"],
+        )
+
+
+def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """``{"method": {"name": "x"}} -> {"method.name": "x"}``: the keys W&B shows and the CLI overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, sep, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def wandb_run_id(identity: dict[str, Any]) -> str:
+    """The same config gives the same id, so a killed and resumed run is one W&B run, not two."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class WandB(Sink):
+    """A mirror of the local files in Weights & Biases (``logger=wandb``)."""
+
+    def __init__(self, cfg: DictConfig, config: dict[str, Any], identity: dict[str, Any], out: Path) -> None:
+        self.cfg, self.config, self.identity, self.out = cfg, config, identity, out
+        self.run: Any = None
+
+    def _guard(self, what: str, fn) -> None:
+        if self.run is None and what != "init":
+            return
+        try:
+            fn()
+        except Exception as err:  # a mirror must never cost the run
+            log.warning(
+                "W&B %s failed (%s: %s); the run goes on with local files only", what, type(err).__name__, err
+            )
+            self.run = None
+
+    def start(self, history: list[dict[str, Any]]) -> None:
+        lc = self.cfg.logger
+        tags = [str(t) for t in lc.tags] + [
+            f"model:{self.cfg.model.arch}", f"data:{self.cfg.data.name}", f"method:{self.cfg.method.name}",
+            f"sparsity:{self.cfg.sparsity}",
+        ]  # fmt: skip
+
+        def init() -> None:
+            import wandb
+
+            self.run = wandb.init(
+                project=lc.project,
+                entity=lc.entity,
+                group=lc.group or _default_group(self.out),
+                job_type=lc.job_type or self.cfg.method.name,
+                tags=tags,
+                name=self.out.name,
+                config=flatten(self.config),
+                id=wandb_run_id(self.identity),
+                resume="allow",
+                mode=lc.mode,
+                dir=str(self.out),
+                reinit="create_new",  # several runs in one worker process never mix
+                settings=wandb.Settings(init_timeout=lc.init_timeout, quiet=True, console="off"),
+            )
+
+        self._guard("init", init)
+
+    def row(self, row: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in flatten(row, sep="/").items() if _loggable(v)}
+        self._guard("log", lambda: self.run.log(scalars, step=row["epoch"]))
+
+    def finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
+        def done() -> None:
+            if summary is not None:
+                flat = flatten({k: v for k, v in summary.items() if k not in ("config", "identity")}, sep="/")
+                self.run.summary.update({k: v for k, v in flat.items() if _loggable(v) or isinstance(v, str)})
+            self.run.finish(exit_code=0 if ok else 1)
+
+        self._guard("finish", done)
+
+
+def _default_group(out: Path) -> str:
+    """The experiment preset's name (``experiment=fig1`` -> ``fig1``), else the sweep directory's name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choice = HydraConfig.get().runtime.choices.get("experiment")
+        if choice and choice != "null":
+            return str(choice)
+    except Exception:  # run() called outside Hydra (tests, scripts): no preset to name
+        pass
+    return out.parent.name
+
+
+def _loggable(value: Any) -> bool:
+    return isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def make_sinks(
+    cfg: DictConfig, config: dict[str, Any], identity: dict[str, Any], out: Path, epochs: int
+) -> list[Sink]:
+    """The sinks ``cfg.logger`` asks for, local files first."""
+    sinks: list[Sink] = [MetricsFile(out)]
+    if cfg.logger.print_every_epoch:
+        sinks.append(Console(epochs))
+    if cfg.logger.name == "wandb":
+        sinks.append(WandB(cfg, config, identity, out))
+    return sinks
