@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ssa_experiments.aggregate import budget, collect, main, table
+from ssa_experiments.aggregate import budget, collect, from_wandb, main, table
 from ssa_experiments.results import atomic_write_json
 
 
@@ -46,3 +46,61 @@ def test_collect_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     main([str(tmp_path), "--csv", str(tmp_path / "runs.csv")])
     out = capsys.readouterr().out
     assert "5 runs" in out and "91.00 ± 1.41" in out and (tmp_path / "runs.csv").exists()
+
+
+def _cfg(method: str, **method_keys: object) -> dict:
+    return {"method": {"name": method, **method_keys}, "seed": 0, "sparsity": 0.9, "output_dir": "x"}
+
+
+def test_a_swept_key_gives_one_row_per_value_and_holes_are_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "sweep_a", tmp_path / "sweep_b"
+    for seed, (t, acc) in enumerate([(0.25, 80.0), (0.25, 82.0), (0.5, 90.0), (0.5, 92.0)]):
+        cfg = {**_cfg("temperature_annealing", initial_temperature=t), "seed": seed}
+        write(a, f"t{t}_{seed}", method="temperature_annealing", target_sparsity=0.9, seed=seed, test_acc=acc,
+              config=cfg)  # fmt: skip
+    write(b, "os", method="one_shot", target_sparsity=0.9, seed=0, test_acc=70.0, config=_cfg("one_shot"))
+    write(b, "dead", method="one_shot", target_sparsity=0.9, seed=1, status="diverged", test_acc=10.0)
+    killed = b / "killed"  # a run killed before its summary: a log and Hydra's record of its config
+    (killed / ".hydra").mkdir(parents=True)
+    (killed / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    (killed / ".hydra" / "config.yaml").write_text("method:\n  name: iterative\nseed: 3\n")
+    df = collect([a, b])  # several roots
+    assert len(df) == 7
+    assert df.loc[df["run_dir"].str.endswith("killed"), "status"].item() == "incomplete"
+    assert df.loc[df["run_dir"].str.endswith("killed"), "config"].item()["method"]["name"] == "iterative"
+    t = table(df)
+    assert list(t.index) == [
+        "one_shot",
+        "temperature_annealing method.initial_temperature=0.25",
+        "temperature_annealing method.initial_temperature=0.5",
+    ]
+    assert t.loc["temperature_annealing method.initial_temperature=0.5", "0.9"] == "91.00 ± 1.41 (n=2)"
+    assert t.loc["one_shot", "0.9"] == "70.00 ± 0.00 (n=1)"  # the diverged run is not averaged in
+    main([str(a), str(b)])
+    out = capsys.readouterr().out
+    assert (
+        "7 runs under" in out
+        and "not in the table: diverged" in out
+        and "not in the table: incomplete" in out
+    )
+
+
+def test_wandb_runs_give_the_same_frame() -> None:
+    """Objects shaped like wandb.Api().runs(...): flat dotted config, summary keys nested with '/'."""
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(
+        id="abc", path=["me", "proj", "abc"], state="finished",
+        config={"method.name": "temperature_annealing", "method.initial_temperature": 0.5, "seed": 1},
+        summary={"status": "completed", "method": "temperature_annealing", "target_sparsity": 0.9, "seed": 1,
+                 "test_acc": 91.0, "steps": 100, "parent/source": "cache", "parent/test_acc": 99.0},
+    )  # fmt: skip
+    crashed = SimpleNamespace(id="def", path=["me", "proj", "def"], state="crashed", config={}, summary={})
+    df = from_wandb([run, crashed])
+    row = df.iloc[0]
+    assert row["test_acc"] == 91.0 and row["parent_source"] == "cache" and row["parent_test_acc"] == 99.0
+    assert row["config"]["method"]["initial_temperature"] == 0.5
+    assert df.iloc[1]["status"] == "incomplete"
+    assert table(df).loc["temperature_annealing", "0.9"] == "91.00 ± 0.00 (n=1)"
