@@ -32,8 +32,21 @@ COLUMNS = [
 ]  # fmt: skip
 BUDGET = ["steps", "epochs_at_target", "lr_trace_sha256"]
 # Keys that vary between runs without making them different settings: the seed (averaged over), the sparsity
-# (the columns), and where a run executes or logs.
-NOT_SETTINGS = ("seed", "sparsity", "method.name", "output_dir", "device", "parent.cache_dir", "data.root")
+# (the columns), where a run executes or logs, and what it saves; none of them changes a run's numbers.
+NOT_SETTINGS = (
+    "seed", "sparsity", "method.name", "output_dir", "device", "parent.cache_dir", "parent.cache",
+    "data.root", "data.num_workers", "train.checkpoint_every", "train.save_model",
+)  # fmt: skip
+# The method.* keys each method reads; a key a method ignores never labels its rows (sweeping
+# method.initial_temperature next to one_shot repeats the same one-shot run, counted once per seed).
+ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
+METHOD_KEYS = {
+    "dense": (),
+    "one_shot": (),
+    "iterative": ("anneal_epochs", "schedule"),
+    "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature"),
+    "random_annealing": (*ANNEALING_KEYS, "max_initial_probability"),
+}
 
 
 def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -108,21 +121,27 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings(df: pd.DataFrame) -> pd.Series:
-    """Each run's setting: its method plus every config key that varies among that method's runs."""
-    flat = df["config"].map(lambda c: {k: v for k, v in flatten(c or {}).items() if not _ignored(k)})
+    """Each run's setting: its method plus every config key that varies among that method's runs and that
+    the method reads."""
     labels = pd.Series(df["method"].astype(str), index=df.index)
     for method, idx in df.groupby("method").groups.items():
-        configs = flat.loc[idx]
+        configs = df.loc[idx, "config"].map(
+            lambda c, m=method: {k: v for k, v in flatten(c or {}).items() if _relevant(k, m)}
+        )
         keys = sorted({k for c in configs for k in c})
         swept = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
         for i in idx:
             if swept:
-                labels[i] = f"{method} " + " ".join(f"{k}={flat[i].get(k)}" for k in swept)
+                labels[i] = f"{method} " + " ".join(f"{k}={configs[i].get(k)}" for k in swept)
     return labels
 
 
-def _ignored(key: str) -> bool:
-    return key in NOT_SETTINGS or key.startswith(("logger.", "hydra."))
+def _relevant(key: str, method: str) -> bool:
+    if key in NOT_SETTINGS or key.startswith(("logger.", "hydra.")):
+        return False
+    if key.startswith("method.") and method in METHOD_KEYS:
+        return key.removeprefix("method.") in METHOD_KEYS[method]
+    return True
 
 
 def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
@@ -133,7 +152,9 @@ def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     done = df[df["status"] == "completed"]
     if done.empty:
         return pd.DataFrame()
-    done = done.assign(setting=settings(done))
+    # The same computation launched under labels it ignores (dense at every sparsity of a sweep, one-shot next
+    # to a temperature sweep) is one result per seed, not several.
+    done = done.assign(setting=settings(done)).drop_duplicates(["setting", "target_sparsity", "seed"])
     stats = done.groupby(["setting", "target_sparsity"])[metric].agg(["mean", "std", "count"]).reset_index()
     cells = stats.apply(
         lambda r: f"{r['mean']:.2f} ± {0.0 if pd.isna(r['std']) else r['std']:.2f} (n={int(r['count'])})",

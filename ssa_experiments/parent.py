@@ -121,7 +121,8 @@ def get_parent(
                 entry,
                 meta.get("test_acc", float("nan")),
             )
-            return {"source": "cache", "hash": entry.name, "test_acc": meta.get("test_acc")}
+            metrics = {k: v for k, v in meta.items() if k not in ("key", "sha256")}
+            return {"source": "cache", "hash": entry.name, **metrics}  # what the run that trained it saw
         log.info("parent: training dense parent %s (%d epochs)", entry.name, cfg.parent.epochs)
         metrics = train_parent(model)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -255,7 +255,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             state = {k: v.detach().cpu() for k, v in export_state_dict(evaluated).items()}
             atomic_torch_save(out / MODEL, state)
             model_file = MODEL
-        summary = {
+        final = {
             "status": status,
             "method": method.name,
             "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
@@ -275,7 +275,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "config": to_container(cfg),
             "identity": identity,
         }
-        atomic_write_json(out / SUMMARY, summary)
+        atomic_write_json(out / SUMMARY, final)
+        summary = final  # only once it is on disk: W&B never reports a run the local files do not
     finally:  # W&B is finished also when the run fails: one bad run never leaves another's open
         for sink in sinks:
             sink.finish(summary, ok=summary is not None and summary["status"] == "completed")

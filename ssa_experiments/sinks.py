@@ -82,9 +82,11 @@ def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str,
     return flat
 
 
-def wandb_run_id(identity: dict[str, Any]) -> str:
-    """The same config gives the same id, so a killed and resumed run is one W&B run, not two."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+def wandb_run_id(identity: dict[str, Any], out: Path) -> str:
+    """The same config in the same run directory gives the same id, so a killed and resumed run is one W&B
+    run, not two; the same config run again into another directory (a new sweep) is a new W&B run."""
+    key = json.dumps({"identity": identity, "run_dir": str(Path(out).resolve())}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 class WandB(Sink):
@@ -123,7 +125,7 @@ class WandB(Sink):
                 tags=tags,
                 name=self.out.name,
                 config=flatten(self.config),
-                id=wandb_run_id(self.identity),
+                id=wandb_run_id(self.identity, self.out),
                 resume="allow",
                 mode=lc.mode,
                 dir=str(self.out),

@@ -104,3 +104,23 @@ def test_wandb_runs_give_the_same_frame() -> None:
     assert row["config"]["method"]["initial_temperature"] == 0.5
     assert df.iloc[1]["status"] == "incomplete"
     assert table(df).loc["temperature_annealing", "0.9"] == "91.00 ± 0.00 (n=1)"
+
+
+def test_runs_that_compute_the_same_thing_count_once(tmp_path: Path) -> None:
+    """Dense launched at every sparsity of a sweep, one-shot next to a temperature sweep, another number of
+    data workers: the same result per seed, not n copies of it (that would shrink the std)."""
+    for seed, acc in enumerate([90.0, 91.0, 92.0]):
+        for s in (0.5, 0.9):
+            write(tmp_path, f"d{seed}_{s}", method="dense", target_sparsity=0.0, seed=seed, test_acc=acc,
+                  config={**_cfg("dense"), "seed": seed, "sparsity": s})  # fmt: skip
+        for t in (0.25, 0.5):
+            cfg = {
+                **_cfg("one_shot", initial_temperature=t),
+                "seed": seed,
+                "data": {"num_workers": int(t * 8)},
+            }
+            write(tmp_path, f"os{seed}_{t}", method="one_shot", target_sparsity=0.9, seed=seed, test_acc=acc,
+                  config=cfg)  # fmt: skip
+    t = table(collect(tmp_path))
+    assert list(t.index) == ["dense", "one_shot"]
+    assert t.loc["dense", "0"] == "91.00 ± 1.00 (n=3)" and t.loc["one_shot", "0.9"] == "91.00 ± 1.00 (n=3)"

@@ -340,6 +340,25 @@ def test_layer_collapse_fails_unless_allowed(make_cfg, tmp_path) -> None:
     assert summary["layer_sparsity"]["0"] == 1.0
 
 
+def test_collapse_seen_by_an_earlier_iterative_step_survives_a_resume(
+    make_cfg, tmp_path, monkeypatch
+) -> None:
+    parent = _parent_with_a_tiny_first_layer(make_cfg, tmp_path)
+    overrides = (
+        "method=iterative",
+        "method.anneal_epochs=1",
+        "sparsity=0.5",
+        f"parent.path={parent}",
+        "pruning.allow_layer_collapse=true",
+        "schedule.lr=1e-6",
+    )  # fmt: skip (the tiny layer stays tiny)
+    kill_in_epoch(monkeypatch, 3)  # after the last pruning step (epoch 1): nothing prunes again after resume
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(*overrides))
+    monkeypatch.undo()
+    assert run(make_cfg(*overrides))["collapsed_layers"] == ["0"]
+
+
 @pytest.mark.slow
 def test_layer_collapse_cli_one_line_and_recorded(make_cfg, tmp_path) -> None:
     parent = _parent_with_a_tiny_first_layer(make_cfg, tmp_path)

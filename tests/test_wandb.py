@@ -38,7 +38,7 @@ def read_history(offline_dir: Path) -> list[dict]:
 def test_offline_run_mirrors_metrics_jsonl(make_cfg, tmp_path) -> None:
     summary = run(make_cfg("method=temperature_annealing", "method.anneal_epochs=1", *WANDB))
     (offline,) = offline_runs(tmp_path / "run")
-    assert offline.name.endswith(wandb_run_id(summary["identity"]))
+    assert offline.name.endswith(wandb_run_id(summary["identity"], tmp_path / "run"))
     local = read_metrics(tmp_path / "run")
     mirrored = read_history(offline)
     assert [r["_step"] for r in mirrored] == [r["epoch"] for r in local]
@@ -52,7 +52,8 @@ def test_two_runs_in_one_process_stay_separate(make_cfg, tmp_path) -> None:
     a = run(make_cfg("method=one_shot", "sparsity=0.5", *WANDB, run_dir="a"))
     b = run(make_cfg("method=one_shot", "sparsity=0.9", *WANDB, run_dir="b"))
     (oa,), (ob,) = offline_runs(tmp_path / "a"), offline_runs(tmp_path / "b")
-    assert oa.name.endswith(wandb_run_id(a["identity"])) and ob.name.endswith(wandb_run_id(b["identity"]))
+    assert oa.name.endswith(wandb_run_id(a["identity"], tmp_path / "a"))
+    assert ob.name.endswith(wandb_run_id(b["identity"], tmp_path / "b"))
     assert read_history(oa)[-1]["sparsity"] == pytest.approx(a["sparsity"])
     assert read_history(ob)[-1]["sparsity"] == pytest.approx(b["sparsity"])
 
@@ -75,7 +76,10 @@ def test_resumed_run_is_one_wandb_run(make_cfg, tmp_path, monkeypatch) -> None:
     summary = run(make_cfg(*overrides))
     sessions = offline_runs(tmp_path / "run")  # offline-run-<date>_<time>-<id>[-<n>]
     assert len(sessions) == 2
-    assert {p.name.split("-")[3] for p in sessions} == {wandb_run_id(summary["identity"])}  # one run id
+    run_id = wandb_run_id(summary["identity"], tmp_path / "run")
+    assert {p.name.split("-")[3] for p in sessions} == {run_id}  # one run id
+    # The same config run again into another directory (a new sweep) is a new W&B run, not a resumed one.
+    assert wandb_run_id(summary["identity"], tmp_path / "elsewhere") != run_id
 
 
 def test_a_failing_wandb_never_costs_the_run(make_cfg, tmp_path, monkeypatch, caplog) -> None:

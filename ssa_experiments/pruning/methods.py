@@ -145,10 +145,11 @@ class PruningMethod:
         return mask_sparsity({n: m.train_mask for n, m in self.masks.items()})[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        # A layer collapse seen by an earlier pruning step (iterative) is not seen again after a resume.
+        return {"collapsed_layers": list(self.collapsed_layers)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.collapsed_layers = sorted(set(self.collapsed_layers) | set(state.get("collapsed_layers", [])))
 
     # -- shared by the pruning methods --------------------------------------------------------------
     def scores(self) -> dict[str, torch.Tensor]:
@@ -374,9 +375,14 @@ class Annealing(PruningMethod):
     def state_dict(self) -> dict[str, Any]:
         # Generator.get_state() is a CPU ByteTensor for CPU and CUDA generators alike; it must stay on the
         # CPU (set_state accepts nothing else), and a CPU state cannot seed a CUDA generator or vice versa.
-        return {"generator": self.generator.get_state(), "generator_device": self.generator.device.type}
+        return {
+            **super().state_dict(),
+            "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         saved = state.get("generator_device", "cpu")
         if saved != self.generator.device.type:
             raise ValueError(
