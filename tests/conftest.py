@@ -28,6 +28,22 @@ FAST = [
 ]
 
 
+def kill_in_epoch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Make the n-th fine-tuning epoch die like a kill (no summary written); parent epochs do not count."""
+    from ssa_experiments import run as run_module
+
+    real = run_module.train_epoch
+    calls = {"n": 0}
+
+    def dies(*args, **kwargs):
+        calls["n"] += args[8] is not None  # the method: None while the dense parent trains
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_epoch", dies)
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, kill_in_epoch
 from torch import nn
 
 from ssa_experiments import loop as loop_module
-from ssa_experiments import run as run_module
 from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, validate
 from ssa_experiments.data import load_data
 from ssa_experiments.loaders import make_batches
@@ -31,20 +30,6 @@ from ssa_experiments.results import read_metrics, read_summary
 from ssa_experiments.run import best_by_validation, run
 
 GRADUAL = ("iterative", "random_annealing", "temperature_annealing")
-
-
-def kill_in_epoch(monkeypatch, n: int) -> None:
-    """Make the n-th fine-tuning epoch die like a kill (no summary written); parent epochs do not count."""
-    real = run_module.train_epoch
-    calls = {"n": 0}
-
-    def dies(*args, **kwargs):
-        calls["n"] += args[8] is not None  # the method: None while the dense parent trains
-        if calls["n"] == n:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies)
 
 
 # -- 1. resume: RNG states on the CPU, device type recorded, a resume across device types refused ----------

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import kill_in_epoch
 
-from ssa_experiments import run as run_module
 from ssa_experiments.results import read_metrics, read_summary
 from ssa_experiments.run import run
 
@@ -102,23 +102,14 @@ def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatc
     overrides = ("method=temperature_annealing", "method.anneal_epochs=2", "train.finetune_epochs=4")
     reference = run(make_cfg(*overrides, run_dir="reference"))
 
-    real_epoch = run_module.train_epoch
-    calls = {"n": 0}
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # what a kill looks like from inside: no summary gets written
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies_in_third_epoch)
+    kill_in_epoch(monkeypatch, 3)  # dies in fine-tuning epoch 3 of 4
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg(*overrides, run_dir="killed"))
     killed = tmp_path / "killed"
     assert (killed / "checkpoint.pt").exists() and not (killed / "summary.json").exists()
     assert len(read_metrics(killed)) == 2
 
-    monkeypatch.setattr(run_module, "train_epoch", real_epoch)
+    monkeypatch.undo()
     resumed = run(make_cfg(*overrides, run_dir="killed"))
     assert [r["epoch"] for r in read_metrics(killed)] == [1, 2, 3, 4]
     assert resumed["test_acc"] == reference["test_acc"]  # bit-identical continuation on CPU

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import kill_in_epoch
 
-from ssa_experiments import run as run_module
 from ssa_experiments.results import read_metrics
 from ssa_experiments.run import run
 from ssa_experiments.sinks import flatten, wandb_run_id
@@ -60,16 +60,7 @@ def test_two_runs_in_one_process_stay_separate(make_cfg, tmp_path) -> None:
 
 def test_resumed_run_is_one_wandb_run(make_cfg, tmp_path, monkeypatch) -> None:
     overrides = ("method=iterative", "method.anneal_epochs=1", *WANDB)
-    real = run_module.train_epoch
-    calls = {"n": 0}
-
-    def dies_in_second_epoch(*args, **kwargs):
-        calls["n"] += args[8] is not None
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies_in_second_epoch)
+    kill_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg(*overrides))
     monkeypatch.undo()
