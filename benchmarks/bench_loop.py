@@ -89,8 +89,8 @@ from omegaconf import DictConfig
 
 import ssa_experiments.run as run_module
 from ssa_experiments.config import register_configs
-from ssa_experiments.data import load_data
-from ssa_experiments.loaders import make_batches
+from ssa_experiments.data.datasets import load_data
+from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
 from ssa_experiments.results import CHECKPOINT, SUMMARY

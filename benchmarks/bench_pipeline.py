@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import torch
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from ssa_experiments.data import CIFAR10_STATS, ImageData
-from ssa_experiments.loaders import make_batches
+from ssa_experiments.data.datasets import CIFAR10_STATS, ImageData
+from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.run import pick_device
 
 

@@ -8,7 +8,9 @@ Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -190,6 +192,15 @@ METHODS = ("dense", "one_shot", "iterative", "random_annealing", "temperature_an
 ANNEAL_SCHEDULES = ("linear", "cosine", "exponential")
 ITERATIVE_SCHEDULES = ("linear", "polynomial")
 LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style")
+DATA_SETS = ("digits", "synthetic", "cifar10", "cifar100", "tiny_imagenet")  # readers: data/datasets.py
+
+
+def resolve_root(cfg: DataConfig) -> Path:
+    """Where a disk data set lives: ``data.root`` if set, else ``$SSA_DATA_DIR``, else ``./data``."""
+    root = cfg.root or os.environ.get("SSA_DATA_DIR") or "data"
+    return Path(root).expanduser()
+
+
 ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm")
 
 
@@ -214,8 +225,6 @@ def validate_schedule(s: Any, prefix: str) -> None:
 
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
-    from ssa_experiments.data import DATA_SETS
-
     if not 0 <= cfg.sparsity < 1:
         raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
     m = cfg.method
@@ -265,8 +274,6 @@ def validate(cfg: DictConfig | Config) -> None:
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
         raise ConfigError("device", f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
     if cfg.data.name in ("cifar10", "cifar100", "tiny_imagenet"):
-        from ssa_experiments.data import resolve_root
-
         root = resolve_root(cfg.data)
         if not root.is_dir():
             raise ConfigError(
@@ -274,11 +281,8 @@ def validate(cfg: DictConfig | Config) -> None:
                 f"data directory {str(root)!r} does not exist; set data.root=... or SSA_DATA_DIR to a copy "
                 f"of {cfg.data.name} (see README, 'Data sets')",
             )
-    if cfg.parent.path is not None:
-        from pathlib import Path
-
-        if not Path(cfg.parent.path).is_file():
-            raise ConfigError("parent.path", f"no checkpoint file at {cfg.parent.path!r}")
+    if cfg.parent.path is not None and not Path(cfg.parent.path).is_file():
+        raise ConfigError("parent.path", f"no checkpoint file at {cfg.parent.path!r}")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

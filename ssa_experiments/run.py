@@ -28,8 +28,8 @@ from omegaconf import DictConfig
 
 from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.config import ConfigError, ScheduleConfig, run_identity, to_container, validate
-from ssa_experiments.data import load_data
-from ssa_experiments.loaders import Batches, RunBatches, make_batches
+from ssa_experiments.data.datasets import load_data
+from ssa_experiments.data.loaders import Batches, RunBatches, make_batches
 from ssa_experiments.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.optim import lr_at, make_optimizer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ssa_experiments.aggregate import budget, collect, from_wandb, main, table
+from ssa_experiments.analysis.aggregate import budget, collect, from_wandb, main, table
 from ssa_experiments.results import atomic_write_json
 
 

@@ -17,8 +17,8 @@ import torch
 from fixtures_data import make_cifar10
 
 from ssa_experiments.config import DataConfig
-from ssa_experiments.data import CIFAR10_STATS, ImageData, channel_stats, load_data, split_validation
-from ssa_experiments.loaders import DeviceBatches, TorchBatches, make_batches
+from ssa_experiments.data.datasets import CIFAR10_STATS, ImageData, channel_stats, load_data, split_validation
+from ssa_experiments.data.loaders import DeviceBatches, TorchBatches, make_batches
 
 CPU = torch.device("cpu")
 

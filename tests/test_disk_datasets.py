@@ -13,10 +13,16 @@ import torch
 from fixtures_data import make_cifar10, make_cifar100, make_tiny_imagenet
 from scipy import stats
 
-from ssa_experiments import disk_datasets
 from ssa_experiments.config import ConfigError, DataConfig
-from ssa_experiments.data import CIFAR10_STATS, CIFAR100_STATS, TINY_IMAGENET_STATS, ImageData, load_data
-from ssa_experiments.loaders import make_batches
+from ssa_experiments.data import disk
+from ssa_experiments.data.datasets import (
+    CIFAR10_STATS,
+    CIFAR100_STATS,
+    TINY_IMAGENET_STATS,
+    ImageData,
+    load_data,
+)
+from ssa_experiments.data.loaders import make_batches
 
 CIFAR_CFG = DataConfig(name="cifar10", crop_padding=4, flip=True)
 
@@ -39,8 +45,8 @@ def test_fixtures_are_what_torchvision_reads(tmp_path: Path) -> None:
     import torchvision.datasets.cifar as tvc
 
     c10, c100 = make_cifar10(tmp_path), make_cifar100(tmp_path)
-    ours10 = disk_datasets.read_cifar10(CIFAR_CFG, tmp_path)
-    ours100 = disk_datasets.read_cifar100(CIFAR_CFG, tmp_path)
+    ours10 = disk.read_cifar10(CIFAR_CFG, tmp_path)
+    ours100 = disk.read_cifar100(CIFAR_CFG, tmp_path)
     with (
         mock.patch.object(tvc, "check_integrity", return_value=True),
         mock.patch.object(tvd.CIFAR10, "_check_integrity", return_value=True),
@@ -58,7 +64,7 @@ def test_fixtures_are_what_torchvision_reads(tmp_path: Path) -> None:
 def test_cifar10_round_trip(tmp_path: Path, layout: str) -> None:
     fx = make_cifar10(tmp_path, n_train_per_batch=20, n_test=20)
     root = tmp_path if layout == "parent" else fx.folder
-    d = disk_datasets.read_cifar10(CIFAR_CFG, root)
+    d = disk.read_cifar10(CIFAR_CFG, root)
     assert isinstance(d, ImageData)
     assert d.name == "cifar10" and d.num_classes == 10
     assert d.train_x.shape == (100, 3, 32, 32) and d.test_x.shape == (20, 3, 32, 32)
@@ -77,7 +83,7 @@ def test_cifar10_round_trip(tmp_path: Path, layout: str) -> None:
 def test_cifar100_round_trip_uses_fine_labels(tmp_path: Path, layout: str) -> None:
     fx = make_cifar100(tmp_path, n_train=60, n_test=20)
     root = tmp_path if layout == "parent" else fx.folder
-    d = disk_datasets.read_cifar100(DataConfig(name="cifar100", crop_padding=0, flip=False), root)
+    d = disk.read_cifar100(DataConfig(name="cifar100", crop_padding=0, flip=False), root)
     assert d.name == "cifar100" and d.num_classes == 100
     assert d.train_x.shape == (60, 3, 32, 32) and d.test_x.shape == (20, 3, 32, 32)
     np.testing.assert_array_equal(d.train_x.numpy(), fx.train_x)
@@ -91,12 +97,12 @@ def test_cifar100_round_trip_uses_fine_labels(tmp_path: Path, layout: str) -> No
 def test_cifar_channel_order_is_nchw_rgb(tmp_path: Path) -> None:
     """Fixture images have a bright red plane, mid green and dark blue: channel 0 must be red."""
     make_cifar10(tmp_path)
-    d = disk_datasets.read_cifar10(CIFAR_CFG, tmp_path)
+    d = disk.read_cifar10(CIFAR_CFG, tmp_path)
     assert int(d.train_x[:, 0].min()) >= 192
     assert int(d.train_x[:, 1].min()) >= 96 and int(d.train_x[:, 1].max()) < 160
     assert int(d.train_x[:, 2].max()) < 64
     # and within a plane the layout is row-major: the first 32 bytes of a row in the file are row 0
-    raw = disk_datasets._load_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_1")["data"]
+    raw = disk._load_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_1")["data"]
     np.testing.assert_array_equal(d.train_x[0, 0, 0].numpy(), raw[0, :32])
     np.testing.assert_array_equal(d.train_x[0, 1, 2].numpy(), raw[0, 1024 + 64 : 1024 + 96])
 
@@ -104,12 +110,12 @@ def test_cifar_channel_order_is_nchw_rgb(tmp_path: Path) -> None:
 def test_cifar_missing_directory(tmp_path: Path) -> None:
     root = tmp_path / "nowhere"
     with pytest.raises(ConfigError) as err:
-        disk_datasets.read_cifar10(CIFAR_CFG, root)
+        disk.read_cifar10(CIFAR_CFG, root)
     expected = root / "cifar-10-batches-py" / "data_batch_1"
     url = "https://www.cs.toronto.edu/~kriz/cifar.html"
     _assert_one_line_config_error(err, str(expected), url, "SSA_DATA_DIR")
     with pytest.raises(ConfigError) as err:
-        disk_datasets.read_cifar100(CIFAR_CFG, root)
+        disk.read_cifar100(CIFAR_CFG, root)
     _assert_one_line_config_error(err, str(root / "cifar-100-python" / "train"), "cifar-100-python.tar.gz")
 
 
@@ -119,7 +125,7 @@ def test_cifar_missing_file(tmp_path: Path, missing: str) -> None:
     (fx.folder / missing).unlink()
     for root in (tmp_path, fx.folder):
         with pytest.raises(ConfigError) as err:
-            disk_datasets.read_cifar10(CIFAR_CFG, root)
+            disk.read_cifar10(CIFAR_CFG, root)
         _assert_one_line_config_error(err, str(fx.folder / missing))
 
 
@@ -127,7 +133,7 @@ def test_cifar_corrupt_file(tmp_path: Path) -> None:
     fx = make_cifar10(tmp_path, n_train_per_batch=2, n_test=2)
     (fx.folder / "data_batch_2").write_bytes(b"<html>404 not found</html>")
     with pytest.raises(ConfigError) as err:
-        disk_datasets.read_cifar10(CIFAR_CFG, tmp_path)
+        disk.read_cifar10(CIFAR_CFG, tmp_path)
     _assert_one_line_config_error(err, str(fx.folder / "data_batch_2"))
 
 
@@ -135,7 +141,7 @@ def test_cifar100_folder_is_not_cifar10(tmp_path: Path) -> None:
     """Pointing the CIFAR-10 reader at CIFAR-100 names the CIFAR-10 file it wanted."""
     make_cifar100(tmp_path, n_train=2, n_test=2)
     with pytest.raises(ConfigError) as err:
-        disk_datasets.read_cifar10(CIFAR_CFG, tmp_path / "cifar-100-python")
+        disk.read_cifar10(CIFAR_CFG, tmp_path / "cifar-100-python")
     _assert_one_line_config_error(err, "data_batch_1")
 
 
@@ -159,7 +165,7 @@ def test_tiny_imagenet_round_trip(tmp_path: Path, layout: str) -> None:
     fx = make_tiny_imagenet(tmp_path, n_classes=3, n_train_per_class=4, n_val=6)
     assert fx.file_wnids != fx.sorted_wnids  # so the test can tell file order from sorted order
     root = tmp_path if layout == "parent" else fx.folder
-    d = disk_datasets.read_tiny_imagenet(DataConfig(name="tiny_imagenet", crop_padding=8, flip=True), root)
+    d = disk.read_tiny_imagenet(DataConfig(name="tiny_imagenet", crop_padding=8, flip=True), root)
     assert d.name == "tiny_imagenet" and d.num_classes == 3
     assert d.train_x.shape == (12, 3, 64, 64) and d.test_x.shape == (6, 3, 64, 64)
     assert d.train_x.dtype == torch.uint8 and d.train_y.dtype == torch.int64
@@ -177,8 +183,8 @@ def test_tiny_imagenet_round_trip(tmp_path: Path, layout: str) -> None:
 def test_tiny_imagenet_cache_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fx = make_tiny_imagenet(tmp_path, n_classes=2, n_train_per_class=2, n_val=2)
     cfg = DataConfig(name="tiny_imagenet")
-    first = disk_datasets.read_tiny_imagenet(cfg, tmp_path)
-    cache = fx.folder / disk_datasets.CACHE_NAME
+    first = disk.read_tiny_imagenet(cfg, tmp_path)
+    cache = fx.folder / disk.CACHE_NAME
     assert cache.is_file()
     assert not [p for p in fx.folder.iterdir() if p.suffix == ".tmp"]
 
@@ -186,8 +192,8 @@ def test_tiny_imagenet_cache_reused_and_invalidated(tmp_path: Path, monkeypatch:
         raise AssertionError("decoded JPEGs although the cache is valid")
 
     with monkeypatch.context() as m:
-        m.setattr(disk_datasets, "decode_images", no_decoding)
-        second = disk_datasets.read_tiny_imagenet(cfg, fx.folder)  # other root convention, same cache
+        m.setattr(disk, "decode_images", no_decoding)
+        second = disk.read_tiny_imagenet(cfg, fx.folder)  # other root convention, same cache
     for name in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(first, name), getattr(second, name))
 
@@ -196,9 +202,9 @@ def test_tiny_imagenet_cache_reused_and_invalidated(tmp_path: Path, monkeypatch:
     src = fx.folder / "train" / wnid / "images" / f"{wnid}_0.JPEG"
     (src.parent / f"{wnid}_9.JPEG").write_bytes(src.read_bytes())
     calls = []
-    real = disk_datasets.decode_images
-    monkeypatch.setattr(disk_datasets, "decode_images", lambda paths: calls.append(len(paths)) or real(paths))
-    third = disk_datasets.read_tiny_imagenet(cfg, tmp_path)
+    real = disk.decode_images
+    monkeypatch.setattr(disk, "decode_images", lambda paths: calls.append(len(paths)) or real(paths))
+    third = disk.read_tiny_imagenet(cfg, tmp_path)
     assert calls == [5, 2]
     assert third.train_x.shape[0] == 5 and third.train_y.tolist() == [0, 0, 1, 1, 1]
     assert torch.equal(third.train_x[4], third.train_x[2])
@@ -210,16 +216,16 @@ def test_tiny_imagenet_unwritable_or_corrupt_cache(tmp_path: Path, monkeypatch: 
     with monkeypatch.context() as m:  # as if the data directory were read-only (tests may run as root)
         m.setattr(os, "replace", mock.Mock(side_effect=PermissionError("read-only file system")))
         with pytest.warns(UserWarning, match="could not write cache"):
-            d = disk_datasets.read_tiny_imagenet(cfg, tmp_path)
+            d = disk.read_tiny_imagenet(cfg, tmp_path)
     assert d.train_x.shape == (2, 3, 64, 64)
     assert sorted(p.name for p in fx.folder.iterdir()) == ["test", "train", "val", "wnids.txt", "words.txt"]
 
-    (fx.folder / disk_datasets.CACHE_NAME).write_bytes(b"truncated")
+    (fx.folder / disk.CACHE_NAME).write_bytes(b"truncated")
     with pytest.warns(UserWarning, match="unreadable cache"):
-        again = disk_datasets.read_tiny_imagenet(cfg, tmp_path)
+        again = disk.read_tiny_imagenet(cfg, tmp_path)
     assert torch.equal(again.train_x, d.train_x)
-    fingerprint = disk_datasets._tiny_index(fx.folder).fingerprint  # the bad cache was replaced by a good one
-    assert disk_datasets._load_cache(fx.folder / disk_datasets.CACHE_NAME, fingerprint) is not None
+    fingerprint = disk._tiny_index(fx.folder).fingerprint  # the bad cache was replaced by a good one
+    assert disk._load_cache(fx.folder / disk.CACHE_NAME, fingerprint) is not None
 
 
 @pytest.mark.parametrize(
@@ -233,7 +239,7 @@ def test_tiny_imagenet_missing_files(tmp_path: Path, remove: str) -> None:
     target = fx.folder / remove.format(w=fx.sorted_wnids[1])
     shutil.rmtree(target) if target.is_dir() else target.unlink()
     with pytest.raises(ConfigError) as err:
-        disk_datasets.read_tiny_imagenet(DataConfig(name="tiny_imagenet"), tmp_path)
+        disk.read_tiny_imagenet(DataConfig(name="tiny_imagenet"), tmp_path)
     _assert_one_line_config_error(err, str(target), "tiny-imagenet-200.zip")
 
 
@@ -248,7 +254,7 @@ def test_tiny_imagenet_unknown_wnid_in_annotations(tmp_path: Path) -> None:
     ann = fx.folder / "val" / "val_annotations.txt"
     ann.write_text(ann.read_text() + "val_0.JPEG\tn99999999\t0\t0\t63\t63\n")
     with pytest.raises(ConfigError, match=r"val_annotations\.txt:2"):
-        disk_datasets.read_tiny_imagenet(DataConfig(name="tiny_imagenet"), tmp_path)
+        disk.read_tiny_imagenet(DataConfig(name="tiny_imagenet"), tmp_path)
 
 
 # -------------------------------------------------------------------------------- augmentation distribution

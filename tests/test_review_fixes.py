@@ -18,8 +18,8 @@ from torch import nn
 
 from ssa_experiments import loop as loop_module
 from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, validate
-from ssa_experiments.data import load_data
-from ssa_experiments.loaders import make_batches
+from ssa_experiments.data.datasets import load_data
+from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.loop import Precision, recalibrated
 from ssa_experiments.models import build_model
 from ssa_experiments.optim import make_optimizer

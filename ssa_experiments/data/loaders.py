@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ssa_experiments.data import ImageData
+from ssa_experiments.data.datasets import ImageData
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = Literal["train", "val", "test"]

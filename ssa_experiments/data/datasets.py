@@ -1,7 +1,7 @@
 """Data sets as whole uint8 tensors in memory.
 
 Every data set we use (digits, synthetic, CIFAR-10/100, Tiny ImageNet) fits in memory as uint8, so one
-representation serves them all: the loaders in ``loaders.py`` batch, augment and normalise from it, either
+representation serves them all: ``loaders.py`` batches, augments and normalises it, either
 on the training device (fast) or through a torch ``DataLoader`` (the familiar path). ``load_data`` also carves
 the validation split out of the training set (``data.val_fraction``), the same for every run of a sweep.
 """
@@ -9,15 +9,13 @@ the validation split out of the training set (``data.val_fraction``), the same f
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssa_experiments.config import ConfigError, DataConfig
+from ssa_experiments.config import DATA_SETS, ConfigError, DataConfig, resolve_root
 
 
 @dataclass(frozen=True)
@@ -120,12 +118,6 @@ def synthetic(cfg: DataConfig) -> ImageData:
     return ImageData("synthetic", train_x, train_y, test_x, test_y, k, mean, std, cfg.crop_padding, cfg.flip)
 
 
-def resolve_root(cfg: DataConfig) -> Path:
-    """Where a disk data set lives: ``data.root`` if set, else ``$SSA_DATA_DIR``, else ``./data``."""
-    root = cfg.root or os.environ.get("SSA_DATA_DIR") or "data"
-    return Path(root).expanduser()
-
-
 def validation_size(fraction: float, n: int) -> int:
     """Images in the validation split: ``fraction * n`` rounded half up (``floor(fraction * n + 0.5)``),
     then clamped to [1, n - 1] so a positive fraction always yields a validation image and leaves at least one
@@ -204,17 +196,14 @@ def load_data(cfg: DataConfig) -> ImageData:
     if cfg.name in ("digits", "synthetic"):
         data = digits(cfg) if cfg.name == "digits" else synthetic(cfg)
         return with_validation(data, cfg.val_fraction, cfg.split_seed, restat=True)
-    from ssa_experiments import disk_datasets
+    from ssa_experiments.data import disk
 
     readers = {
-        "cifar10": disk_datasets.read_cifar10,
-        "cifar100": disk_datasets.read_cifar100,
-        "tiny_imagenet": disk_datasets.read_tiny_imagenet,
+        "cifar10": disk.read_cifar10,
+        "cifar100": disk.read_cifar100,
+        "tiny_imagenet": disk.read_tiny_imagenet,
     }
     if cfg.name not in readers:
         raise ConfigError("data.name", f"unknown data set {cfg.name!r}; choose one of {sorted(DATA_SETS)}")
     data = readers[cfg.name](cfg, resolve_root(cfg))
     return with_validation(data, cfg.val_fraction, cfg.split_seed, restat=False)
-
-
-DATA_SETS = ("digits", "synthetic", "cifar10", "cifar100", "tiny_imagenet")

@@ -1,0 +1,220 @@
+"""Read results back: ``collect(roots)`` is the one way, ``table`` the usual view of it.
+
+    python -m ssa_experiments.aggregate ROOT [ROOT ...] [--metric test_acc] [--csv out.csv]
+    python -m ssa_experiments.aggregate --wandb ENTITY/PROJECT [--group G]     (same frame, from W&B)
+    ssa-aggregate ...                                                          (console script)
+
+Every run directory below a root with a ``summary.json`` becomes one row (JSON only: never ``eval``); a run
+directory with a log or a checkpoint but no summary (a killed run) is a row with status ``incomplete``.
+Failed, diverged and incomplete runs are counted and listed, never averaged in. The table has one row per
+method and per value of every config key swept within that method (a sweep over ``method.initial_temperature``
+gives one row per temperature), one column per target sparsity. Under the table, ``budget`` shows per method
+what makes the comparison fair or not: optimizer steps, epochs on the final mask, the digest of the LR trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY
+from ssa_experiments.sinks import flatten
+
+COLUMNS = [
+    "method", "target_sparsity", "seed", "status", "test_acc", "val_acc", "best_epoch", "best_val_acc",
+    "test_acc_at_best_val", "sparsity", "epochs", "epochs_at_target", "steps", "lr_trace_sha256",
+    "bn_recalibration_batches", "wall_time_s", "model", "data", "parent_source", "parent_test_acc", "run_dir",
+]  # fmt: skip
+BUDGET = ["steps", "epochs_at_target", "lr_trace_sha256"]
+# Keys that vary between runs without making them different settings: the seed (averaged over), the sparsity
+# (the columns), where a run executes or logs, and what it saves; none of them changes a run's numbers.
+NOT_SETTINGS = (
+    "seed", "sparsity", "method.name", "output_dir", "device", "parent.cache_dir", "parent.cache",
+    "data.root", "data.num_workers", "train.checkpoint_every", "train.save_model",
+)  # fmt: skip
+# The method.* keys each method reads; a key a method ignores never labels its rows (sweeping
+# method.initial_temperature next to one_shot repeats the same one-shot run, counted once per seed).
+ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
+METHOD_KEYS = {
+    "dense": (),
+    "one_shot": (),
+    "iterative": ("anneal_epochs", "schedule"),
+    "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature"),
+    "random_annealing": (*ANNEALING_KEYS, "max_initial_probability"),
+}
+
+
+def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    parent = summary.get("parent") or {}
+    return {
+        **{k: summary.get(k) for k in COLUMNS if k in summary},
+        "parent_source": parent.get("source"),
+        "parent_test_acc": parent.get("test_acc"),
+        "run_dir": run_dir,
+        "config": summary.get("config", {}),
+    }
+
+
+def collect(roots: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run under ``roots`` (each searched recursively), with the flat fields and the config."""
+    roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    rows = []
+    for root in roots:
+        seen = set()
+        for path in sorted(Path(root).rglob(SUMMARY)):
+            rows.append(_row(json.loads(path.read_text()), str(path.parent)))
+            seen.add(path.parent)
+        for marker in sorted({*Path(root).rglob(METRICS), *Path(root).rglob(CHECKPOINT)}):
+            if marker.parent not in seen:  # started, never finished: a hole in the sweep, shown as such
+                seen.add(marker.parent)
+                config = _hydra_config(marker.parent)
+                method = (config.get("method") or {}).get("name")
+                rows.append({"status": "incomplete", "method": method, "seed": config.get("seed"),
+                             "run_dir": str(marker.parent), "config": config})  # fmt: skip
+    return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
+
+
+def _hydra_config(run_dir: Path) -> dict[str, Any]:
+    """What an incomplete run was asked to compute, from Hydra's record of its config (if there is one)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        return {}
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
+
+
+def from_wandb(runs: Iterable[Any]) -> pd.DataFrame:
+    """The same frame from W&B runs (``wandb.Api().runs(path)``: objects with ``.config`` (flat dotted keys),
+    ``.summary`` (nested keys joined by "/") and ``.state``): what the W&B mirror wrote, read back."""
+    rows = []
+    for run in runs:
+        summary = dict(run.summary)
+        nested: dict[str, Any] = {}
+        for key, value in summary.items():
+            head, _, tail = key.partition("/")
+            if tail:
+                nested.setdefault(head, {})[tail] = value
+            else:
+                nested[key] = value
+        nested["config"] = _unflatten(dict(run.config))
+        if "status" not in nested:  # a run that never wrote its summary
+            nested["status"] = "incomplete" if run.state in ("running", "crashed", "killed") else run.state
+        rows.append(_row(nested, f"wandb:{run.path if hasattr(run, 'path') else run.id}"))
+    return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def settings(df: pd.DataFrame) -> pd.Series:
+    """Each run's setting: its method plus every config key that varies among that method's runs and that
+    the method reads."""
+    labels = pd.Series(df["method"].astype(str), index=df.index)
+    for method, idx in df.groupby("method").groups.items():
+        configs = df.loc[idx, "config"].map(
+            lambda c, m=method: {k: v for k, v in flatten(c or {}).items() if _relevant(k, m)}
+        )
+        keys = sorted({k for c in configs for k in c})
+        swept = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+        for i in idx:
+            if swept:
+                labels[i] = f"{method} " + " ".join(f"{k}={configs[i].get(k)}" for k in swept)
+    return labels
+
+
+def _relevant(key: str, method: str) -> bool:
+    if key in NOT_SETTINGS or key.startswith(("logger.", "hydra.")):
+        return False
+    if key.startswith("method.") and method in METHOD_KEYS:
+        return key.removeprefix("method.") in METHOD_KEYS[method]
+    return True
+
+
+def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """mean ± std of ``metric`` over seeds, methods as rows and target sparsities as columns.
+
+    The dense reference (sparsity 0) is its own row, whatever sparsity its runs were launched with.
+    """
+    done = df[df["status"] == "completed"]
+    if done.empty:
+        return pd.DataFrame()
+    # The same computation launched under labels it ignores (dense at every sparsity of a sweep, one-shot next
+    # to a temperature sweep) is one result per seed, not several.
+    done = done.assign(setting=settings(done)).drop_duplicates(["setting", "target_sparsity", "seed"])
+    stats = done.groupby(["setting", "target_sparsity"])[metric].agg(["mean", "std", "count"]).reset_index()
+    cells = stats.apply(
+        lambda r: f"{r['mean']:.2f} ± {0.0 if pd.isna(r['std']) else r['std']:.2f} (n={int(r['count'])})",
+        axis=1,
+    )
+    wide = stats.assign(cell=cells).pivot(index="setting", columns="target_sparsity", values="cell")
+    order = ["dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"]
+    rank = {m: i for i, m in enumerate(order)}
+    wide = wide.loc[sorted(wide.index, key=lambda s: (rank.get(s.split(" ")[0], len(order)), s))]
+    wide.index.name = "method"
+    wide.columns = [f"{c:g}" for c in wide.columns]
+    return wide.fillna("")
+
+
+def budget(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the distinct budget values of its completed runs (one value each when all agree)."""
+    done = df[df["status"] == "completed"]
+    cols = [c for c in BUDGET if c in done]
+
+    def distinct(values: pd.Series) -> str:
+        shown = {f"{x:g}" if isinstance(x, float) else str(x) for x in values.dropna()}
+        return ", ".join(sorted(shown))
+
+    return done.groupby("method")[cols].agg(distinct)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("roots", nargs="*", help="sweep or outputs directories (any number)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
+    parser.add_argument("--group", help="with --wandb: only this W&B group")
+    parser.add_argument("--metric", default="test_acc")
+    parser.add_argument("--csv", help="also write the per-run rows to this CSV file")
+    args = parser.parse_args(argv)
+    if bool(args.roots) == bool(args.wandb):
+        parser.error("give run directories or --wandb ENTITY/PROJECT (one of the two)")
+    if args.wandb:
+        import wandb
+
+        filters = {"group": args.group} if args.group else None
+        df, where = from_wandb(wandb.Api().runs(args.wandb, filters=filters)), f"W&B {args.wandb}"
+    else:
+        df, where = collect(args.roots), ", ".join(args.roots)
+    if df.empty:
+        raise SystemExit(f"no runs under {where}")
+    if args.csv:
+        df.drop(columns=["config"]).to_csv(args.csv, index=False)
+    counts = df["status"].value_counts().to_dict()
+    print(f"{len(df)} runs under {where}: {counts}")
+    holes = df[df["status"] != "completed"]
+    for _, r in holes.iterrows():  # never averaged in: listed, so a sweep's holes are visible
+        print(f"  not in the table: {r['status']:<10} {r['run_dir']}")
+    print(f"{args.metric} (%), mean ± std over seeds; columns: target sparsity of prunable weights")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
+        print(table(df, args.metric).to_string())
+        print("budget per method (steps, epochs on the final mask, LR trace digest):")
+        print(budget(df).to_string())
+
+
+if __name__ == "__main__":
+    main()
