@@ -3,23 +3,34 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export WANDB_MODE ?= offline
+# pip installs with --no-compile (torch alone is thousands of files: ~1 min of byte-compiling on 2 cores), and
+# Python then writes the bytecode of what is imported on first use, even where the shell disables it.
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install quickstart test test-fast lint bench clean
+.PHONY: help install quickstart figures test test-fast lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-compile -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the package with its dev tools
 
-quickstart: install  ## the main job: a reduced Figure-1 ablation on digits (offline, CPU), then its table
-	$(PY) -m ssa_experiments.train -m experiment=quickstart method=dense sparsity=0
+quickstart: install  ## the main job: 5 methods + a tau0 sweep on digits (offline, CPU), its table and figures
 	$(PY) -m ssa_experiments.train -m experiment=quickstart
+	$(PY) -m ssa_experiments.train -m experiment=quickstart method=temperature_annealing \
+		method.initial_temperature=0.25,1.0
 	$(PY) -m ssa_experiments.aggregate outputs/quickstart --csv outputs/quickstart/runs.csv
+	$(PY) -m ssa_experiments.figures curves --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
+	$(PY) -m ssa_experiments.figures fig1 --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
+
+figures: install  ## Figures 1-2 and Table 1 at CPU scale, end to end (~30 min): writes results/fig1, fig2, table1
+	PY=$(PY) scripts/table1.sh --cpu
+	PY=$(PY) scripts/fig1.sh --cpu
+	PY=$(PY) scripts/fig2.sh --cpu
 
 test: install  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q

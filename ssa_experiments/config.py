@@ -143,7 +143,9 @@ class LoggerConfig:
     """Where runs are logged besides their own files (which are always written, and written first)."""
 
     name: str = "local"  # local | wandb (a mirror of the local files)
-    print_every_epoch: bool = True
+    # per-epoch progress: bar (tqdm, on a terminal) | lines (one log line per epoch) | none | auto: a bar on a
+    # terminal, lines otherwise (SLURM, CI logs), none inside multirun workers (their one-line result stays)
+    progress: str = "auto"
     project: str = "ssa-experiments"  # wandb
     entity: str | None = None  # wandb: your user or team; null: W&B's default
     group: str | None = None  # wandb; null: the experiment preset's name, else the sweep directory's name
@@ -151,6 +153,13 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)  # wandb; model, data, method and sparsity are added
     mode: str | None = None  # wandb: online | offline | disabled; null: W&B decides (WANDB_MODE, else online)
     init_timeout: float = 60.0  # wandb: seconds before a hanging init is given up (the run goes on)
+
+
+@dataclass
+class StoreConfig:
+    """Where runs live, keyed by what they compute (``store.py``); sweeps link to them."""
+
+    root: str | None = "outputs/store"  # relative to the launch directory; null: run in Hydra's directory
 
 
 @dataclass
@@ -169,6 +178,8 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     output_dir: str = "${hydra:runtime.output_dir}"
+    store: StoreConfig = field(default_factory=StoreConfig)
+    force: bool = False  # recompute a run the store already holds
 
 
 def short_dirname(overrides: str, max_len: int = 120) -> str:
@@ -268,6 +279,7 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
     _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)
     _choice(cfg.logger.name, ("local", "wandb"), "logger.name")
+    _choice(cfg.logger.progress, ("auto", "bar", "lines", "none"), "logger.progress")
     if cfg.logger.mode is not None:
         _choice(cfg.logger.mode, ("online", "offline", "disabled"), "logger.mode")
     _positive(cfg.logger.init_timeout, "logger.init_timeout")
@@ -290,12 +302,24 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
-# Where a run executes or reads from, not what it computes: a run may resume on another device or data copy.
-NOT_IDENTITY = ("output_dir", "device", "parent.cache_dir", "data.root", "data.num_workers", "logger")
+# Where a run executes, reads from, logs or is stored, not what it computes (it may resume on another device).
+NOT_IDENTITY = (
+    "output_dir", "device", "parent.cache_dir", "data.root", "data.num_workers", "logger", "store", "force",
+)  # fmt: skip
+# The method.* keys each method reads (besides name); the others cannot change its run.
+ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
+METHOD_KEYS = {
+    "dense": (),
+    "one_shot": (),
+    "iterative": ("anneal_epochs", "schedule"),
+    "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature"),
+    "random_annealing": (*ANNEALING_KEYS, "max_initial_probability"),
+}
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus ``NOT_IDENTITY``: two runs with equal identities compute the same thing."""
+    """The resolved config minus ``NOT_IDENTITY`` and the ``method.*`` keys the method does not read: two runs
+    with equal identities compute the same thing (the dense run at any requested sparsity is one run)."""
     ident = to_container(cfg)
     for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
@@ -303,4 +327,10 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         for key in parents:
             node = node.get(key, {})
         node.pop(leaf, None)
+    method = ident.get("method", {})
+    reads = METHOD_KEYS.get(method.get("name"), tuple(method))
+    ident["method"] = {k: v for k, v in method.items() if k == "name" or k in reads}
+    if method.get("name") == "dense":
+        ident["sparsity"] = 0.0
+        ident.pop("pruning", None)
     return ident

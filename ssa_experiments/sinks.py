@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +51,59 @@ class MetricsFile(Sink):
         append_metrics(self.out, row)
 
 
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    val = f"{row['val_acc']:.2f}%" if "val_acc" in row else "-"
+    return (
+        f"epoch {row['epoch']}/{epochs}  train_loss {row['train_loss']:.4f}  val_acc {val}  "
+        f"test_acc {row['test_acc']:.2f}%  sparsity {row['sparsity']:.4f}  "
+        f"expected_train_sparsity {row['expected_train_sparsity']:.4f}"
+    )
+
+
 class Console(Sink):
-    """One log line per epoch (``logger.print_every_epoch``)."""
+    """One log line per epoch: what a SLURM or CI log can hold."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
 
     def row(self, row: dict[str, Any]) -> None:
-        log.info(
-            "epoch %d/%d  train_loss %.4f  val_acc %s  test_acc %.2f%%  sparsity %.4f  "
-            "expected_train_sparsity %.4f",
-            row["epoch"],
-            self.epochs,
-            row["train_loss"],
-            f"{row['val_acc']:.2f}%" if "val_acc" in row else "-",
-            row["test_acc"],
-            row["sparsity"],
-            row["expected_train_sparsity"],
+        log.info("%s", _epoch_line(row, self.epochs))
+
+
+class ProgressBar(Sink):
+    """A tqdm bar over the epochs, on a terminal: loss, accuracy and the expected sparsity in training."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.bar: Any = None
+
+    def start(self, history: list[dict[str, Any]]) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, initial=len(history), unit="epoch", dynamic_ncols=True, leave=True)
+
+    def row(self, row: dict[str, Any]) -> None:
+        self.bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}",
+            test=f"{row['test_acc']:.1f}%",
+            exp_sparsity=f"{row['expected_train_sparsity']:.3f}",
+            refresh=False,
         )
+        self.bar.update(1)
+
+    def finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_kind(setting: str, tty: bool, multirun: bool) -> str:
+    """``logger.progress=auto`` resolved: a bar only where someone watches a terminal, no per-epoch output
+    from multirun workers (their one ``done:`` line per run says enough), plain lines elsewhere."""
+    if setting != "auto":
+        return setting
+    if multirun:
+        return "none"
+    return "bar" if tty else "lines"
 
 
 def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
@@ -162,6 +198,16 @@ def _default_group(out: Path) -> str:
     return out.parent.name
 
 
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # run() called outside Hydra (tests, scripts)
+        return False
+
+
 def _loggable(value: Any) -> bool:
     return isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
 
@@ -171,7 +217,10 @@ def make_sinks(
 ) -> list[Sink]:
     """The sinks ``cfg.logger`` asks for, local files first."""
     sinks: list[Sink] = [MetricsFile(out)]
-    if cfg.logger.print_every_epoch:
+    kind = progress_kind(cfg.logger.progress, sys.stderr.isatty(), _in_multirun())
+    if kind == "bar":
+        sinks.append(ProgressBar(epochs))
+    elif kind == "lines":
         sinks.append(Console(epochs))
     if cfg.logger.name == "wandb":
         sinks.append(WandB(cfg, config, identity, out))

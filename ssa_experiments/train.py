@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -19,7 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ssa_experiments.config import ConfigError, register_configs, to_container
+from ssa_experiments import store
+from ssa_experiments.config import ConfigError, register_configs, run_identity, to_container, validate
 from ssa_experiments.pruning.methods import LayerCollapse
 from ssa_experiments.results import SUMMARY, atomic_write_json
 
@@ -45,18 +47,38 @@ def _record_failure(cfg: DictConfig, err: BaseException, started: float) -> None
     )
 
 
+def _in_store(cfg: DictConfig) -> Path | None:
+    """Move the run into the store (``store.py``): the job directory Hydra made keeps a link to it."""
+    if not cfg.store.root:
+        return None
+    validate(cfg)  # a bad config fails here, before anything is linked or locked
+    out = store.run_dir(cfg.store.root, run_identity(cfg))
+    store.link(Path(cfg.output_dir), out)
+    cfg.output_dir = str(out)
+    return out
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from ssa_experiments.run import run  # after Hydra has parsed the command line: --help stays fast
 
     started = time.time()
     try:
-        summary = run(cfg)
+        out = _in_store(cfg)
+        with store.claimed(out) if out else nullcontext():  # one writer; a second asker waits, then skips
+            if out and cfg.force:
+                store.discard(out)
+            try:
+                summary = run(cfg)
+            except ConfigError:
+                raise
+            except Exception as err:
+                _record_failure(cfg, err, started)
+                raise
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
-        _record_failure(cfg, err, started)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.error("run failed (%s); recorded in %s, sweep continues", err, Path(cfg.output_dir) / SUMMARY)
             return None

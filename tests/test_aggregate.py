@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from ssa_experiments.analysis.aggregate import budget, collect, from_wandb, main, table
+from ssa_experiments.analysis.aggregate import (
+    budget,
+    collect,
+    epochs,
+    epochs_csv,
+    from_wandb,
+    main,
+    read_epochs,
+    read_runs,
+    settings,
+    table,
+    write_csv,
+)
 from ssa_experiments.results import atomic_write_json
 
 
@@ -124,3 +137,42 @@ def test_runs_that_compute_the_same_thing_count_once(tmp_path: Path) -> None:
     t = table(collect(tmp_path))
     assert list(t.index) == ["dense", "one_shot"]
     assert t.loc["dense", "0"] == "91.00 ± 1.00 (n=3)" and t.loc["one_shot", "0.9"] == "91.00 ± 1.00 (n=3)"
+
+
+def test_the_csv_is_a_complete_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """write_csv/read_runs give back the same configs, so the same settings and table; the epoch rows of the
+    completed runs go to epochs.csv next to the runs CSV."""
+    root = tmp_path / "sweep"
+    for seed in range(2):
+        for t, n in ((0.25, 2), (1.0, 2), (1.0, 10)):
+            cfg = {**_cfg("temperature_annealing", initial_temperature=t, anneal_epochs=n, schedule="linear"),
+                   "seed": seed, "train": {"amp": True, "max_steps_per_epoch": 0}, "parent": {"path": None},
+                   "optimizer": {"betas": [0.9, 0.999]}, "tag": "1"}  # fmt: skip
+            write(root, f"t{t}_{n}_{seed}", method="temperature_annealing", target_sparsity=0.9, seed=seed,
+                  test_acc=80.0 + t + seed, val_acc=81.0, config=cfg)  # fmt: skip
+            rows = [{"epoch": e, "test_acc": 70.0 + e, "val_acc": 71.0, "at_target": e > n,
+                     "layer_sparsity": {"0": 0.5}} for e in (1, 2, 3)]  # fmt: skip
+            lines = [json.dumps(r) for r in rows[:2]] + ['{"note": "not an epoch row"}', json.dumps(rows[2])]
+            (root / f"t{t}_{n}_{seed}" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        write(root, f"os{seed}", method="one_shot", target_sparsity=0.9, seed=seed, test_acc=70.0,
+              config={**_cfg("one_shot", initial_temperature=0.5), "seed": seed})  # fmt: skip
+    write(
+        root, "bad", method="one_shot", target_sparsity=0.9, seed=5, status="failed", config=_cfg("one_shot")
+    )
+    df = collect(root)
+    csv = write_csv(df, tmp_path / "runs.csv")
+    back = read_runs(csv)
+    assert back["config"].tolist() == df["config"].tolist()
+    assert settings(back).tolist() == settings(df).tolist()
+    assert "temperature_annealing method.anneal_epochs=10 method.initial_temperature=1.0" in set(settings(df))
+    assert table(back).equals(table(df)) and list(back["status"]) == list(df["status"])
+    rows = epochs(df)
+    assert len(rows) == 6 * 3 and "layer_sparsity" not in rows and "note" not in rows  # epoch rows only
+    assert set(rows["setting"]) == set(settings(df[df["method"] == "temperature_annealing"]))
+    main([str(root), "--csv", str(tmp_path / "runs.csv")])
+    assert "epochs.csv" in capsys.readouterr().out and epochs_csv(csv) == tmp_path / "epochs.csv"
+    again = read_epochs(tmp_path / "epochs.csv")
+    assert again[["run_dir", "epoch", "test_acc", "setting"]].equals(
+        rows[["run_dir", "epoch", "test_acc", "setting"]]
+    )
+    assert epochs_csv(tmp_path / "fig1.csv") == tmp_path / "fig1_epochs.csv"

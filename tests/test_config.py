@@ -79,8 +79,10 @@ def test_cli_bad_input_one_line_exit_code_no_results(tmp_path: Path, args: list[
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
-    assert not (run_dir / "summary.json").exists() and not (run_dir / "metrics.jsonl").exists()
+    assert not (run_dir / "run").exists() and not (run_dir / "summary.json").exists()
+    assert not (tmp_path / "outputs" / "store").exists()

@@ -45,4 +45,4 @@ def test_cli_missing_cifar_names_the_path(tmp_path: Path) -> None:
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: data.root:") and "cifar-10-batches-py" in line
-    assert not (tmp_path / "run" / "summary.json").exists()
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "run").exists()

@@ -355,7 +355,7 @@ def test_layer_collapse_cli_one_line_and_recorded(make_cfg, tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: the target removes every weight of layer")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["collapsed_layers"] == ["0"]
 
 

@@ -144,7 +144,7 @@ def test_hydra_multirun_sweep(tmp_path: Path) -> None:
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/run/summary.json"))]
     assert len(summaries) == 4
     assert {(s["method"], s["target_sparsity"]) for s in summaries} == {
         (m, s) for m in ("one_shot", "temperature_annealing") for s in (0.5, 0.9)
@@ -168,11 +168,11 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json"))
+    statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run/summary.json"))
     assert statuses == ["completed", "failed"]
     failed = next(
         json.loads(p.read_text())
-        for p in sweep.glob("*/summary.json")
+        for p in sweep.glob("*/run/summary.json")
         if json.loads(p.read_text())["status"] == "failed"
     )
     assert "error" in failed and failed["config"]["model"]["depth"] == 9
@@ -192,9 +192,10 @@ def test_single_run_cli_writes_run_dir(tmp_path: Path) -> None:
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = read_summary(run_dir)
+    summary = read_summary(run_dir / "run")  # the run lives in the store; Hydra's directory links to it
     assert summary["status"] == "completed" and summary["sparsity"] == pytest.approx(0.95, abs=1e-3)
-    assert (run_dir / "metrics.jsonl").exists() and (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "run" / "metrics.jsonl").exists() and (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "run").resolve().parent == (tmp_path / "outputs" / "store" / "runs").resolve()
 
 
 @pytest.mark.slow
@@ -203,6 +204,25 @@ def test_parallel_jobs_train_the_parent_once(tmp_path: Path) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "ssa_experiments.train", *FAST_CLI, "parent.epochs=5", "method=one_shot",
+             f"sparsity={s}", f"hydra.run.dir={tmp_path / f'job{i}'}",
+             f"parent.cache_dir={tmp_path / 'cache'}"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for i, s in enumerate((0.5, 0.8))
+    ]  # fmt: skip
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:] if p.stderr else ""
+    sources = sorted(read_summary(tmp_path / f"job{i}" / "run")["parent"]["source"] for i in range(2))
+    assert sources == ["cache", "trained"]
+    assert len(list((tmp_path / "cache").glob("*/parent.pt"))) == 1
+
+
+@pytest.mark.slow
+def test_the_same_run_asked_for_twice_at_once_is_computed_once(tmp_path: Path) -> None:
+    """Two processes start the same run: one computes it, the other waits on the store's lock, reuses it."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ssa_experiments.train", *FAST_CLI, "method=one_shot",
              f"hydra.run.dir={tmp_path / f'job{i}'}", f"parent.cache_dir={tmp_path / 'cache'}"],
             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -210,9 +230,10 @@ def test_parallel_jobs_train_the_parent_once(tmp_path: Path) -> None:
     ]  # fmt: skip
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:] if p.stderr else ""
-    sources = sorted(read_summary(tmp_path / f"job{i}")["parent"]["source"] for i in range(2))
-    assert sources == ["cache", "trained"]
-    assert len(list((tmp_path / "cache").glob("*/parent.pt"))) == 1
+    runs = {(tmp_path / f"job{i}" / "run").resolve() for i in range(2)}
+    assert len(runs) == 1 and runs == set((tmp_path / "outputs" / "store" / "runs").glob("one_shot-*"))
+    (stored,) = runs
+    assert len(read_metrics(stored)) == 2  # one writer: two epochs, not four lines from two writers
 
 
 def test_a_run_dir_of_another_config_is_refused(make_cfg, tmp_path: Path) -> None:
@@ -238,10 +259,10 @@ def test_a_two_key_sweep_never_shares_a_directory(tmp_path: Path) -> None:
         tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/run/summary.json"))]
     assert [s["status"] for s in summaries] == ["completed", "completed"]
     assert sorted(s["config"]["method"]["initial_temperature"] for s in summaries) == [0.25, 0.5]
-    assert all("initial_temperature" in p.parent.name for p in sweep.glob("*/summary.json"))
+    assert all("initial_temperature" in p.parent.parent.name for p in sweep.glob("*/run/summary.json"))
 
 
 def test_long_sweep_directory_names_are_shortened_uniquely() -> None:

@@ -1,6 +1,6 @@
 """Read results back: ``collect(roots)`` is the one way, ``table`` the usual view of it.
 
-    python -m ssa_experiments.aggregate ROOT [ROOT ...] [--metric test_acc] [--csv out.csv]
+    python -m ssa_experiments.aggregate ROOT [ROOT ...] [--metric test_acc] [--csv runs.csv]
     python -m ssa_experiments.aggregate --wandb ENTITY/PROJECT [--group G]     (same frame, from W&B)
     ssa-aggregate ...                                                          (console script)
 
@@ -10,19 +10,25 @@ Failed, diverged and incomplete runs are counted and listed, never averaged in. 
 method and per value of every config key swept within that method (a sweep over ``method.initial_temperature``
 gives one row per temperature), one column per target sparsity. Under the table, ``budget`` shows per method
 what makes the comparison fair or not: optimizer steps, epochs on the final mask, the digest of the LR trace.
+
+``--csv runs.csv`` writes every run with its whole config (``config.<dotted.key>`` columns) and, next to it,
+``epochs.csv`` (every epoch row of every completed run; ``NAME_epochs.csv`` next to ``NAME.csv``): the two
+files are a complete record, ``read_runs`` and ``read_epochs`` read them back, and the figures can be redrawn
+from them alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY
+from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, read_metrics
 from ssa_experiments.sinks import flatten
 
 COLUMNS = [
@@ -31,6 +37,8 @@ COLUMNS = [
     "bn_recalibration_batches", "wall_time_s", "model", "data", "parent_source", "parent_test_acc", "run_dir",
 ]  # fmt: skip
 BUDGET = ["steps", "epochs_at_target", "lr_trace_sha256"]
+TEXT = ["method", "status", "lr_trace_sha256", "model", "data", "parent_source", "run_dir", "setting"]
+EPOCH_KEYS = ["run_dir", "method", "target_sparsity", "seed", "setting"]
 # Keys that vary between runs without making them different settings: the seed (averaged over), the sparsity
 # (the columns), where a run executes or logs, and what it saves; none of them changes a run's numbers.
 NOT_SETTINGS = (
@@ -61,27 +69,43 @@ def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
 
 def collect(roots: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """One row per run under ``roots`` (each searched recursively), with the flat fields and the config."""
+    """One row per run under ``roots`` (each searched recursively, following a sweep's ``run`` links into
+    the store), with the flat fields and the config. A run reached twice (two sweeps, or two requests that
+    are one computation) is one row."""
     roots = [roots] if isinstance(roots, str | Path) else list(roots)
     rows = []
+    seen: set[str] = set()
     for root in roots:
-        seen = set()
-        for path in sorted(Path(root).rglob(SUMMARY)):
-            rows.append(_row(json.loads(path.read_text()), str(path.parent)))
-            seen.add(path.parent)
-        for marker in sorted({*Path(root).rglob(METRICS), *Path(root).rglob(CHECKPOINT)}):
-            if marker.parent not in seen:  # started, never finished: a hole in the sweep, shown as such
-                seen.add(marker.parent)
-                config = _hydra_config(marker.parent)
+        for path, files in _run_dirs(Path(root), seen):
+            if SUMMARY in files:
+                rows.append(_row(json.loads((path / SUMMARY).read_text()), str(path)))
+            elif METRICS in files or CHECKPOINT in files:  # started, never finished: a hole, shown as such
+                config = _hydra_config(path)
                 method = (config.get("method") or {}).get("name")
                 rows.append({"status": "incomplete", "method": method, "seed": config.get("seed"),
-                             "run_dir": str(marker.parent), "config": config})  # fmt: skip
+                             "run_dir": str(path), "config": config})  # fmt: skip
     return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
+
+
+def _run_dirs(root: Path, seen: set[str]) -> Iterable[tuple[Path, set[str]]]:
+    """Every directory under ``root`` holding run files, links followed, each real directory once."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        files = set(filenames)
+        if files & {SUMMARY, METRICS, CHECKPOINT}:
+            yield Path(dirpath), files
 
 
 def _hydra_config(run_dir: Path) -> dict[str, Any]:
     """What an incomplete run was asked to compute, from Hydra's record of its config (if there is one)."""
     path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():  # a stored run reached through a sweep's link: Hydra's record is beside the link
+        path = run_dir.parent / ".hydra" / "config.yaml"
     if not path.exists():
         return {}
     from omegaconf import OmegaConf
@@ -120,6 +144,99 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """The per-run rows with the config flattened into ``config.<dotted.key>`` columns: a complete record of
+    the runs, which ``read_runs`` turns back into the same frame (``settings`` labels it the same)."""
+    flat = [{f"config.{k}": _cell(v) for k, v in flatten(c if isinstance(c, dict) else {}).items()}
+            for c in df["config"]]  # fmt: skip
+    out = pd.concat([df.drop(columns=["config"]), pd.DataFrame(flat, index=df.index)], axis=1)
+    out.to_csv(path, index=False)
+    return Path(path)
+
+
+def read_runs(sources: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """The runs frame from CSV files written by ``write_csv`` and/or run directories (``collect``)."""
+    sources = [sources] if isinstance(sources, str | Path) else list(sources)
+    csvs = [s for s in sources if str(s).endswith(".csv")]
+    dirs = [s for s in sources if not str(s).endswith(".csv")]
+    frames = [_read_csv(Path(p)) for p in csvs] + ([collect(dirs)] if dirs else [])
+    if not frames:
+        return pd.DataFrame(columns=[*COLUMNS, "config"])
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _cell(value: Any) -> Any:
+    """A config value as CSV text that ``_uncell`` reads back as the same value: JSON, except strings, which
+    stay bare unless they would read back as something else ("1", "true", "")."""
+    if isinstance(value, str) and value:
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
+def _uncell(text: str) -> tuple[Any, ...]:
+    """The value in a 1-tuple (pandas would turn a bare None into NaN); () for an empty cell: no such key."""
+    if text == "":
+        return ()
+    try:
+        return (json.loads(text),)
+    except ValueError:
+        return (text,)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    header = list(pd.read_csv(path, nrows=0).columns)
+    keys = [c for c in header if c.startswith("config.")]
+    df = pd.read_csv(
+        path,
+        converters={c: _uncell for c in keys},
+        dtype={c: str for c in TEXT if c in header},
+    )
+    df["config"] = [
+        _unflatten({k.removeprefix("config."): v[0] for k, v in zip(keys, values, strict=True) if v})
+        for values in df[keys].itertuples(index=False)
+    ]
+    return df.drop(columns=keys)
+
+
+def epochs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (completed run, epoch) from each run's ``metrics.jsonl``: the curves behind the final
+    numbers, with the run's method, target sparsity, seed and setting (nested values such as the per-layer
+    sparsity are left out)."""
+    done = df[df["status"] == "completed"]
+    rows = []
+    if not done.empty:
+        done = done.assign(setting=settings(done))
+        for run in done[EPOCH_KEYS].to_dict("records"):
+            for row in read_metrics(Path(run["run_dir"])):
+                if isinstance(row, dict) and "epoch" in row:  # epoch rows only
+                    flat = {k: v for k, v in row.items() if not isinstance(v, dict | list)}
+                    rows.append({**flat, **run})
+    frame = pd.DataFrame(rows)
+    rest = sorted(c for c in frame.columns if c not in EPOCH_KEYS)
+    return frame.reindex(columns=[*EPOCH_KEYS, *rest])
+
+
+def epochs_csv(runs_csv: str | Path) -> Path:
+    """Where the epoch rows of a runs CSV live: ``epochs.csv`` next to ``runs.csv``, else ``NAME_epochs.csv``
+    next to ``NAME.csv``."""
+    runs_csv = Path(runs_csv)
+    name = "epochs.csv" if runs_csv.stem == "runs" else f"{runs_csv.stem}_epochs.csv"
+    return runs_csv.with_name(name)
+
+
+def write_epochs_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    df.to_csv(path, index=False)
+    return Path(path)
+
+
+def read_epochs(path: str | Path) -> pd.DataFrame:
+    header = list(pd.read_csv(path, nrows=0).columns)
+    return pd.read_csv(path, dtype={c: str for c in TEXT if c in header})
+
+
 def settings(df: pd.DataFrame) -> pd.Series:
     """Each run's setting: its method plus every config key that varies among that method's runs and that
     the method reads."""
@@ -142,6 +259,15 @@ def _relevant(key: str, method: str) -> bool:
     if key.startswith("method.") and method in METHOD_KEYS:
         return key.removeprefix("method.") in METHOD_KEYS[method]
     return True
+
+
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs with their ``setting``, each (setting, target sparsity, seed) once: what the tables
+    and figures average (the same computation launched under labels it ignores counts once per seed)."""
+    done = df[df["status"] == "completed"]
+    if done.empty:
+        return done.assign(setting=pd.Series(dtype=str))
+    return done.assign(setting=settings(done)).drop_duplicates(["setting", "target_sparsity", "seed"])
 
 
 def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
@@ -189,7 +315,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="with --wandb: only this W&B group")
     parser.add_argument("--metric", default="test_acc")
-    parser.add_argument("--csv", help="also write the per-run rows to this CSV file")
+    parser.add_argument(
+        "--csv",
+        help="also write every run (whole config included) to this CSV file, and its epochs next to it",
+    )
     args = parser.parse_args(argv)
     if bool(args.roots) == bool(args.wandb):
         parser.error("give run directories or --wandb ENTITY/PROJECT (one of the two)")
@@ -203,7 +332,10 @@ def main(argv: list[str] | None = None) -> None:
     if df.empty:
         raise SystemExit(f"no runs under {where}")
     if args.csv:
-        df.drop(columns=["config"]).to_csv(args.csv, index=False)
+        print(f"wrote {write_csv(df, args.csv)}")
+        rows = epochs(df)
+        if not rows.empty:
+            print(f"wrote {write_epochs_csv(rows, epochs_csv(args.csv))}")
     counts = df["status"].value_counts().to_dict()
     print(f"{len(df)} runs under {where}: {counts}")
     holes = df[df["status"] != "completed"]

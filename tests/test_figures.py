@@ -1,0 +1,229 @@
+"""Figures and tables from fake result trees (no training): selection on validation, every command from a tree
+and from its CSVs, Table 1's bold cell and counts, failed and incomplete runs left out."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ssa_experiments.analysis import aggregate
+from ssa_experiments.analysis.figures import best_config, fig1, main, matches, prepare
+from ssa_experiments.analysis.tables import markdown, table1
+from ssa_experiments.results import atomic_write_json
+
+EPOCHS = 8
+SPARSITIES = (0.5, 0.9)
+
+
+def accuracy(method: str, sparsity: float, seed: int, **keys: object) -> float:
+    """A made-up final test accuracy with the paper's shape: annealing beats one-shot, best near τ0 = 0.5."""
+    if method == "dense":
+        return 95.0 + 0.3 * seed
+    acc = 90.0 - 20 * (sparsity - 0.5) + 0.4 * seed - 3 * (keys.get("criterion") == "random")
+    n = float(keys.get("anneal_epochs", 0))  # type: ignore[arg-type]
+    if method == "temperature_annealing":
+        acc += 1.5 - 2 * abs(float(keys["initial_temperature"]) - 0.5) + 0.2 * n  # type: ignore[arg-type]
+    elif method == "random_annealing":
+        acc += 0.5 + 0.1 * n
+    elif method == "iterative":
+        acc += (1.2 if keys.get("schedule") == "polynomial" else 0.6) + 0.1 * n
+    return acc
+
+
+def write_run(
+    root: Path, method: str, sparsity: float, seed: int, status: str = "completed", **keys: object
+) -> Path:
+    """A run directory as run.py leaves it: summary.json (last) and one metrics.jsonl line per epoch."""
+    criterion = keys.pop("criterion", "magnitude")
+    schedule = keys.pop("lr", "constant")
+    name = ",".join(
+        f"{k}={v}" for k, v in {"method": method, **keys, "seed": seed, "sparsity": sparsity}.items()
+    )
+    run_dir = root / f"criterion={criterion},{name}"
+    run_dir.mkdir(parents=True)
+    config = {
+        "method": {"name": method, **keys},
+        "pruning": {"criterion": criterion, "scope": "global"},
+        "schedule": {"name": schedule, "lr": 0.1},
+        "model": {"arch": "resnet18"},
+        "data": {"name": "cifar10", "num_workers": 2},
+        "seed": seed,
+        "sparsity": sparsity,
+        "output_dir": str(run_dir),
+    }
+    final = accuracy(method, sparsity, seed, criterion=criterion, **keys)
+    n = int(keys.get("anneal_epochs", 0))  # type: ignore[call-overload]
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for epoch in range(1, EPOCHS + 1):
+            test = final - 12 * (1 - epoch / EPOCHS) ** 2 - (4.0 if epoch <= n else 0.0)
+            row = {"epoch": epoch, "step": 10 * epoch, "lr": 0.1, "at_target": epoch > n, "train_loss": 0.5,
+                   "test_acc": test, "val_acc": test + 0.5, "sparsity": sparsity,
+                   "layer_sparsity": {"0": 0.5}}  # fmt: skip
+            f.write(json.dumps(row) + "\n")
+    if status == "incomplete":
+        return run_dir
+    atomic_write_json(run_dir / "summary.json", {
+        "status": status, "method": method, "target_sparsity": 0.0 if method == "dense" else sparsity,
+        "seed": seed, "test_acc": final, "val_acc": final + 0.5, "model": "resnet18", "data": "cifar10",
+        "epochs": EPOCHS, "epochs_at_target": EPOCHS - n, "steps": 10 * EPOCHS, "lr_trace_sha256": "01234567",
+        "config": config,
+    })  # fmt: skip
+    return run_dir
+
+
+def write_tree(root: Path, kind: str) -> Path:
+    """The sweeps behind fig1, fig2 and table1, at two sparsities, three seeds, plus the dense reference."""
+    lr = "constant" if kind == "fig1" else "one_cycle"
+    for seed in range(3):
+        write_run(root, "dense", 0.0, seed, lr=lr)
+        for s in SPARSITIES:
+            if kind == "fig1":
+                write_run(root, "one_shot", s, seed, lr=lr)
+                for tau in (0.25, 0.5, 1.0):
+                    for n in (2, 5):
+                        write_run(root, "temperature_annealing", s, seed, lr=lr, initial_temperature=tau,
+                                  anneal_epochs=n)  # fmt: skip
+            elif kind == "fig2":
+                write_run(root, "one_shot", s, seed, lr=lr)
+                for n in (2, 5):
+                    write_run(root, "random_annealing", s, seed, lr=lr, anneal_epochs=n)
+                    write_run(
+                        root,
+                        "temperature_annealing",
+                        s,
+                        seed,
+                        lr=lr,
+                        initial_temperature=0.5,
+                        anneal_epochs=n,
+                    )
+                    for schedule in ("linear", "polynomial"):
+                        write_run(root, "iterative", s, seed, lr=lr, anneal_epochs=n, schedule=schedule)
+            else:
+                for criterion in ("magnitude", "random"):
+                    write_run(root, "one_shot", s, seed, lr=lr, criterion=criterion)
+                    write_run(root, "iterative", s, seed, lr=lr, criterion=criterion, anneal_epochs=5,
+                              schedule="linear")  # fmt: skip
+                    write_run(root, "temperature_annealing", s, seed, lr=lr, criterion=criterion,
+                              initial_temperature=0.5, anneal_epochs=5)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Each sweep as a tree and as the CSVs aggregate writes (runs.csv and epochs.csv next to it)."""
+    out = {}
+    for kind in ("fig1", "fig2", "table1"):
+        root = write_tree(tmp_path_factory.mktemp(kind) / "tree", kind)
+        aggregate.main([str(root), "--csv", str(root.parent / "runs.csv")])
+        out[kind] = (root, root.parent / "runs.csv")
+    return out
+
+
+def test_best_configuration_is_chosen_on_validation_not_test() -> None:
+    """Setting A has the better validation accuracy, B the better test accuracy: validation picks A, and only
+    the paper's optimistic selection on test picks B."""
+    rows = [
+        {"status": "completed", "method": "temperature_annealing", "target_sparsity": 0.9, "seed": seed,
+         "val_acc": val + seed, "test_acc": test + seed,
+         "config": {"method": {"name": "temperature_annealing", "initial_temperature": tau}}}
+        for seed in range(3) for tau, val, test in ((0.25, 90.0, 80.0), (1.0, 85.0, 88.0))
+    ]  # fmt: skip
+    df = pd.DataFrame(rows)
+    on_val = best_config(df).iloc[0]
+    assert on_val["setting"] == "temperature_annealing method.initial_temperature=0.25"
+    assert (on_val["score"], on_val["mean"], on_val["count"]) == (91.0, 81.0, 3)
+    on_test = best_config(df, by="test_acc").iloc[0]
+    assert on_test["setting"] == "temperature_annealing method.initial_temperature=1.0"
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig2", "curves", "table1", "table"])
+@pytest.mark.parametrize("source", ["tree", "csv"])
+def test_every_command_writes_its_files(
+    trees: dict[str, tuple[Path, Path]], tmp_path: Path, name: str, source: str
+) -> None:
+    tree, csv = trees["table1" if name.startswith("table") else "fig2" if name == "fig2" else "fig1"]
+    paths = main([name, "--runs", str(tree if source == "tree" else csv), "--out", str(tmp_path)])
+    suffixes = {".md", ".tex", ".csv"} if name.startswith("table") else {".png", ".pdf"}
+    assert {p.suffix for p in paths} == suffixes
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+
+
+def test_select_on_test_says_so(trees: dict[str, tuple[Path, Path]]) -> None:
+    done = prepare(aggregate.read_runs(trees["fig1"][1]))
+    assert "selected on validation" in fig1(done, "val_acc", "x").get_suptitle()
+    assert "selected on test (optimistic)" in fig1(done, "test_acc", "x").get_suptitle()
+
+
+def test_table1_bold_dense_and_counts(trees: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    long = table1(aggregate.read_runs(trees["table1"][1]))
+    assert list(dict.fromkeys(long["setting"])) == [
+        "dense",
+        "magnitude / one-shot",
+        "magnitude / iterative",
+        "magnitude / temperature annealing",
+        "random / one-shot",
+        "random / iterative",
+        "random / temperature annealing",
+    ]
+    assert set(long["n"]) == {3}
+    text = markdown(long, "criterion / method", spread_dense=True)
+    lines = {line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines()}
+    assert lines["magnitude / temperature annealing"].count("**") == 4  # best in both columns
+    assert "**" not in lines["dense"] and "95.30 ± 0.30 (n=3)" in lines["dense"]  # never bolded
+    assert "90.40 ± 0.40 (n=3)" in lines["magnitude / one-shot"]  # 90 + 0.4 seed at 50%
+    main(["table1", "--runs", str(trees["table1"][0]), "--out", str(tmp_path)])
+    tex = (tmp_path / "table1.tex").read_text()
+    assert tex.count("\\textbf{") == 2 and "50\\%" in tex
+
+
+def test_failed_and_incomplete_runs_are_not_plotted(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "tree", "fig1")
+    write_run(root, "one_shot", 0.9, 7, status="failed")  # its summary says 80.x: must not move the band
+    write_run(root, "temperature_annealing", 0.9, 8, status="incomplete", initial_temperature=0.75,
+              anneal_epochs=5)  # fmt: skip
+    df = aggregate.collect(root)
+    assert set(df["status"]) == {"completed", "failed", "incomplete"}
+    done = prepare(df)
+    assert set(done["status"]) == {"completed"} and 0.75 not in set(done["flat"].map(lambda f: f.get(TAU)))
+    fig = fig1(done, "val_acc", "x")
+    one_shot = [ln for ln in fig.axes[1].get_lines() if ln.get_label().startswith("one-shot")]
+    assert one_shot[0].get_ydata()[0] == pytest.approx(82.4)  # 90 - 8 + 0.4 (mean of seeds 0..2)
+    assert 0.75 not in list(fig.axes[1].get_xticks())
+
+
+TAU = "method.initial_temperature"
+
+
+def test_where_keeps_methods_that_ignore_the_key(trees: dict[str, tuple[Path, Path]]) -> None:
+    done = prepare(aggregate.read_runs(trees["fig1"][1]), [("method.anneal_epochs", "5.0")])
+    assert set(done["method"]) == {"dense", "one_shot", "temperature_annealing"}
+    assert set(done.loc[done["method"] == "temperature_annealing", "flat"].map(lambda f: f[TAU])) == {
+        0.25, 0.5, 1.0,
+    }  # fmt: skip
+    assert not matches("one_shot", {"pruning": {"criterion": "random"}}, [("pruning.criterion", "magnitude")])
+    assert matches("iterative", {"method": {"schedule": "linear"}}, [("method.schedule", "linear")])
+
+
+def test_irrelevant_input_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    for seed in range(2):
+        write_run(root, "one_shot", 0.9, seed)
+    with pytest.raises(SystemExit, match="fig1 needs temperature_annealing runs"):
+        main(["fig1", "--runs", str(root), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="fig2 needs"):
+        main(["fig2", "--runs", str(root), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="no completed runs"):
+        main(["table", "--runs", str(root), "--out", str(tmp_path), "--where", "seed=5"])
+
+
+def test_curves_from_csv_need_the_epochs_csv(trees: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    csv = tmp_path / "copy.csv"
+    csv.write_text(trees["fig1"][1].read_text().replace(str(trees["fig1"][0]), "/nowhere"))
+    with pytest.raises(SystemExit, match="curves needs per-epoch data"):
+        main(["curves", "--runs", str(csv), "--out", str(tmp_path)])
+    rows = aggregate.read_epochs(trees["fig1"][1].with_name("epochs.csv"))
+    assert len(rows) == 3 * (1 + len(SPARSITIES) * 7) * EPOCHS and not math.isnan(rows["val_acc"].iloc[0])
