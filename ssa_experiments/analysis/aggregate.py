@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssa_experiments.config import METHOD_KEYS
 from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, read_metrics
 from ssa_experiments.sinks import flatten
 
@@ -43,18 +44,10 @@ EPOCH_KEYS = ["run_dir", "method", "target_sparsity", "seed", "setting"]
 # (the columns), where a run executes or logs, and what it saves; none of them changes a run's numbers.
 NOT_SETTINGS = (
     "seed", "sparsity", "method.name", "output_dir", "device", "parent.cache_dir", "parent.cache",
-    "data.root", "data.num_workers", "train.checkpoint_every", "train.save_model",
+    "data.root", "data.num_workers", "train.checkpoint_every", "train.save_model", "force",
 )  # fmt: skip
-# The method.* keys each method reads; a key a method ignores never labels its rows (sweeping
-# method.initial_temperature next to one_shot repeats the same one-shot run, counted once per seed).
-ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
-METHOD_KEYS = {
-    "dense": (),
-    "one_shot": (),
-    "iterative": ("anneal_epochs", "schedule"),
-    "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature"),
-    "random_annealing": (*ANNEALING_KEYS, "max_initial_probability"),
-}
+# The method.* keys each method reads (config.METHOD_KEYS); a key a method ignores never labels its rows
+# (sweeping method.initial_temperature next to one_shot repeats the same one-shot run, counted once per seed).
 
 
 def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -254,7 +247,7 @@ def settings(df: pd.DataFrame) -> pd.Series:
 
 
 def _relevant(key: str, method: str) -> bool:
-    if key in NOT_SETTINGS or key.startswith(("logger.", "hydra.")):
+    if key in NOT_SETTINGS or key.startswith(("logger.", "hydra.", "store.")):
         return False
     if key.startswith("method.") and method in METHOD_KEYS:
         return key.removeprefix("method.") in METHOD_KEYS[method]
