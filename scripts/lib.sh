@@ -1,14 +1,17 @@
 # Shared by scripts/fig1.sh, fig2.sh, table1.sh: sweep -> aggregate -> draw -> publish. Sourced, not run.
 #   --cpu   the CPU-scale preset (<name>_cpu, offline digits), published to results/<name>/
 #   (none)  the paper-scale preset (<name>, CIFAR; a GPU job), published to results/<name>_paper/
+#   --publish-only   aggregate and draw what outputs/<preset> already holds, without launching the sweeps
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 NAME=$(basename "$0" .sh)
 CPU=0
+PUBLISH_ONLY=0
 for arg in "$@"; do
     case $arg in
         --cpu) CPU=1 ;;
-        *) echo "usage: $0 [--cpu]" >&2; exit 2 ;;
+        --publish-only) PUBLISH_ONLY=1 ;;
+        *) echo "usage: $0 [--cpu] [--publish-only]" >&2; exit 2 ;;
     esac
 done
 if [[ $CPU == 1 ]]; then PRESET=${NAME}_cpu; RESULTS=results/$NAME; else PRESET=$NAME; RESULTS=results/${NAME}_paper; fi
@@ -20,13 +23,13 @@ START=$(date +%s)
 
 train() {  # one multirun of the preset (a re-run recomputes no completed run: each returns its summary)
     COMMANDS+=("python -m ssa_experiments.train -m experiment=$PRESET $*")
-    "$PY" -m ssa_experiments.train -m "experiment=$PRESET" "$@"
+    [[ $PUBLISH_ONLY == 1 ]] || "$PY" -m ssa_experiments.train -m "experiment=$PRESET" "$@"
 }
 
 publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a README saying how they were made
     local minutes=$(( ($(date +%s) - START + 59) / 60 ))
     mkdir -p "$RESULTS"
-    "$PY" -m ssa_experiments.aggregate "$OUT" --csv "$RESULTS/runs.csv" > "$RESULTS/table.txt"  # + epochs.csv
+    "$PY" -m ssa_experiments.aggregate "$OUT" --csv "$RESULTS/runs.csv" | grep -v '^wrote ' > "$RESULTS/table.txt"
     for figure in "$@"; do
         "$PY" -m ssa_experiments.figures "$figure" --runs "$RESULTS/runs.csv" --out "$RESULTS" ${FIGURE_ARGS[$figure]:-}
     done
@@ -39,11 +42,15 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         printf '%s\n' "${COMMANDS[@]}"
         echo "python -m ssa_experiments.aggregate $OUT --csv $RESULTS/runs.csv   # also writes epochs.csv"
         for figure in "$@"; do
-            echo "python -m ssa_experiments.figures $figure --runs $RESULTS/runs.csv --out $RESULTS ${FIGURE_ARGS[$figure]:-}"
+            echo "python -m ssa_experiments.figures $figure --runs $RESULTS/runs.csv --out $RESULTS${FIGURE_ARGS[$figure]:+ ${FIGURE_ARGS[$figure]}}"
         done
         echo '```'
         echo
-        echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); sweep to figures: $minutes min"
+        if [[ $PUBLISH_ONLY == 1 ]]; then
+            echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); drawn from runs already computed (\`--publish-only\`)"
+        else
+            echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); sweep to figures: $minutes min"
+        fi
         echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) logical cores, no GPU;" \
              "$("$PY" -c 'import torch, torchvision; print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")')"
         echo "- CPU runs are deterministic per seed on one machine; other CPU kinds (Intel vs AMD) give slightly" \

@@ -187,11 +187,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
         converters={c: _uncell for c in keys},
         dtype={c: str for c in TEXT if c in header},
     )
-    df["config"] = [
+    configs = [
         _unflatten({k.removeprefix("config."): v[0] for k, v in zip(keys, values, strict=True) if v})
         for values in df[keys].itertuples(index=False)
     ]
-    return df.drop(columns=keys)
+    return df.drop(columns=keys).assign(config=configs)
 
 
 def epochs(df: pd.DataFrame) -> pd.DataFrame:
