@@ -76,3 +76,12 @@ def discard(directory: Path) -> None:
     """Remove what a run wrote, so it is computed again from scratch (``force=true``)."""
     for name in (SUMMARY, METRICS, CHECKPOINT, MODEL):
         (directory / name).unlink(missing_ok=True)
+
+
+def withdraw(job_dir: Path, directory: Path) -> None:
+    """Undo ``link`` for a run refused before it computed anything (a bad config found while reading the
+    data): no empty run directory and no link to one is left behind."""
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        if (job_dir / LINK).is_symlink():
+            (job_dir / LINK).unlink()

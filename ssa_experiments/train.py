@@ -80,6 +80,7 @@ def main(cfg: DictConfig) -> float | None:
     from ssa_experiments.run import run  # after Hydra has parsed the command line: --help stays fast
 
     started = time.time()
+    job_dir, out = Path(cfg.output_dir), None
     try:
         out = _in_store(cfg)
         with store.claimed(out) if out else nullcontext():  # one writer; a second asker waits, then skips
@@ -93,6 +94,8 @@ def main(cfg: DictConfig) -> float | None:
                 _record_failure(cfg, err, started)
                 raise
     except ConfigError as err:
+        if out is not None:
+            store.withdraw(job_dir, out)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
