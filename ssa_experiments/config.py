@@ -61,12 +61,16 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = MISSING  # dense | one_shot | iterative | random_annealing | temperature_annealing
+    # dense | one_shot | iterative | random_annealing | temperature_annealing; controls (README):
+    # stochastic_constant | dropconnect_target | soft_annealing
+    name: str = MISSING
     anneal_epochs: int = 0  # n: epochs over which iterative pruning / annealing reaches the target
     schedule: str = "linear"  # annealing: linear|cosine|exponential; iterative: linear|polynomial
     granularity: str = "epoch"  # annealing: probabilities updated per epoch or per step
     resample: str = "step"  # stochastic masks: fresh Bernoulli sample every step or every epoch
-    initial_temperature: float = 0.5  # temperature_annealing: tau0 in (0, 1]
+    # tau0 in (0, 1]: temperature_annealing, stochastic_constant, soft_annealing
+    initial_temperature: float = 0.5
+    initial_drop_rate: float = 0.5  # dropconnect_target: r0 in (0, 1), drop rate of target weights at t = 0
     max_initial_probability: float = 1.0  # random_annealing: p_i(0) ~ U(0, this)
     decay_rate: float = 5.0  # exponential annealing schedule: s(x) = (e^{-kx} - e^{-k}) / (1 - e^{-k})
     # whether weight decay acts on weights sampled out of the current step's mask during annealing
@@ -199,7 +203,12 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("ssa_dirname", short_dirname, replace=True)
 
 
-METHODS = ("dense", "one_shot", "iterative", "random_annealing", "temperature_annealing")
+METHODS = (
+    "dense", "one_shot", "iterative", "random_annealing", "temperature_annealing",
+    "stochastic_constant", "dropconnect_target", "soft_annealing",
+)  # fmt: skip
+TAU0_METHODS = ("temperature_annealing", "stochastic_constant", "soft_annealing")  # read initial_temperature
+GRADUAL_METHODS = ("iterative", "random_annealing", *TAU0_METHODS, "dropconnect_target")  # reach T at epoch n
 ANNEAL_SCHEDULES = ("linear", "cosine", "exponential")
 ITERATIVE_SCHEDULES = ("linear", "polynomial")
 LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style")
@@ -260,14 +269,16 @@ def validate(cfg: DictConfig | Config) -> None:
         _choice(m.schedule, ANNEAL_SCHEDULES, "method.schedule")
     _choice(m.granularity, ("epoch", "step"), "method.granularity")
     _choice(m.resample, ("step", "epoch"), "method.resample")
-    if m.name == "temperature_annealing" and not 0 < m.initial_temperature <= 1:
+    if m.name in TAU0_METHODS and not 0 < m.initial_temperature <= 1:
         raise ConfigError("method.initial_temperature", f"must be in (0, 1], got {m.initial_temperature}")
     if m.name == "random_annealing" and not 0 < m.max_initial_probability <= 1:
         raise ConfigError(
             "method.max_initial_probability", f"must be in (0, 1], got {m.max_initial_probability}"
         )
+    if m.name == "dropconnect_target" and not 0 < m.initial_drop_rate < 1:  # kept weights scale by 1/(1 - r)
+        raise ConfigError("method.initial_drop_rate", f"must be in (0, 1), got {m.initial_drop_rate}")
     _positive(m.decay_rate, "method.decay_rate")
-    if m.name in ("iterative", "random_annealing", "temperature_annealing"):
+    if m.name in GRADUAL_METHODS:
         _positive(m.anneal_epochs, "method.anneal_epochs")
         if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
             raise ConfigError(
@@ -314,6 +325,11 @@ METHOD_KEYS = {
     "iterative": ("anneal_epochs", "schedule"),
     "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature"),
     "random_annealing": (*ANNEALING_KEYS, "max_initial_probability"),
+    # P is constant until epoch n: no schedule to follow, nothing to interpolate within an epoch
+    "stochastic_constant": ("anneal_epochs", "resample", "decay_sampled_out", "initial_temperature"),
+    "dropconnect_target": (*ANNEALING_KEYS, "initial_drop_rate"),
+    # nothing is sampled: P(t) itself is the train mask
+    "soft_annealing": (*(k for k in ANNEALING_KEYS if k != "resample"), "initial_temperature"),
 }
 
 

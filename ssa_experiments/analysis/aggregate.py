@@ -280,7 +280,16 @@ def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
         axis=1,
     )
     wide = stats.assign(cell=cells).pivot(index="setting", columns="target_sparsity", values="cell")
-    order = ["dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"]
+    order = [
+        "dense",
+        "one_shot",
+        "iterative",
+        "random_annealing",
+        "temperature_annealing",
+        "stochastic_constant",
+        "soft_annealing",
+        "dropconnect_target",
+    ]
     rank = {m: i for i, m in enumerate(order)}
     wide = wide.loc[sorted(wide.index, key=lambda s: (rank.get(s.split(" ")[0], len(order)), s))]
     wide.index.name = "method"

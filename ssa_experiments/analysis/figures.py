@@ -67,6 +67,9 @@ COLORS = {
     "iterative (cubic)": "tab:purple",
     "random_annealing": "tab:orange",
     "temperature_annealing": "tab:red",
+    "stochastic_constant": "tab:brown",
+    "dropconnect_target": "tab:olive",
+    "soft_annealing": "tab:pink",
 }
 CMAPS = {
     "dense": "Greys",
@@ -75,12 +78,19 @@ CMAPS = {
     "iterative (cubic)": "Purples",
     "random_annealing": "Oranges",
     "temperature_annealing": "Reds",
+    "stochastic_constant": "YlOrBr",
+    "dropconnect_target": "YlGn",
+    "soft_annealing": "RdPu",
 }
 ORDER = list(COLORS)
 NAMES = {**tables.NAMES}
 TAU, N = "method.initial_temperature", "method.anneal_epochs"
 SHORT = {TAU: "τ0", N: "n", "method.max_initial_probability": "p_max", "pruning.criterion": "criterion"}
-ANNEALS = ("iterative", "random_annealing", "temperature_annealing")  # methods that reach the target at n
+# methods that reach the target at n
+ANNEALS = (
+    "iterative", "random_annealing", "temperature_annealing", "stochastic_constant", "dropconnect_target",
+    "soft_annealing",
+)  # fmt: skip
 SELECT = {"val_acc": "selected on validation", "test_acc": "selected on test (optimistic)"}
 ACC = "test accuracy (%)"
 STYLE = {"axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,

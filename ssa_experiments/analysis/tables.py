@@ -27,6 +27,9 @@ NAMES = {
     "one_shot": "one-shot",
     "random_annealing": "random annealing",
     "temperature_annealing": "temperature annealing",
+    "stochastic_constant": "stochastic constant",
+    "dropconnect_target": "DropConnect on target",
+    "soft_annealing": "soft annealing",
 }
 CAPTION = "test accuracy (%), final epoch, mean ± std over seeds (n = seeds); best per column in bold"
 

@@ -9,6 +9,10 @@
     report()                     sparsity accounting of the mask in force, logged every epoch
     state_dict()/load_state_dict only what the model's own state_dict does not hold (RNG state)
 
+Controls that isolate what annealing does (each a small subclass of ``Annealing``): ``stochastic_constant``
+(its noise, no annealing), ``dropconnect_target`` (noise on the target only, no extra weights) and
+``soft_annealing`` (its schedule, no noise).
+
 The masks themselves are buffers of the model (see ``masking.py``), so a model checkpoint holds them.
 Every method that prunes gradually reaches its target at the start of epoch ``method.anneal_epochs`` (see
 ``schedules.py``), so at equal n every method trains the same number of epochs on its final mask.
@@ -248,7 +252,8 @@ class _FlatGroup:
 class Annealing(PruningMethod):
     """Stochastic Subnetwork Annealing: masks sampled from P(t), annealed to the target over n epochs.
 
-    Subclasses only choose p(0) for the weights outside the target (``initial_probabilities``).
+    Subclasses choose p(0) for the weights outside the target (``initial_probabilities``); the controls also
+    override the hooks ``progress_factor`` (s), ``fill_probabilities`` (P) and ``resample`` (M from P).
 
     Sampling is ``sample_keep`` (M = U < P) done on flat buffers: every layer's P, U and train mask are views
     of one buffer each (per mask dtype/device), so a step costs two kernels whatever the number of layers.
@@ -311,19 +316,33 @@ class Annealing(PruningMethod):
             self.apply_final(self.keep)
             self.prob, self.final, self.factor = {}, True, 0.0
             return
-        self.factor = anneal_factor(progress, self.cfg.schedule, self.cfg.decay_rate)
+        self.factor = self.progress_factor(progress)
         for g in self.groups:
-            annealed_probabilities(g.keep, g.p0, self.factor, out=g.prob)
+            self.fill_probabilities(g, self.factor)
         self.prob = self._prob_views
+
+    def progress_factor(self, progress: float) -> float:
+        """s(t/n), the factor ``fill_probabilities`` scales by: the configured annealing schedule."""
+        return anneal_factor(progress, self.cfg.schedule, self.cfg.decay_rate)
+
+    def fill_probabilities(self, g: _FlatGroup, factor: float) -> None:
+        """Write P(t) into ``g.prob``: 1 on the target, ``p0 * factor`` elsewhere (allocation-free)."""
+        annealed_probabilities(g.keep, g.p0, factor, out=g.prob)
 
     def resample(self) -> None:
         if not self.prob:
             return
         for g in self.groups:
             sample_keep(g.prob, self.generator, u=g.u, out=g.mask)
-            if not shares_masks(g.masks, g.mask_views):  # the model was moved/cast after start
-                for m, v in zip(g.masks, g.mask_views, strict=True):
-                    m.train_mask.copy_(v)
+            self._publish(g)
+
+    @staticmethod
+    def _publish(g: _FlatGroup) -> None:
+        """Make the layers' ``train_mask`` buffers see ``g.mask``: they are its views unless the model was
+        moved or cast after ``start`` (then they have storage of their own, and get a copy)."""
+        if not shares_masks(g.masks, g.mask_views):
+            for m, v in zip(g.masks, g.mask_views, strict=True):
+                m.train_mask.copy_(v)
 
     def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
         self.set_progress(anneal_progress(epoch, 0, steps_per_epoch, self.cfg.anneal_epochs, "epoch"))
@@ -357,11 +376,15 @@ class Annealing(PruningMethod):
         if not wd:
             return
         params = self.self_decayed_params()
-        masks = [m.train_mask for m in self.masks.values()]
+        masks = self.decay_masks()
         if isinstance(self.optimizer, torch.optim.AdamW):
             torch._foreach_addcmul_(params, params, masks, value=-lr * wd)
         else:
             torch._foreach_addcmul_([p.grad for p in params], params, masks, value=wd)
+
+    def decay_masks(self) -> list[torch.Tensor]:
+        """Per layer, what weight decay is multiplied by with ``decay_sampled_out=false``: the train mask."""
+        return [m.train_mask for m in self.masks.values()]
 
     def expected_train_sparsity(self) -> float:
         if self.final or not self.prob:
@@ -417,8 +440,137 @@ class RandomAnnealing(Annealing):
         return u.mul_(self.cfg.max_initial_probability).masked_fill_(keep, 0.0)
 
 
+# -- controls: each keeps one ingredient of temperature annealing and drops another (issue 15) -----------
+
+
+class StochasticConstant(TemperatureAnnealing):
+    """Control: annealing's noise without the annealing.
+
+    Masks are sampled exactly as in temperature annealing (M = 1[U < P], same generator, ``method.resample``)
+    but from a P that never changes: 1 on the target, tau0 (``method.initial_temperature``) elsewhere, for
+    epochs 0 .. n-1; from epoch n the target, abruptly (``at_target``). Against temperature annealing at equal
+    tau0 and n it asks whether the *gradual* decline of P matters, or only training on random supersets of
+    the target before it is imposed. s(x) = 1 for x < 1, so ``method.schedule``, ``decay_rate`` and
+    ``granularity`` are not read (nothing to interpolate); the report's ``anneal_factor`` is 1, then 0.
+    """
+
+    name = "stochastic_constant"
+
+    def progress_factor(self, progress: float) -> float:
+        return 1.0
+
+    def set_progress(self, progress: float) -> None:
+        if progress < 1.0 and self.prob:
+            return  # P is constant: filled once, not once per step at granularity=step
+        super().set_progress(progress)
+
+
+class DropConnectTarget(Annealing):
+    """Control: stochasticity without the extra weights.
+
+    The target from the start: the removed weights are zeroed in storage at ``start`` (as one-shot does) and
+    have P = 0 throughout. The target's own weights get DropConnect: weight i is kept with probability
+    ``1 - r(t)``, ``r(t) = r0 * s(t/n)``, r0 = ``method.initial_drop_rate`` (a key of its own: tau0 is the
+    keep-probability of weights *outside* the target, r0 a drop-probability of weights *inside* it; sharing
+    the key would tie every tau0 sweep of annealing to this control), s and its updates from the same
+    schedule machinery as annealing (``schedule``, ``granularity``, ``decay_rate``), sampled with the same
+    generator and sampler (``resample``). From epoch n, r = 0: the deterministic target (``at_target``).
+
+    Kept weights are rescaled by ``1 / (1 - r(t))`` (inverted DropConnect, as inverted dropout), so the
+    expected training weight is the target's own, E[M_i w_i] = w_i: the control adds zero-mean
+    multiplicative noise to the very network that is evaluated, and nothing else. Without the rescaling every
+    training pass would see the target shrunk by (1 - r) on average, a train/eval mismatch of scale (which
+    BN recalibration cannot fix in layers with no BatchNorm after them, e.g. an MLP or the classifier) that
+    annealing does not have (it never removes a target weight), and the comparison would mix noise with
+    scale. So the train mask holds 0 or ``1 / (1 - r)``, and ``r0 < 1`` is required.
+
+    ``expected_train_sparsity`` is 1 - mean(P) = s_T + (1 - s_T) r(t): the expected fraction of prunable
+    weights that are zero in a training step (the rescaling does not change which ones).
+    """
+
+    name = "dropconnect_target"
+
+    def start(self, model: nn.Module) -> None:
+        super().start(model)
+        for name, k in self.keep.items():  # removed weights are exactly zero from step 0, as in one-shot
+            zero_pruned(self.modules[name], k, self.optimizer)
+        for g in self.groups:  # and the train mask is the target until the first sample
+            g.mask.copy_(g.keep)
+            self._publish(g)
+
+    def initial_probabilities(self, keep: torch.Tensor) -> float:
+        return 0.0  # no weight outside the target is ever sampled in
+
+    @property
+    def drop_rate(self) -> float:
+        """r(t) = r0 * s(t/n) in force now; 0 once the target is final."""
+        return 0.0 if self.final else self.cfg.initial_drop_rate * self.factor
+
+    def fill_probabilities(self, g: _FlatGroup, factor: float) -> None:
+        torch.mul(g.keep, 1.0 - self.cfg.initial_drop_rate * factor, out=g.prob)
+
+    def resample(self) -> None:
+        if not self.prob:
+            return
+        scale = 1.0 / (1.0 - self.drop_rate)
+        for g in self.groups:
+            sample_keep(g.prob, self.generator, u=g.u, out=g.mask)
+            g.mask.mul_(scale)
+            self._publish(g)
+
+    def decay_masks(self) -> list[torch.Tensor]:
+        """The 0/1 indicator of this step's weights, not M: the 1/(1 - r) scale is for the forward pass, and a
+        sampled-in weight is decayed as the optimizer would (with ``decay_sampled_out=false``)."""
+        return [m.train_mask.ne(0).to(m.train_mask.dtype) for m in self.masks.values()]
+
+
+class SoftAnnealing(TemperatureAnnealing):
+    """Control: annealing's gradual schedule without its noise.
+
+    Nothing is sampled: the train mask *is* P(t), the expected mask of temperature annealing: 1 on the
+    target, ``tau0 * s(t/n)`` elsewhere (``initial_temperature``, ``schedule``, ``granularity``,
+    ``decay_rate`` as in temperature annealing; ``resample`` is not read). A weight outside the target thus
+    enters every training pass scaled by P(t) (a fractional train mask: it is in the weight's dtype) and gets
+    the gradient P(t) * dL/d(P w). From epoch n the target (``at_target``); evaluation always sees the boolean
+    target (``eval_mask``, set at ``start``), BN recalibration included.
+
+    ``expected_train_sparsity`` is 1 - mean(P(t)) over the prunable weights: the number temperature annealing
+    reports at the same tau0 and t (its expected mask is this mask), i.e. the fraction of the dense network's
+    weight mass switched off. It is not a count of zeros: no multiplier is 0 before epoch n. With
+    ``decay_sampled_out=false`` each weight's decay is multiplied by P(t), annealing's decay in expectation.
+
+    Checkpoints store train masks as bool (``checkpoint._compact``), rounding P(t) up to 1; harmless, since
+    the mask is a function of progress alone and ``set_progress`` rewrites it at the start of every epoch
+    (every step at granularity=step), before any forward pass.
+    """
+
+    name = "soft_annealing"
+    stochastic = False
+
+    def set_progress(self, progress: float) -> None:
+        super().set_progress(progress)
+        if self.final:
+            return
+        for g in self.groups:
+            g.mask.copy_(g.prob)
+            self._publish(g)
+
+    def resample(self) -> None:
+        """Nothing to sample: ``set_progress`` writes P(t) itself into the train mask."""
+
+
 METHODS: dict[str, type[PruningMethod]] = {
-    cls.name: cls for cls in (PruningMethod, OneShot, Iterative, TemperatureAnnealing, RandomAnnealing)
+    cls.name: cls
+    for cls in (
+        PruningMethod,
+        OneShot,
+        Iterative,
+        TemperatureAnnealing,
+        RandomAnnealing,
+        StochasticConstant,
+        DropConnectTarget,
+        SoftAnnealing,
+    )
 }
 
 
