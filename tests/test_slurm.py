@@ -212,6 +212,7 @@ def test_slurm_sweep_gives_the_local_results(cluster: Cluster, tmp_path: Path) -
 
     # What SLURM adds to a run: queue wait, and the job's start-up and hand-back around the run itself.
     array = next((tmp_path / "slurm" / "sweep" / ".submitit").iterdir()).name.split("_")[0]
+    cluster.wait_empty(timeout=60)  # a job's result is on disk a moment before SLURM records the job as ended
     jobs = cluster.sacct(array, "JobID,State,Submit,Start,End")
     assert {j["State"] for j in jobs} == {"COMPLETED"} and len(jobs) == 4
     from ssa_experiments.analysis.aggregate import collect
