@@ -488,7 +488,8 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     with plt.rc_context(STYLE):  # ticks are laid out when drawn: the same sizes as the figure's text
         fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-        fig.savefig(paths[1], bbox_inches="tight")
+        # no creation date in the PDF: redrawing the same runs gives byte-identical files
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     return paths
 
