@@ -37,6 +37,28 @@ BAD = [
     (["optimizer.name=lion"], "optimizer.name"),
     (["train.label_smoothing=1.0"], "train.label_smoothing"),
     (["device=tpu"], "device"),
+    # the mechanism controls (tests/test_controls.py)
+    (["method=stochastic_constant", "method.initial_temperature=0"], "method.initial_temperature"),
+    (["method=stochastic_constant", "method.initial_temperature=1.5"], "method.initial_temperature"),
+    (["method=soft_annealing", "method.initial_temperature=0"], "method.initial_temperature"),
+    (["method=soft_annealing", "method.initial_temperature=-0.5"], "method.initial_temperature"),
+    (["method=dropconnect_target", "method.initial_drop_rate=0"], "method.initial_drop_rate"),
+    (["method=dropconnect_target", "method.initial_drop_rate=1.0"], "method.initial_drop_rate"),
+    (["method=dropconnect_target", "method.initial_drop_rate=-0.1"], "method.initial_drop_rate"),
+    (["method=stochastic_constant", "method.anneal_epochs=0"], "method.anneal_epochs"),
+    (
+        ["method=dropconnect_target", "method.anneal_epochs=10", "train.finetune_epochs=10"],
+        "method.anneal_epochs",
+    ),
+    (
+        ["method=soft_annealing", "method.anneal_epochs=12", "train.finetune_epochs=10"],
+        "method.anneal_epochs",
+    ),
+    (["method=soft_annealing", "method.schedule=polynomial"], "method.schedule"),
+    (["method=dropconnect_target", "method.schedule=polynomial"], "method.schedule"),
+    (["method=dropconnect_target", "method.granularity=batch"], "method.granularity"),
+    (["method=stochastic_constant", "method.resample=never"], "method.resample"),
+    (["method=soft_annealing", "method.decay_rate=0"], "method.decay_rate"),
 ]
 
 

@@ -18,7 +18,6 @@ from torch import nn
 
 from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.config import (
-    ConfigError,
     MethodConfig,
     OptimizerConfig,
     PruningConfig,
@@ -461,39 +460,6 @@ def test_checkpoint_round_trip_continues_identically(name: str, kw: dict, tmp_pa
 
 
 # -- config --------------------------------------------------------------------------------------------------
-
-BAD = [
-    (["method=stochastic_constant", "method.initial_temperature=0"], "method.initial_temperature"),
-    (["method=stochastic_constant", "method.initial_temperature=1.5"], "method.initial_temperature"),
-    (["method=soft_annealing", "method.initial_temperature=0"], "method.initial_temperature"),
-    (["method=soft_annealing", "method.initial_temperature=-0.5"], "method.initial_temperature"),
-    (["method=dropconnect_target", "method.initial_drop_rate=0"], "method.initial_drop_rate"),
-    (["method=dropconnect_target", "method.initial_drop_rate=1.0"], "method.initial_drop_rate"),
-    (["method=dropconnect_target", "method.initial_drop_rate=-0.1"], "method.initial_drop_rate"),
-    (["method=stochastic_constant", "method.anneal_epochs=0"], "method.anneal_epochs"),
-    (
-        ["method=dropconnect_target", "method.anneal_epochs=10", "train.finetune_epochs=10"],
-        "method.anneal_epochs",
-    ),
-    (
-        ["method=soft_annealing", "method.anneal_epochs=12", "train.finetune_epochs=10"],
-        "method.anneal_epochs",
-    ),
-    (["method=soft_annealing", "method.schedule=polynomial"], "method.schedule"),
-    (["method=dropconnect_target", "method.schedule=polynomial"], "method.schedule"),
-    (["method=dropconnect_target", "method.granularity=batch"], "method.granularity"),
-    (["method=stochastic_constant", "method.resample=never"], "method.resample"),
-    (["method=soft_annealing", "method.decay_rate=0"], "method.decay_rate"),
-]
-
-
-@pytest.mark.parametrize(("overrides", "field"), BAD)
-def test_validate_names_the_field(overrides: list[str], field: str) -> None:
-    cfg = compose_config(["output_dir=/tmp/unused", *overrides])
-    with pytest.raises(ConfigError) as info:
-        validate(cfg)
-    assert info.value.field_name == field
-    assert str(info.value).startswith(f"{field}: ")
 
 
 @pytest.mark.parametrize(
