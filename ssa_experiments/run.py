@@ -272,6 +272,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "model_file": model_file,
             "wall_time_s": time.time() - started,
             "device": str(device),
+            # CPU results depend on it (the order of float sums): joblib workers get fewer threads than a
+            # sequential run, and their numbers differ; see README, "Sweeps beyond one process"
+            "torch_threads": torch.get_num_threads(),
             "config": to_container(cfg),
             "identity": identity,
         }

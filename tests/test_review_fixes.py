@@ -183,6 +183,7 @@ def test_runs_report_validation_numbers(make_cfg) -> None:
     summary = run(make_cfg("method=iterative", "method.anneal_epochs=1", "sparsity=0.9"))
     assert summary["val_acc"] is not None and summary["best_epoch"] in (2, 3)  # epoch 1 is not at target
     assert "val_acc" in summary["parent"]
+    assert summary["torch_threads"] == torch.get_num_threads()  # CPU numbers depend on it: recorded
 
 
 # -- 7. removed weights stay exactly zero; weight decay on sampled-out weights is a choice -----------------
