@@ -60,8 +60,7 @@ def run_state(job_dir: Path) -> dict[str, Any]:
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         return {**row, "status": summary.get("status", "failed"), "error": summary.get("error")}
-    lock = Path(str(run_dir.resolve()) + ".lock")
-    if lock.exists() and store.is_running(run_dir.resolve()):
+    if store.is_running(run_dir.resolve()):
         return {**row, "status": "running"}
     return {**row, "status": "incomplete"}  # started (maybe with a checkpoint to resume from), not running
 

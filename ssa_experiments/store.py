@@ -54,17 +54,24 @@ def link(job_dir: Path, target: Path) -> None:
     os.replace(tmp, path)  # atomic: a reader sees the old link or the new one
 
 
+def lock_path(directory: Path) -> Path:
+    return Path(str(directory) + ".lock")  # beside the run, so discarding the run never drops its lock
+
+
 @contextmanager
 def claimed(directory: Path) -> Iterator[None]:
-    """Hold the run's lock (a file beside its directory) while it is computed: never two writers."""
+    """Hold the run's lock while it is computed: never two writers."""
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory) + ".lock"):
+    with FileLock(str(lock_path(directory))):
         yield
 
 
 def is_running(directory: Path) -> bool:
-    """Whether another process holds the run's lock right now (computing it, or waiting to)."""
-    lock = FileLock(str(directory) + ".lock", timeout=0)
+    """Whether another process holds the run's lock right now (computing it, or waiting to). Asking leaves
+    nothing behind: a run that was never claimed has no lock file, and none is created for it."""
+    if not lock_path(directory).exists():
+        return False
+    lock = FileLock(str(lock_path(directory)), timeout=0)
     try:
         with lock:
             return False
