@@ -123,6 +123,11 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
     max_steps_per_epoch: int = 0  # >0: cap steps per epoch (smoke tests); 0: full epochs
     save_model: bool = True  # a completed run writes model.pt: the pruned network as a plain state_dict
+    # torch's CPU threads in every run, whatever the launcher gives its workers: CPU results depend on the
+    # thread count (the order of float sums), so it is fixed here and part of a run's (and parent's) identity.
+    # 1: a sweep parallelises over processes (hydra/launcher=joblib, SLURM), and every launcher gives the
+    # same numbers; raise it for one large run on a CPU. It does not change what a GPU computes.
+    cpu_threads: int = 1
 
 
 @dataclass
@@ -260,6 +265,7 @@ def validate(cfg: DictConfig | Config) -> None:
     validate_schedule(cfg.parent.schedule, "parent.schedule")
     _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
     _positive(cfg.train.batch_size, "train.batch_size")
+    _positive(cfg.train.cpu_threads, "train.cpu_threads")
     _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
     if not 0 <= cfg.train.label_smoothing < 1:
         raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")

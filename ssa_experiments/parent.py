@@ -50,6 +50,7 @@ def parent_key(cfg: DictConfig) -> dict[str, Any]:
         "max_steps_per_epoch": cfg.train.max_steps_per_epoch,
         "amp": cfg.train.amp,  # bf16 autocast on CUDA changes the weights
         "channels_last": cfg.train.channels_last,  # so do the kernels a memory layout selects
+        "cpu_threads": cfg.train.cpu_threads,  # and, on a CPU, the order of float sums
         "seed": cfg.seed,
     }
 

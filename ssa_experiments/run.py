@@ -152,6 +152,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return previous
 
     started = time.time()
+    torch.set_num_threads(cfg.train.cpu_threads)  # before any compute: the parent's numbers depend on it too
     device = pick_device(cfg.device)
     precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
     seed_everything(cfg.seed)
@@ -272,8 +273,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "model_file": model_file,
             "wall_time_s": time.time() - started,
             "device": str(device),
-            # CPU results depend on it (the order of float sums): joblib workers get fewer threads than a
-            # sequential run, and their numbers differ; see README, "Sweeps beyond one process"
+            # train.cpu_threads, as torch applied it (CPU results depend on it; README, "Same numbers ...")
             "torch_threads": torch.get_num_threads(),
             "config": to_container(cfg),
             "identity": identity,

@@ -17,7 +17,7 @@ from conftest import compose_config, kill_in_epoch
 from torch import nn
 
 from ssa_experiments import loop as loop_module
-from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, validate
+from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, run_identity, validate
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.loop import Precision, recalibrated
@@ -183,7 +183,18 @@ def test_runs_report_validation_numbers(make_cfg) -> None:
     summary = run(make_cfg("method=iterative", "method.anneal_epochs=1", "sparsity=0.9"))
     assert summary["val_acc"] is not None and summary["best_epoch"] in (2, 3)  # epoch 1 is not at target
     assert "val_acc" in summary["parent"]
-    assert summary["torch_threads"] == torch.get_num_threads()  # CPU numbers depend on it: recorded
+    assert summary["torch_threads"] == torch.get_num_threads() == 1  # train.cpu_threads, recorded
+
+
+def test_cpu_threads_come_from_the_config_not_from_the_launcher(make_cfg) -> None:
+    """joblib's workers get cores / n_jobs threads, a sequential sweep all of them: the config decides."""
+    torch.set_num_threads(2)  # as a process with more cores would start
+    one = make_cfg("method=one_shot", "sparsity=0.5")
+    assert run(one)["torch_threads"] == 1 and torch.get_num_threads() == 1
+    two = make_cfg("method=one_shot", "sparsity=0.5", "train.cpu_threads=2", run_dir="two")
+    assert run_identity(two) != run_identity(one)  # the numbers may differ, so the runs do
+    assert run(two)["torch_threads"] == 2
+    torch.set_num_threads(1)
 
 
 # -- 7. removed weights stay exactly zero; weight decay on sampled-out weights is a choice -----------------
@@ -260,7 +271,9 @@ def test_decay_of_sampled_out_weights_is_a_config_choice(optimizer: str) -> None
 # -- 8. the parent cache key ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", ["train.amp=false", "train.channels_last=false", "data.pipeline=torch"])
+@pytest.mark.parametrize(
+    "change", ["train.amp=false", "train.channels_last=false", "data.pipeline=torch", "train.cpu_threads=2"]
+)
 def test_parent_key_covers_fields_that_change_the_weights(change: str) -> None:
     assert parent_key(compose_config([change])) != parent_key(compose_config([]))
 
