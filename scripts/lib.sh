@@ -2,6 +2,8 @@
 #   --cpu   the CPU-scale preset (<name>_cpu, offline digits), published to results/<name>/
 #   (none)  the paper-scale preset (<name>, CIFAR; a GPU job), published to results/<name>_paper/
 #   --publish-only   aggregate and draw what outputs/<preset> already holds, without launching the sweeps
+# SWEEP_ARGS: overrides added to every sweep, e.g. a launcher (same numbers: train.cpu_threads is fixed):
+#   SWEEP_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2" scripts/fig2.sh --cpu
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 NAME=$(basename "$0" .sh)
@@ -22,8 +24,10 @@ COMMANDS=()
 START=$(date +%s)
 
 train() {  # one multirun of the preset (a re-run recomputes no completed run: each returns its summary)
-    COMMANDS+=("python -m ssa_experiments.train -m experiment=$PRESET $*")
-    [[ $PUBLISH_ONLY == 1 ]] || "$PY" -m ssa_experiments.train -m "experiment=$PRESET" "$@"
+    local extra=()
+    read -r -a extra <<< "${SWEEP_ARGS:-}"
+    COMMANDS+=("python -m ssa_experiments.train -m experiment=$PRESET $*${SWEEP_ARGS:+ $SWEEP_ARGS}")
+    [[ $PUBLISH_ONLY == 1 ]] || "$PY" -m ssa_experiments.train -m "experiment=$PRESET" "$@" "${extra[@]}"
 }
 
 publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a README saying how they were made
