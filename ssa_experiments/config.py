@@ -8,6 +8,7 @@ Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # digits | synthetic | cifar10 | cifar100 | tiny_imagenet
+    name: str = MISSING  # digits | synthetic | mnist1d | cifar10 | cifar100 | tiny_imagenet
     root: str | None = None  # disk data sets: directory; default $SSA_DATA_DIR, then ./data
     pipeline: str = "device"  # device: whole set on the training device, batched aug; torch: DataLoader
     image_size: int = 16  # digits (upsampled from 8x8) and synthetic
@@ -57,6 +58,8 @@ class DataConfig:
     num_test: int = 256
     num_classes: int = 10
     channels: int = 3
+    # mnist1d only: samples generated (train 80 %, test 20 %); 5000 is the published 4000/1000 split
+    num_samples: int = 5000
 
 
 @dataclass
@@ -65,7 +68,9 @@ class MethodConfig:
     # stochastic_constant | dropconnect_target | soft_annealing
     name: str = MISSING
     anneal_epochs: int = 0  # n: epochs over which iterative pruning / annealing reaches the target
-    schedule: str = "linear"  # annealing: linear|cosine|exponential; iterative: linear|polynomial
+    # annealing: linear|cosine|exponential|cubic (curves of the keep-probability p), geometric|density_linear
+    # (of the expected density); iterative: linear|polynomial (also called cubic)|geometric
+    schedule: str = "linear"
     granularity: str = "epoch"  # annealing: probabilities updated per epoch or per step
     resample: str = "step"  # stochastic masks: fresh Bernoulli sample every step or every epoch
     # tau0 in (0, 1]: temperature_annealing, stochastic_constant, soft_annealing
@@ -76,6 +81,12 @@ class MethodConfig:
     # whether weight decay acts on weights sampled out of the current step's mask during annealing
     # (true: the plain optimizer, as a masked parameter is decayed by any PyTorch optimizer)
     decay_sampled_out: bool = True
+    # temperature_annealing, random_annealing, soft_annealing: re-choose the target from the current weights
+    # at the start of each epoch 1..n-1, as iterative re-scores (false: fixed from the parent, the paper's)
+    rescore: bool = False
+    # iterative: 0 = a pruning step at the start of each epoch 1..n; k > 0 = gradual magnitude pruning, a step
+    # every k training steps at the schedule's sparsity at t = epoch + step/steps_per_epoch; target at epoch n
+    prune_every_steps: int = 0
 
 
 @dataclass
@@ -91,7 +102,9 @@ class PruningConfig:
 class ScheduleConfig:
     """A learning-rate schedule: ``lr`` is the peak (one_cycle) or base LR; the rest shape it."""
 
-    name: str = MISSING  # one_cycle | cosine | constant | step | parent_swa_style
+    # one_cycle | cosine | constant | step | parent_swa_style; retraining baselines read off the parent's
+    # schedule (optim.retraining_lr; their other fields are not read): finetune | lr_rewind
+    name: str = MISSING
     lr: float = 0.1
     pct_start: float = 0.1  # one_cycle warm-up fraction
     div_factor: float = 100.0  # one_cycle: start at lr / div_factor
@@ -139,12 +152,48 @@ class EvalConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    """A run as one member (child) of a Prune-and-Tune ensemble (README, "Ensembles"); ``member: null`` (the
+    default) is an ordinary run, and none of these keys is then part of its identity.
+
+    A member's target mask is a function of (parent, ``member``, ``seed``) only, so members train in parallel
+    under any launcher and are re-created exactly; ``masks`` replaces ``pruning.criterion`` for members. Its
+    fine-tuning randomness (data order, annealing samples) comes from a seed derived from (``seed``, member),
+    so two members never share a batch order; the parent keeps ``seed`` unless ``independent_parents``.
+    """
+
+    member: int | None = None  # index in [0, size); null: not an ensemble member
+    size: int = 6  # the ensemble's number of members (validation only: it never changes a member's numbers)
+    # anti_random: members 2j and 2j+1 rank the weights by one random permutation (seeded by (seed, j)),
+    #   the odd one reversed: at 50% sparsity their masks are exact complements on the prunable weights;
+    # random: a random permutation of its own per member; magnitude_random: |w| * exp(noise * N(0, 1))
+    masks: str = "anti_random"
+    # magnitude_random: std of the log-normal factor on |w|; 0.5 makes two members share ~78% of their
+    # kept weights at 50% sparsity (~84% with the plain magnitude mask), against 50% for random masks
+    noise: float = 0.5
+    # true: each member's dense parent is trained from a seed derived from (seed, member): the dense ensemble
+    # trained from scratch; false: every member is pruned from the one parent of ``seed`` (Prune and Tune)
+    independent_parents: bool = False
+    # corrupted copies of the test set every member is also evaluated on (data/corruptions.py)
+    corruptions: list[str] = field(
+        default_factory=lambda: ["gaussian_noise", "shot_noise", "gaussian_blur", "contrast"]
+    )
+    severities: list[int] = field(default_factory=lambda: [1, 3, 5])
+
+
+@dataclass
 class ParentConfig:
     epochs: int = 20
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(name="parent_swa_style", lr=0.1))
     path: str | None = None  # bring your own trained checkpoint (a state_dict file)
     cache_dir: str = "${oc.env:SSA_CACHE_DIR,.cache/parents}"  # relative to the launch directory
     cache: bool = True
+    # weight rewinding (Frankle et al.): the mask from the trained parent, the weights of the end of this
+    # parent epoch (0: the initialisation); null: the trained parent's weights
+    rewind_epoch: int | None = None
+    # parent epochs whose weights the cache entry keeps (besides rewind_epoch): set it in a sweep's preset so
+    # the parent is trained once for every rewinding run; not part of the parent's key nor of a run's identity
+    save_epochs: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +232,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     parent: ParentConfig = field(default_factory=ParentConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     sparsity: float = 0.9  # fraction of prunable weights removed in the target subnetwork
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -214,10 +264,14 @@ METHODS = (
 )  # fmt: skip
 TAU0_METHODS = ("temperature_annealing", "stochastic_constant", "soft_annealing")  # read initial_temperature
 GRADUAL_METHODS = ("iterative", "random_annealing", *TAU0_METHODS, "dropconnect_target")  # reach T at epoch n
-ANNEAL_SCHEDULES = ("linear", "cosine", "exponential")
-ITERATIVE_SCHEDULES = ("linear", "polynomial")
-LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style")
-DATA_SETS = ("digits", "synthetic", "cifar10", "cifar100", "tiny_imagenet")  # readers: data/datasets.py
+# pruning/schedules.py: shapes in keep-probability space, then curves in expected-density space
+ANNEAL_SCHEDULES = ("linear", "cosine", "exponential", "cubic", "geometric", "density_linear")
+ITERATIVE_SCHEDULES = ("linear", "polynomial", "cubic", "geometric")  # cubic: another name of polynomial
+RESCORE_METHODS = ("temperature_annealing", "random_annealing", "soft_annealing")  # read method.rescore
+PARENT_DERIVED_SCHEDULES = ("finetune", "lr_rewind")  # retraining baselines: the parent's LR, replayed
+LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style", *PARENT_DERIVED_SCHEDULES)
+DATA_SETS = ("digits", "synthetic", "mnist1d", "cifar10", "cifar100", "tiny_imagenet")  # data/datasets.py
+SIGNAL_DATA_SETS = ("mnist1d",)  # (N, C, L) signals: only the 1-D models (SIGNAL_ARCHS) take them
 
 
 def resolve_root(cfg: DataConfig) -> Path:
@@ -226,7 +280,15 @@ def resolve_root(cfg: DataConfig) -> Path:
     return Path(root).expanduser()
 
 
-ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm")
+ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm", "cnn1d")
+SIGNAL_ARCHS = ("cnn1d",)
+
+
+def check_num_samples(n: int) -> None:
+    """MNIST-1D's generator makes ``n // 10`` samples per class, so ``n`` must be a multiple of 10 (else the
+    set is silently smaller than asked), and at least 100 (10 per class, a test set of 20)."""
+    if n < 100 or n % 10:
+        raise ConfigError("data.num_samples", f"must be a multiple of 10 and >= 100, got {n}")
 
 
 def _choice(value: str, allowed: tuple[str, ...] | list[str], name: str) -> None:
@@ -248,6 +310,70 @@ def validate_schedule(s: Any, prefix: str) -> None:
         raise ConfigError(f"{prefix}.decay_start", "need 0 <= decay_start <= decay_end <= 1")
 
 
+ENSEMBLE_MASKS = ("anti_random", "random", "magnitude_random")
+
+
+def validate_ensemble(cfg: DictConfig | Config) -> None:
+    """The ``ensemble.*`` rules, checked for every run (a default run's values are valid), so a bad preset
+    fails before its first member trains."""
+    e = cfg.ensemble
+    _choice(e.masks, ENSEMBLE_MASKS, "ensemble.masks")
+    _positive(e.size, "ensemble.size")
+    _positive(e.noise, "ensemble.noise", allow_zero=True)
+    if e.masks == "anti_random" and e.size % 2:
+        raise ConfigError(
+            "ensemble.size", f"anti_random masks come in pairs: needs an even size, not {e.size}"
+        )
+    if e.member is not None and not 0 <= e.member < e.size:
+        raise ConfigError("ensemble.member", f"must be in [0, ensemble.size={e.size}), got {e.member}")
+    if e.independent_parents and cfg.parent.path is not None:
+        raise ConfigError(
+            "ensemble.independent_parents",
+            "each member trains its own parent from a derived seed, parent.path brings one: unset one",
+        )
+    from ssa_experiments.data.corruptions import CORRUPTIONS, SEVERITIES  # torch: imported when needed only
+
+    for name in e.corruptions:
+        _choice(name, CORRUPTIONS, "ensemble.corruptions")
+    bad = [s for s in e.severities if s not in SEVERITIES]
+    if bad:
+        raise ConfigError("ensemble.severities", f"{bad} not in {list(SEVERITIES)}")
+
+
+def validate_retraining(cfg: DictConfig | Config) -> None:
+    """The retraining baselines' rules: a derived schedule needs a parent schedule to read, LR rewinding must
+    stay within the parent's epochs, and weight rewinding needs epoch checkpoints of a parent trained here."""
+    p, t = cfg.parent, cfg.train.finetune_epochs
+    if p.schedule.name in PARENT_DERIVED_SCHEDULES:
+        raise ConfigError("parent.schedule.name", f"{p.schedule.name!r} is a fine-tuning schedule only")
+    if cfg.schedule.name in PARENT_DERIVED_SCHEDULES and p.epochs <= 0:
+        raise ConfigError(
+            "parent.epochs",
+            f"schedule={cfg.schedule.name} replays the parent's LR schedule: set parent.epochs and "
+            "parent.schedule to those the parent was trained with",
+        )
+    for k in p.save_epochs:
+        if not 0 <= k < p.epochs:
+            raise ConfigError("parent.save_epochs", f"each must be in [0, parent.epochs={p.epochs}), got {k}")
+    k = p.rewind_epoch
+    if k is not None:
+        if p.path is not None:
+            raise ConfigError(
+                "parent.rewind_epoch",
+                "needs the parent's epoch checkpoints, which parent.path (final weights only) does not have",
+            )
+        if not 0 <= k < p.epochs:
+            raise ConfigError("parent.rewind_epoch", f"must be in [0, parent.epochs={p.epochs}), got {k}")
+    # lr_rewind replays the parent's epochs from parent.epochs - t (from k when rewinding): all must exist
+    most = p.epochs - (0 if k is None else k)
+    if cfg.schedule.name == "lr_rewind" and t > most:
+        after = "" if k is None else f" after parent.rewind_epoch={k}"
+        raise ConfigError(
+            "train.finetune_epochs",
+            f"schedule=lr_rewind replays {t} parent epochs, the parent has {most}{after}: need <= {most}",
+        )
+
+
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
     if not 0 <= cfg.sparsity < 1:
@@ -256,6 +382,14 @@ def validate(cfg: DictConfig | Config) -> None:
     _choice(m.name, METHODS, "method.name")
     _choice(cfg.model.arch, ARCHS, "model.arch")
     _choice(cfg.data.name, DATA_SETS, "data.name")
+    if (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
+        raise ConfigError(
+            "model.arch",
+            f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
+            f"({', '.join(SIGNAL_DATA_SETS)}) need a 1-D model ({', '.join(SIGNAL_ARCHS)}), images a 2-D one",
+        )
+    if cfg.data.name == "mnist1d":
+        check_num_samples(cfg.data.num_samples)
     _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
     _choice(cfg.pruning.criterion, ("magnitude", "random"), "pruning.criterion")
     _choice(cfg.pruning.scope, ("global", "layerwise"), "pruning.scope")
@@ -267,6 +401,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _positive(cfg.train.batch_size, "train.batch_size")
     _positive(cfg.train.cpu_threads, "train.cpu_threads")
     _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
+    validate_retraining(cfg)
     if not 0 <= cfg.train.label_smoothing < 1:
         raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
     if m.name == "iterative":
@@ -284,6 +419,22 @@ def validate(cfg: DictConfig | Config) -> None:
     if m.name == "dropconnect_target" and not 0 < m.initial_drop_rate < 1:  # kept weights scale by 1/(1 - r)
         raise ConfigError("method.initial_drop_rate", f"must be in (0, 1), got {m.initial_drop_rate}")
     _positive(m.decay_rate, "method.decay_rate")
+    _positive(m.prune_every_steps, "method.prune_every_steps", allow_zero=True)
+    if m.prune_every_steps and m.name != "iterative":
+        raise ConfigError(
+            "method.prune_every_steps",
+            f"is read by method=iterative only (gradual magnitude pruning), not {m.name}",
+        )
+    if m.rescore and m.name not in RESCORE_METHODS:
+        raise ConfigError(
+            "method.rescore",
+            f"is read by {', '.join(RESCORE_METHODS)} only, not {m.name} (iterative always re-scores; the "
+            "controls fix P or the target from the start)",
+        )
+    if m.rescore and cfg.pruning.criterion == "random":
+        raise ConfigError(
+            "method.rescore", "pruning.criterion=random draws the same scores again: nothing to re-score"
+        )
     if m.name in GRADUAL_METHODS:
         _positive(m.anneal_epochs, "method.anneal_epochs")
         if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
@@ -295,6 +446,7 @@ def validate(cfg: DictConfig | Config) -> None:
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
     _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)
+    validate_ensemble(cfg)
     _choice(cfg.logger.name, ("local", "wandb"), "logger.name")
     _choice(cfg.logger.progress, ("auto", "bar", "lines", "none"), "logger.progress")
     if cfg.logger.mode is not None:
@@ -321,22 +473,35 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
 
 # Where a run executes, reads from, logs or is stored, not what it computes (it may resume on another device).
 NOT_IDENTITY = (
-    "output_dir", "device", "parent.cache_dir", "data.root", "data.num_workers", "logger", "store", "force",
+    "output_dir", "device", "parent.cache_dir", "parent.save_epochs", "data.root", "data.num_workers",
+    "logger", "store", "force",
 )  # fmt: skip
 # The method.* keys each method reads (besides name); the others cannot change its run.
 ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
 METHOD_KEYS = {
     "dense": (),
     "one_shot": (),
-    "iterative": ("anneal_epochs", "schedule"),
-    "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature"),
-    "random_annealing": (*ANNEALING_KEYS, "max_initial_probability"),
+    "iterative": ("anneal_epochs", "schedule", "prune_every_steps"),
+    "temperature_annealing": (*ANNEALING_KEYS, "initial_temperature", "rescore"),
+    "random_annealing": (*ANNEALING_KEYS, "max_initial_probability", "rescore"),
     # P is constant until epoch n: no schedule to follow, nothing to interpolate within an epoch
     "stochastic_constant": ("anneal_epochs", "resample", "decay_sampled_out", "initial_temperature"),
     "dropconnect_target": (*ANNEALING_KEYS, "initial_drop_rate"),
     # nothing is sampled: P(t) itself is the train mask
-    "soft_annealing": (*(k for k in ANNEALING_KEYS if k != "resample"), "initial_temperature"),
+    "soft_annealing": (*(k for k in ANNEALING_KEYS if k != "resample"), "initial_temperature", "rescore"),
 }
+# method.* keys added later, at the value that computes what runs did before them: dropped from the identity
+# there, so the store keys of earlier runs hold
+METHOD_KEY_DEFAULTS = {"rescore": False, "prune_every_steps": 0}
+# data.* keys only some data sets read; dropped from the run's and the parent's identity for the others, so
+# adding a data set never changes the store keys and cached parents of the existing ones
+DATA_KEYS_READ_BY = {"num_samples": ("mnist1d",)}
+
+
+def data_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` node without the keys its data set does not read (``DATA_KEYS_READ_BY``)."""
+    name = data.get("name")
+    return {k: v for k, v in data.items() if name in DATA_KEYS_READ_BY.get(k, (name,))}
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -351,8 +516,61 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         node.pop(leaf, None)
     method = ident.get("method", {})
     reads = METHOD_KEYS.get(method.get("name"), tuple(method))
-    ident["method"] = {k: v for k, v in method.items() if k == "name" or k in reads}
+    ident["method"] = {
+        k: v
+        for k, v in method.items()
+        if (k == "name" or k in reads) and not (k in METHOD_KEY_DEFAULTS and v == METHOD_KEY_DEFAULTS[k])
+    }
+    if method.get("name") == "iterative" and method.get("schedule") == "cubic":
+        ident["method"]["schedule"] = "polynomial"  # two names of one schedule: one run
+    ident["data"] = data_identity(ident.get("data", {}))
     if method.get("name") == "dense":
         ident["sparsity"] = 0.0
         ident.pop("pruning", None)
+    parent = ident.get("parent", {})
+    if parent.get("rewind_epoch") is None:  # no rewinding: identities (and store keys) of earlier runs hold
+        parent.pop("rewind_epoch", None)
+    schedule = ident.get("schedule", {})
+    if schedule.get("name") in PARENT_DERIVED_SCHEDULES:  # read off the parent's schedule (in the identity)
+        ident["schedule"] = {"name": schedule["name"]}
+    ident.update(ensemble_identity(ident.pop("ensemble", None), method.get("name")))
     return ident
+
+
+def derived_seed(seed: int, member: int, stream: str) -> int:
+    """A seed in [0, 2**31) that is a pure function of (``seed``, ``member``, ``stream``): independent streams
+    (a member's parent, its fine-tuning, its mask) never share draws, and any process re-derives them."""
+    digest = hashlib.sha256(f"{stream}:{seed}:{member}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**31
+
+
+def parent_seed(cfg: DictConfig | Config) -> int:
+    """The seed the dense parent is initialised and trained from: ``seed``, or a member's own with
+    ``ensemble.independent_parents`` (then the parent cache keys on it, and on nothing else of the member)."""
+    e = cfg.ensemble
+    if e.member is None or not e.independent_parents:
+        return int(cfg.seed)
+    return derived_seed(int(cfg.seed), int(e.member), "parent")
+
+
+def finetune_seed(cfg: DictConfig | Config) -> int:
+    """The seed of fine-tuning (batch order, augmentation, mask samples): ``seed`` for an ordinary run, one of
+    a member's own otherwise, so members differ in their tuning noise as well as in their masks."""
+    if cfg.ensemble.member is None:
+        return int(cfg.seed)
+    return derived_seed(int(cfg.seed), int(cfg.ensemble.member), "finetune")
+
+
+def ensemble_identity(ensemble: dict[str, Any] | None, method: str | None) -> dict[str, Any]:
+    """The ``ensemble`` entry of a run's identity: none for a non-member (so every identity from before
+    ensembles existed is unchanged), else the keys that change a member's numbers or outputs: not ``size``
+    (validation only: member 0 of a 4- and of a 6-member ensemble is one run), ``noise`` only for
+    magnitude_random, and no mask keys for a dense member (it prunes nothing)."""
+    if not ensemble or ensemble.get("member") is None:
+        return {}
+    kept = {k: v for k, v in ensemble.items() if k != "size"}
+    if kept.get("masks") != "magnitude_random" or method == "dense":
+        kept.pop("noise", None)
+    if method == "dense":
+        kept.pop("masks", None)
+    return {"ensemble": kept}

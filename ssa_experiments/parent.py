@@ -5,6 +5,13 @@ the parent's test accuracy). The hash covers exactly the fields that change the 
 over methods, sparsities or fine-tuning settings trains one parent per seed. A file lock makes parallel
 jobs that need the same parent wait for the first one instead of training it again; an entry whose checksum
 does not match (a torn copy, a damaged disk) is rebuilt, never used.
+
+Weight rewinding needs the parent's weights at the end of an earlier epoch k (``parent.rewind_epoch``; 0:
+the initialisation). The entry keeps them as ``epoch_<k>.pt``, each checksummed in ``meta.json``
+(``epoch_sha256``), for every epoch in ``parent.save_epochs`` and the rewind epoch. Neither is in the key:
+they change which files the entry holds, not the parent. An entry that lacks an epoch a run needs is
+completed by training the parent again with saving (deterministic per seed on a CPU); the cached parent.pt
+stays the parent, and a warning says so if the retrained final weights differ from it.
 """
 
 from __future__ import annotations
@@ -12,15 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.utils import parametrize
 
+from ssa_experiments.config import data_identity
+from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.results import atomic_torch_save, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -28,13 +39,24 @@ CACHE_FORMAT = 2  # bump when what a parent is (training code) changes in a way 
 # Where the data comes from, not what the parent sees (num_workers: augmentation is a function of the sample
 # index, not of the worker). data.pipeline stays in the key: the two pipelines draw different augmentations.
 DATA_FIELDS_IGNORED = ("root", "num_workers")
+EpochHook = Callable[[int], None]  # called with the number of parent epochs completed
+# train_parent(model) or train_parent(model, on_epoch_end): trains ``model`` in place, returns its metrics
+TrainParent = Callable[..., dict[str, float]]
+State = dict[str, torch.Tensor]
+
+
+class Parent(NamedTuple):
+    """What a run gets from the parent besides the weights loaded into its model."""
+
+    info: dict[str, Any]  # for the run's summary: where the parent came from, its test accuracy
+    rewind_state: State | None  # the weights of epoch ``parent.rewind_epoch`` (None: no rewinding)
 
 
 def parent_key(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config fields that determine the parent's weights."""
     data = {
         k: v
-        for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
+        for k, v in data_identity(OmegaConf.to_container(cfg.data, resolve=True)).items()
         if k not in DATA_FIELDS_IGNORED
     }
     parent = OmegaConf.to_container(cfg.parent, resolve=True)
@@ -92,43 +114,188 @@ def _read_entry(entry: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] |
         return None
 
 
-def get_parent(
-    cfg: DictConfig,
-    model: nn.Module,
-    train_parent: Callable[[nn.Module], dict[str, float]],
-) -> dict[str, Any]:
-    """Load the dense parent's weights into ``model`` (from parent.path, the cache, or by training it).
+def checkpoint_epochs(parent: DictConfig) -> list[int]:
+    """The parent epochs whose weights a cache entry must hold for this run: ``parent.save_epochs`` and
+    ``parent.rewind_epoch``."""
+    epochs = set(parent.save_epochs)
+    if parent.rewind_epoch is not None:
+        epochs.add(parent.rewind_epoch)
+    return sorted(epochs)
 
-    Returns a small record for the run's summary: where the parent came from and its test accuracy.
+
+def epoch_file(epoch: int) -> str:
+    return f"epoch_{epoch}.pt"
+
+
+def snapshot(model: nn.Module) -> State:
+    """A CPU copy of the model's state that later training does not change (``.cpu()`` alone aliases)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _read_epoch(entry: Path, meta: dict[str, Any], epoch: int, load: bool = True) -> State | None:
+    """Epoch ``epoch``'s weights if the entry has them and their checksum matches ``meta``, else None
+    (``load=False``: only checks, returning an empty dict when they are there)."""
+    path, expected = entry / epoch_file(epoch), meta.get("epoch_sha256", {}).get(str(epoch))
+    if expected is None or not path.exists():
+        return None
+    try:
+        if file_sha256(path) != expected:
+            log.warning("parent checkpoint %s fails its checksum: saving it again", path)
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True) if load else {}
+    except Exception as err:  # unreadable: treat as absent and save again
+        log.warning("parent checkpoint %s is unreadable (%s): saving it again", path, err)
+        return None
+
+
+def train_keeping(
+    model: nn.Module, train_parent: TrainParent, epochs: list[int], keep: Callable[[int, State], None]
+) -> dict[str, float]:
+    """Train the parent, handing ``keep`` the weights at the end of every epoch in ``epochs`` (0: before the
+    first step). With no epochs to keep, ``train_parent`` is called exactly as without rewinding."""
+    wanted = set(epochs)
+    if not wanted:
+        return train_parent(model)
+    if 0 in wanted:
+        keep(0, snapshot(model))
+
+    def on_epoch_end(done: int) -> None:
+        if done in wanted:
+            keep(done, snapshot(model))
+
+    return train_parent(model, on_epoch_end)
+
+
+def same_weights(a: State, b: State) -> bool:
+    """Bit-identical states: the same keys, and every tensor equal."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _complete_entry(
+    entry: Path, meta: dict[str, Any], state: State, model: nn.Module, train_parent: TrainParent,
+    missing: list[int],
+) -> dict[str, Any]:  # fmt: skip
+    """Train the parent again (``model`` holds its initialisation) to save the epochs the entry lacks; the
+    cached ``state`` remains the parent. Returns the entry's updated meta (written)."""
+    log.info(
+        "parent: cache entry %s lacks epoch checkpoint(s) %s: training the parent again to save them "
+        "(set parent.save_epochs in a sweep so the first run saves them)",
+        entry.name,
+        missing,
+    )
+    sums = dict(meta.get("epoch_sha256", {}))  # the epochs the entry already holds stay
+    train_keeping(model, train_parent, missing, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)}))
+    if not same_weights(snapshot(model), state):
+        log.warning(
+            "parent: retraining %s to save epoch(s) %s gave final weights that differ from the cached "
+            "parent.pt (a nondeterministic device?); the cached parent is used, the saved epochs come from "
+            "the retrained trajectory",
+            entry.name,
+            missing,
+        )
+    meta = {**meta, "epoch_sha256": sums}
+    atomic_write_json(entry / "meta.json", meta)
+    return meta
+
+
+def _save_epoch(entry: Path, epoch: int, state: State) -> str:
+    """Write one epoch's weights into the entry (atomically); returns their checksum for ``meta.json``."""
+    atomic_torch_save(entry / epoch_file(epoch), state)
+    return file_sha256(entry / epoch_file(epoch))
+
+
+def load_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) -> Parent:
+    """Load the dense parent's weights into ``model`` (from parent.path, the cache, or by training it), and
+    the weights of epoch ``parent.rewind_epoch`` when the run rewinds.
+
+    ``model`` must hold the initialisation the parent is trained from (a rebuilt model, seeded as always).
     """
+    rewind = cfg.parent.rewind_epoch
     if cfg.parent.path:
         model.load_state_dict(load_checkpoint_file(cfg.parent.path))
         log.info("parent: loaded %s", cfg.parent.path)
-        return {"source": "path", "path": str(cfg.parent.path)}
+        return Parent({"source": "path", "path": str(cfg.parent.path)}, None)
     if not cfg.parent.cache:
-        metrics = train_parent(model)
-        return {"source": "trained", **metrics}
+        kept: dict[int, State] = {}
+        metrics = train_keeping(model, train_parent, [] if rewind is None else [rewind], kept.__setitem__)
+        return Parent({"source": "trained", **metrics}, kept.get(rewind) if rewind is not None else None)
 
     key = parent_key(cfg)
     entry = Path(cfg.parent.cache_dir) / key_hash(key)
     entry.parent.mkdir(parents=True, exist_ok=True)
+    wanted = checkpoint_epochs(cfg.parent)
     with FileLock(str(entry) + ".lock"):
         cached = _read_entry(entry)
         if cached is not None:
             state, meta = cached
+            missing = [k for k in wanted if _read_epoch(entry, meta, k, load=False) is None]
+            if missing:
+                meta = _complete_entry(entry, meta, state, model, train_parent, missing)
             model.load_state_dict(state)
             log.info(
                 "parent: reusing cached parent %s (test_acc %.2f%%)",
                 entry,
                 meta.get("test_acc", float("nan")),
             )
-            metrics = {k: v for k, v in meta.items() if k not in ("key", "sha256")}
-            return {"source": "cache", "hash": entry.name, **metrics}  # what the run that trained it saw
-        log.info("parent: training dense parent %s (%d epochs)", entry.name, cfg.parent.epochs)
-        metrics = train_parent(model)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save(entry / "parent.pt", state)
-        atomic_write_json(
-            entry / "meta.json", {"key": key, "sha256": file_sha256(entry / "parent.pt"), **metrics}
+            # what the run that trained it saw (and, if this run trained it again, for which epochs)
+            metrics = {k: v for k, v in meta.items() if k not in ("key", "sha256", "epoch_sha256")}
+            info = {"source": "cache", "hash": entry.name, **metrics}
+            if missing:
+                info["retrained_for_epochs"] = missing
+        else:
+            log.info("parent: training dense parent %s (%d epochs)", entry.name, cfg.parent.epochs)
+            sums: dict[str, str] = {}
+            metrics = train_keeping(
+                model, train_parent, wanted, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)})
+            )
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            atomic_torch_save(entry / "parent.pt", state)
+            meta = {"key": key, "sha256": file_sha256(entry / "parent.pt"), **metrics}
+            if sums:  # absent otherwise: an entry without epochs is written as before rewinding existed
+                meta["epoch_sha256"] = sums
+            atomic_write_json(entry / "meta.json", meta)
+            info = {"source": "trained", "hash": entry.name, **metrics}
+        rewind_state = None if rewind is None else _read_epoch(entry, meta, rewind)
+    if rewind is not None and rewind_state is None:
+        raise RuntimeError(
+            f"parent checkpoint {entry / epoch_file(rewind)} was saved but cannot be read back"
         )
-        return {"source": "trained", "hash": entry.name, **metrics}
+    return Parent(info, rewind_state)
+
+
+def get_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) -> dict[str, Any]:
+    """``load_parent`` for callers that need no rewinding: the summary's record of the parent."""
+    return load_parent(cfg, model, train_parent).info
+
+
+_ORIGINAL = re.compile(r"(?P<prefix>(?:.*\.)?)parametrizations\.(?P<param>[^.]+)\.original")
+
+
+@torch.no_grad()
+def rewind_weights(model: nn.Module, state: State) -> None:
+    """Weight rewinding: give the (possibly masked) ``model`` the weights and buffers of a plain parent
+    ``state``, keeping its masks, then zero again the stored weights its masks have removed.
+
+    The masks were chosen on the trained parent (``method.start``) and stay; a stored weight is zeroed where
+    the train mask in force is 0: one-shot's and DropConnect's removed weights (they were zeroed on the
+    trained weights, as the rewound ones must be), not annealing's weights outside the target (their train
+    mask is 1 until the first sample: they keep their rewound values, to be sampled in and out).
+    """
+    own = model.state_dict()
+    plain = {}
+    for key in own:
+        match = _ORIGINAL.fullmatch(key)
+        if match is not None:
+            plain[key] = match["prefix"] + match["param"]
+        elif ".parametrizations." not in f".{key}":  # the masks' own buffers are not the parent's
+            plain[key] = key
+    missing = sorted(set(state) ^ set(plain.values()))
+    if missing:
+        raise KeyError(f"the parent checkpoint does not match the model: {missing[:5]}")
+    for key, source in plain.items():
+        own[key].copy_(state[source])
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            for mask in module:
+                if isinstance(mask, Mask):
+                    module.original.mul_(mask.train_mask.ne(0).to(module.original.dtype))

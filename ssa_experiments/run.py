@@ -26,14 +26,23 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ssa_experiments import members
 from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
-from ssa_experiments.config import ConfigError, ScheduleConfig, run_identity, to_container, validate
+from ssa_experiments.config import (
+    ConfigError,
+    ScheduleConfig,
+    finetune_seed,
+    parent_seed,
+    run_identity,
+    to_container,
+    validate,
+)
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import Batches, RunBatches, make_batches
 from ssa_experiments.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
 from ssa_experiments.models import build_model, count_params
-from ssa_experiments.optim import lr_at, make_optimizer
-from ssa_experiments.parent import get_parent
+from ssa_experiments.optim import LrFn, lr_at, lr_replay_start, make_optimizer, retraining_lr
+from ssa_experiments.parent import EpochHook, load_parent, rewind_weights
 from ssa_experiments.pruning.masking import export_state_dict
 from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.targets import prunable_modules
@@ -72,8 +81,10 @@ def fit(
     schedule: ScheduleConfig,
     precision: Precision,
     max_steps: int = 0,
+    on_epoch_end: EpochHook | None = None,
 ) -> None:
-    """Train ``epochs`` epochs without pruning: the dense parent."""
+    """Train ``epochs`` epochs without pruning: the dense parent. ``on_epoch_end(epochs_done)`` lets the
+    parent cache keep the weights weight rewinding goes back to."""
     total, global_step = epochs * steps_per_epoch(train_batches, max_steps), 0
     for epoch in range(epochs):
         train_metrics, global_step = train_epoch(
@@ -84,6 +95,8 @@ def fit(
             raise FloatingPointError(
                 f"dense parent diverged at epoch {epoch} (loss {train_metrics['train_loss']})"
             )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
 
 
 def evaluate_splits(
@@ -130,9 +143,9 @@ def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def lr_trace_sha256(steps: int, total_steps: int, schedule: ScheduleConfig) -> str:
+def lr_trace_sha256(steps: int, lr_fn: LrFn) -> str:
     """A digest of the LR of every step taken: equal digests mean equal LR traces (budgets comparable)."""
-    lrs = np.array([lr_at(s, total_steps, schedule) for s in range(steps)], dtype=np.float64)
+    lrs = np.array([lr_fn(s) for s in range(steps)], dtype=np.float64)
     return hashlib.sha256(lrs.tobytes()).hexdigest()[:16]
 
 
@@ -155,10 +168,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.train.cpu_threads)  # before any compute: the parent's numbers depend on it too
     device = pick_device(cfg.device)
     precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
-    seed_everything(cfg.seed)
+    # cfg.seed for both, unless an ensemble member (members.py): its own fine-tuning seed, and with
+    # ensemble.independent_parents its own parent's
+    init_seed, tune_seed = parent_seed(cfg), finetune_seed(cfg)
+    seed_everything(init_seed)
     data = load_data(cfg.data)
     batches = make_batches(
-        data, cfg.data.pipeline, cfg.train.batch_size, device, cfg.seed, cfg.data.num_workers
+        data, cfg.data.pipeline, cfg.train.batch_size, device, init_seed, cfg.data.num_workers
     )
     model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
     if precision.channels_last:
@@ -169,20 +185,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     max_steps = cfg.train.max_steps_per_epoch
 
-    def train_parent(m: torch.nn.Module) -> dict[str, float]:
+    def train_parent(m: torch.nn.Module, on_epoch_end: EpochHook | None = None) -> dict[str, float]:
         opt = make_optimizer(m.parameters(), cfg.optimizer, cfg.parent.schedule.lr)
-        fit(m, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.schedule, precision, max_steps)
+        fit(
+            m, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.schedule, precision, max_steps,
+            on_epoch_end,
+        )  # fmt: skip
         metrics = evaluate_splits(m, batches, precision, 0)[0]
         log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], cfg.parent.epochs)
         return metrics
 
-    parent_info = get_parent(cfg, model, train_parent)
+    parent = load_parent(members.with_parent_seed(cfg), model, train_parent)
+    parent_info = parent.info
     if parent_info.get("test_acc") is None:  # brought by parent.path: measure it here
         parent_info.update(evaluate_splits(model, batches, precision, 0)[0])
 
-    seed_everything(cfg.seed)
-    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, cfg.seed)
-    method.start(model)
+    seed_everything(tune_seed)
+    if tune_seed != init_seed:  # a member's own batch order and augmentation while it is tuned
+        batches = make_batches(
+            data, cfg.data.pipeline, cfg.train.batch_size, device, tune_seed, cfg.data.num_workers
+        )
+    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_masks(cfg))
+    method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
+    if parent.rewind_state is not None:
+        rewind_weights(model, parent.rewind_state)
     optimizer = make_optimizer(
         model.parameters(), cfg.optimizer, cfg.schedule.lr, method.self_decayed_params()
     )
@@ -202,7 +228,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     epochs = cfg.train.finetune_epochs
     steps = steps_per_epoch(batches.train, max_steps)
-    total_steps = epochs * steps
+    lr_fn = retraining_lr(cfg.schedule, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
     first_epoch, global_step, history = 0, 0, []
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
@@ -224,7 +250,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             at_target = method.at_target
             train_metrics, global_step = train_epoch(
                 model, batches.train, optimizer, loss_fn, epoch, global_step,
-                lambda s: lr_at(s, total_steps, cfg.schedule), precision, method, max_steps,
+                lr_fn, precision, method, max_steps,
             )  # fmt: skip
             eval_metrics, evaluated = evaluate_splits(model, batches, precision, recal)
             row = {
@@ -256,6 +282,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             state = {k: v.detach().cpu() for k, v in export_state_dict(evaluated).items()}
             atomic_torch_save(out / MODEL, state)
             model_file = MODEL
+        member_outputs = {}
+        if status == "completed" and cfg.ensemble.member is not None:  # logits.pt for the combiner
+            member_outputs = members.save_outputs(out, evaluated, batches, data, cfg, precision)
+            member_outputs["flops"] = members.training_flops(cfg, data, steps, history, parent_info)
         final = {
             "status": status,
             "method": method.name,
@@ -266,7 +296,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "model": cfg.model.arch,
             "data": cfg.data.name,
             "steps": global_step,
-            "lr_trace_sha256": lr_trace_sha256(global_step, total_steps, cfg.schedule),
+            "lr_trace_sha256": lr_trace_sha256(global_step, lr_fn),
+            # the retraining baseline's budget: where the weights and the LR restart in the parent's training
+            "rewind_epoch": cfg.parent.rewind_epoch,
+            "lr_replay_start_epoch": lr_replay_start(cfg.schedule.name, cfg.parent, epochs),
             "parent": parent_info,
             "params": n_params,
             "prunable_params": start_report["prunable_params"],
@@ -277,6 +310,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
             "config": to_container(cfg),
             "identity": identity,
+            **member_outputs,
         }
         atomic_write_json(out / SUMMARY, final)
         summary = final  # only once it is on disk: W&B never reports a run the local files do not

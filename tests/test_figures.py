@@ -40,15 +40,17 @@ def write_run(
     """A run directory as run.py leaves it: summary.json (last) and one metrics.jsonl line per epoch."""
     criterion = keys.pop("criterion", "magnitude")
     schedule = keys.pop("lr", "constant")
+    parent = keys.pop("parent", {"epochs": 20, "rewind_epoch": None})
     name = ",".join(
         f"{k}={v}" for k, v in {"method": method, **keys, "seed": seed, "sparsity": sparsity}.items()
     )
-    run_dir = root / f"criterion={criterion},{name}"
+    run_dir = root / f"criterion={criterion},lr={schedule},rewind={parent['rewind_epoch']},{name}"
     run_dir.mkdir(parents=True)
     config = {
         "method": {"name": method, **keys},
         "pruning": {"criterion": criterion, "scope": "global"},
         "schedule": {"name": schedule, "lr": 0.1},
+        "parent": parent,
         "model": {"arch": "resnet18"},
         "data": {"name": "cifar10", "num_workers": 2},
         "seed": seed,
@@ -227,3 +229,21 @@ def test_curves_from_csv_need_the_epochs_csv(trees: dict[str, tuple[Path, Path]]
         main(["curves", "--runs", str(csv), "--out", str(tmp_path)])
     rows = aggregate.read_epochs(trees["fig1"][1].with_name("epochs.csv"))
     assert len(rows) == 3 * (1 + len(SPARSITIES) * 7) * EPOCHS and not math.isnan(rows["val_acc"].iloc[0])
+
+
+def test_expected_density_of_the_schedules_by_hand() -> None:
+    from ssa_experiments.analysis.figures import expected_density
+
+    # s = 0.99, tau0 = 0.5, n = 5: d0 = 0.01 + 0.99 * 0.5 = 0.505 (issue 16's cliff: 10.9 % -> 1 % at epoch 5)
+    assert expected_density(4.5, "linear", 0.99, 5, granularity="epoch") == pytest.approx(0.109)
+    assert expected_density(4.5, "linear", 0.99, 5) == pytest.approx(0.01 + 0.1 * 0.495)
+    assert expected_density(2.5, "geometric", 0.99, 5) == pytest.approx(math.sqrt(0.505 * 0.01))
+    assert expected_density(5.0, "geometric", 0.99, 5) == pytest.approx(0.01)
+    assert expected_density(4.0, "linear", 0.99, 5, method="iterative") == pytest.approx(1 - 0.99 * 0.8)
+
+
+def test_schedules_need_no_runs_and_the_others_do(tmp_path: Path) -> None:
+    paths = main(["schedules", "--out", str(tmp_path), "--sparsity", "0.98"])
+    assert [p.name for p in paths] == ["schedules_s0.98.png", "schedules_s0.98.pdf"]
+    with pytest.raises(SystemExit):
+        main(["fig1", "--out", str(tmp_path)])

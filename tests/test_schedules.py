@@ -10,7 +10,7 @@ import pytest
 from ssa_experiments.pruning.schedules import anneal_factor, anneal_progress, iterative_sparsity
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine", "exponential"])
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "exponential", "cubic"])
 def test_anneal_factor_endpoints_and_monotone(schedule: str) -> None:
     assert anneal_factor(0.0, schedule) == pytest.approx(1.0)
     assert anneal_factor(1.0, schedule) == pytest.approx(0.0, abs=1e-12)

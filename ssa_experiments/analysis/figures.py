@@ -14,6 +14,16 @@ NAME is one of
            the run directories, or the epochs CSV next to a runs CSV (aggregate's --csv writes both)
   table1   Table 1 (tables.py): pruning criterion × method by sparsity, plus the dense row
   table    aggregate's settings × sparsity, as Markdown, LaTeX and CSV
+  schedules  the expected density over fine-tuning of every annealing and iterative schedule (no --runs;
+           --sparsity, --n, --tau0, --epochs)
+  baselines  method × retraining (one-cycle, fine-tune, LR rewind, weight rewind), one table per sparsity
+           (baselines_sS), as Markdown, LaTeX and CSV
+  table2   Table 2, ensembles (analysis/ensembles.py): accuracy, NLL, ECE, corrupted data, diversity and
+           training FLOPs per method, mean ± std over seeds; --runs: the combiner's ensemble.json
+           (``python -m ssa_experiments.ensemble ... --size``) or an ensembles.csv; also writes ensembles.csv
+           and ensemble_curve.csv, from which it can be redrawn
+  ensemble_size  ensemble accuracy, NLL and ECE vs the number of members k, one line per method, mean ±
+           std over seeds; --runs as for table2
 Each figure is written as NAME.png and NAME.pdf under --out (curves: curves_sS), and the paths are printed.
 
 Only completed runs count, each (setting, sparsity, seed) once. The plotted number is the final-epoch test
@@ -52,6 +62,7 @@ from ssa_experiments.analysis.aggregate import (
     read_runs,
 )
 from ssa_experiments.analysis.tables import natural, stats
+from ssa_experiments.pruning.schedules import initial_density, iterative_sparsity, schedule_factor
 from ssa_experiments.sinks import flatten
 
 matplotlib.use("Agg")  # files only: no display needed, the same output on every machine
@@ -483,6 +494,62 @@ def curves(
     return fig, s
 
 
+def expected_density(
+    t: float,
+    schedule: str,
+    sparsity: float,
+    n: int,
+    tau0: float = 0.5,
+    granularity: str = "step",
+    method: str = "annealing",
+) -> float:
+    """The expected density of the prunable weights at epoch t (fractional: within an epoch) for temperature
+    annealing (``method="annealing"``) or iterative pruning, from the pure functions of ``schedules.py``."""
+    t = t if granularity == "step" else math.floor(t)
+    if method == "iterative":
+        return 1.0 - iterative_sparsity(t, n, sparsity, schedule)
+    d_target = 1.0 - sparsity
+    if t >= n:
+        return d_target
+    d0 = initial_density(sparsity, tau0)
+    return d_target + schedule_factor(t / n, schedule, densities=(d0, d_target)) * (d0 - d_target)
+
+
+@styled
+def schedules_figure(sparsity: float, n: int, tau0: float, epochs: int) -> Figure:
+    """Expected density over fine-tuning of every annealing and iterative schedule (log scale: the last step
+    of a schedule linear in keep-probability removes most of the weights still in use at high sparsity)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True, layout="constrained")
+    t = np.linspace(0, epochs, 40 * epochs + 1)
+    annealing = ["linear", "cosine", "exponential", "cubic", "geometric"]
+    for i, schedule in enumerate(annealing):
+        color = plt.get_cmap("Reds")(0.35 + 0.6 * i / (len(annealing) - 1))
+        for granularity, style in (("step", "-"), ("epoch", ":")):
+            d = [expected_density(x, schedule, sparsity, n, tau0, granularity) for x in t]
+            axes[0].plot(t, d, style, color=color, lw=1.4, label=f"{schedule} (per {granularity})")
+    for i, schedule in enumerate(["linear", "polynomial", "geometric"]):
+        color = plt.get_cmap("Blues")(0.45 + 0.25 * i)
+        d = [expected_density(x, schedule, sparsity, n, granularity="epoch", method="iterative") for x in t]
+        axes[1].plot(t, d, color=color, lw=1.4, label=f"iterative {pretty_schedule(schedule)} (per epoch)")
+        d = [expected_density(x, schedule, sparsity, n, method="iterative") for x in t]
+        axes[1].plot(t, d, ":", color=color, lw=1.2, label=f"{pretty_schedule(schedule)}, per step (GMP)")
+    for ax, title in zip(axes, (f"temperature annealing, τ0 = {tau0:g}", "iterative pruning"), strict=True):
+        ax.set(title=title, xlabel="epoch", yscale="log")
+        ax.axvline(n, color="gray", ls="--", lw=0.8)
+        ax.legend(loc="upper right")
+    axes[0].set_ylabel("expected density of the prunable weights")
+    axes[1].yaxis.set_tick_params(labelleft=True)
+    fig.suptitle(
+        f"Schedules to {100 * sparsity:g}% sparsity over n = {n} epochs (dashed: epoch n, the target from "
+        "then on)\nlinear/cosine/exponential/cubic: curves of the keep-probability; geometric: of the density"
+    )
+    return fig
+
+
+def pretty_schedule(schedule: str) -> str:
+    return "cubic" if schedule == "polynomial" else schedule
+
+
 def save(fig: Figure, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
@@ -494,16 +561,83 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
     return paths
 
 
+ENSEMBLE_METRICS = (("acc", "ensemble test accuracy (%)"), ("nll", "ensemble test NLL (nats)"),
+                    ("ece", "ensemble test ECE (fraction, 15 bins)"))  # fmt: skip
+ENSEMBLE_COLORS = {"dense": COLORS["dense"], "one_shot": COLORS["one_shot"]}
+
+
+@styled
+def ensemble_size(curve: pd.DataFrame, where: str) -> Figure:
+    """Ensemble metrics vs the number of members k, one line per method (its colour), one row of panels per
+    data set: each seed's ensemble averaged over member subsets of size k, then mean ± std over seeds."""
+    test = curve[curve["split"] == "test"] if "split" in curve else curve
+    if test.empty or "k" not in test:
+        raise SystemExit(
+            f"ensemble_size needs the combiner's size curve (python -m ssa_experiments.ensemble ... --size); "
+            f"found none under {where}"
+        )
+    metrics = [(m, t) for m, t in ENSEMBLE_METRICS if m in test and test[m].notna().any()]
+    data_sets = sorted(test["data"].astype(str).unique())
+    fig, axes = plt.subplots(
+        len(data_sets), len(metrics), figsize=(4.2 * len(metrics), 3.4 * len(data_sets) + 0.8),
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    from ssa_experiments.analysis.ensembles import label_rank
+
+    labels = sorted(test["label"].unique(), key=label_rank)
+    for row, data in enumerate(data_sets):
+        per = test[test["data"].astype(str) == data]
+        for col, (metric, title) in enumerate(metrics):
+            ax = axes[row, col]
+            for i, lab in enumerate(labels):
+                line = stats(per[per["label"] == lab], ["k"], metric)
+                if line.empty:
+                    continue
+                method = str(per.loc[per["label"] == lab, "method"].iloc[0])
+                color = ENSEMBLE_COLORS.get(method, COLORS.get(method, f"C{i}"))
+                x = line["k"] + dodge(list(line["k"]), i, len(labels))
+                _errorbar(ax, x, line, color, f"{lab} ({seeds(line['count'])})")
+            ax.set_xticks(sorted(per["k"].unique()))
+            ax.set(xlabel="members k", ylabel=title, title=f"{data}: {title.removeprefix('ensemble test ')}")
+    handles: dict[str, Any] = {}
+    for ax in axes.ravel():
+        handles.update(_handles(ax))
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(2, len(handles)))
+    fig.suptitle(
+        "Ensemble size: each seed's ensemble averaged over member subsets of size k; mean ± std over seeds\n"
+        "(k = 1: the mean member; probabilities averaged)"
+    )
+    return fig
+
+
+def ensemble_outputs(name: str, sources: list[str], out: Path, where: str) -> list[Path]:
+    """table2 (and the CSVs it is drawn from) or the ensemble_size figure, from combiner reports or CSVs."""
+    from ssa_experiments.analysis import ensembles
+
+    rows, curve = ensembles.load(sources)
+    if rows.empty:
+        raise SystemExit(f"no ensembles under {where}")
+    if name == "ensemble_size":
+        return save(ensemble_size(curve, where), out, "ensemble_size")
+    paths = tables.write_table2(rows, out)
+    if not all(str(s).endswith(".csv") for s in sources):  # drawn from reports: keep what they gave
+        paths += ensembles.write_csvs(rows, curve, out)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(
         prog="python -m ssa_experiments.figures",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", choices=["fig1", "fig2", "curves", "table1", "table"])
     parser.add_argument(
-        "--runs", nargs="+", required=True, help="runs CSVs (aggregate --csv) and/or run trees"
-    )
+        "name",
+        choices=[
+            "fig1", "fig2", "curves", "table1", "table", "baselines", "table2", "ensemble_size", "schedules",
+        ],
+    )  # fmt: skip
+    parser.add_argument("--runs", nargs="+", help="runs CSVs (aggregate --csv) and/or run trees")
     parser.add_argument("--out", required=True, help="directory for the files")
     parser.add_argument(
         "--select-on", choices=["val", "test"], default="val",
@@ -511,8 +645,23 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )  # fmt: skip
     parser.add_argument("--sparsity", type=float, help="curves: the target sparsity (default: the highest)")
     parser.add_argument("--where", nargs="+", default=[], metavar="KEY=VALUE", help="keep matching runs only")
+    parser.add_argument("--n", type=int, default=5, help="schedules: annealing epochs n")
+    parser.add_argument("--tau0", type=float, default=0.5, help="schedules: initial temperature")
+    parser.add_argument("--epochs", type=int, default=10, help="schedules: fine-tuning epochs")
     args = parser.parse_args(argv)
+    if args.name == "schedules":  # drawn from the formulas, no runs needed
+        s = 0.99 if args.sparsity is None else args.sparsity
+        paths = save(schedules_figure(s, args.n, args.tau0, args.epochs), Path(args.out), f"schedules_s{s:g}")
+        print(*paths, sep="\n")
+        return paths
+    if not args.runs:
+        parser.error(f"{args.name} needs --runs")
     where = ", ".join(args.runs)
+    if args.name in ("table2", "ensemble_size"):  # drawn from the combiner's report, not from runs
+        paths = ensemble_outputs(args.name, args.runs, Path(args.out), where)
+        for path in paths:
+            print(path)
+        return paths
     df = read_runs(args.runs)
     filters = parse_where(args.where)
     done = prepare(df, filters) if not df.empty else df
@@ -524,6 +673,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
         paths = tables.write(tables.table1(done), out, "table1", "criterion / method", spread_dense=True)
     elif args.name == "table":
         paths = tables.write(tables.settings_table(done), out, "table", "setting")
+    elif args.name == "baselines":
+        long, paths = tables.baselines(done), []
+        dense = long[long["sparsity"] == 0]  # the dense reference: the first row of every sparsity's table
+        for s, part in long[long["sparsity"] > 0].groupby("sparsity"):
+            both = pd.concat([dense, part])
+            paths += tables.write(both, out, f"baselines_s{s:g}", "method", column="retraining")
     elif args.name == "curves":
         fig, s = curves(done, load_epochs(args.runs, df), args.sparsity, where)
         paths = save(fig, out, f"curves_s{s:g}")

@@ -7,12 +7,14 @@ is what the pruned networks are measured against, not a competitor. Reached thro
 
     python -m ssa_experiments.figures table1 --runs CSV_OR_DIRS... --out DIR
     python -m ssa_experiments.figures table --runs CSV_OR_DIRS... --out DIR
+    python -m ssa_experiments.figures baselines --runs CSV_OR_DIRS... --out DIR   # one table per sparsity
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,20 +105,98 @@ def settings_table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     )
 
 
-def _grid(long: pd.DataFrame, spread_dense: bool) -> tuple[list[str], list[float], dict, set]:
-    """Rows, columns, cells {(row, column): (mean, std, n)} and the bold cells of a long table."""
+RETRAINING = {"one_cycle": "one-cycle", "finetune": "fine-tune", "lr_rewind": "LR rewind"}
+BASELINE_ORDER = [
+    "dense", "one-shot", "iterative (linear)", "iterative (cubic)", "iterative (geometric)", "GMP",
+    "random annealing", "temperature annealing", "stochastic constant", "soft annealing",
+    "DropConnect on target",
+]  # fmt: skip
+
+
+def retraining(flat: dict[str, Any]) -> str:
+    """How a run retrains after pruning: weight rewinding (it sets ``parent.rewind_epoch``), else its LR
+    schedule (one-cycle, fine-tuning at the parent's final LR, LR rewinding)."""
+    k = flat.get("parent.rewind_epoch")
+    if k is not None and not (isinstance(k, float) and math.isnan(k)):
+        return f"weight rewind (k={int(k)})"
+    name = flat.get("schedule.name", "?")
+    return RETRAINING.get(name, name)
+
+
+def method_label(method: str, flat: dict[str, Any]) -> str:
+    """The row of a run: the method, iterative pruning by its schedule, and gradual magnitude pruning (pruning
+    every ``method.prune_every_steps`` steps) as a baseline of its own."""
+    if method != "iterative":
+        return NAMES.get(method, method)
+    schedule = {"polynomial": "cubic"}.get(flat.get("method.schedule", "linear"), flat.get("method.schedule"))
+    every = flat.get("method.prune_every_steps") or 0
+    return f"GMP ({schedule}, every {int(every)} steps)" if every else f"iterative ({schedule})"
+
+
+def baselines(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """The baselines table as numbers: one row per (method, retraining, sparsity).
+
+    Two settings in one cell (another swept key) would be averaged together: refused, with the settings.
+    """
+    done = completed(df)
+    if done.empty:
+        raise SystemExit("baselines needs completed runs; found none")
+    flat = [flatten(c if isinstance(c, dict) else {}) for c in done["config"]]
+    done = done.assign(
+        label=[method_label(m, f) for m, f in zip(done["method"], flat, strict=True)],
+        retraining=[retraining(f) for f in flat],
+        sparsity=done["target_sparsity"].where(done["method"] != "dense", 0.0),
+    )
+    keys = ["label", "retraining", "sparsity"]
+    many = done.groupby(keys)["setting"].unique()
+    many = many[many.map(len) > 1]
+    if not many.empty:
+        raise SystemExit(
+            "baselines expects one setting per method × retraining; filter with --where:\n"
+            + "\n".join(f"  {m} / {r} at {s:g}: {', '.join(v)}" for (m, r, s), v in many.items())
+        )
+    out = stats(done, keys, metric).rename(columns={"label": "setting", "count": "n"})
+
+    def rank(label: str) -> tuple[int, str]:
+        head = "GMP" if label.startswith("GMP") else label
+        return (BASELINE_ORDER.index(head) if head in BASELINE_ORDER else len(BASELINE_ORDER), label)
+
+    order = {lab: i for i, lab in enumerate(sorted(set(out["setting"]), key=rank))}
+    columns = {c: i for i, c in enumerate(sorted(set(out["retraining"]), key=_retraining_rank))}
+    out = out.assign(_r=out["setting"].map(order), _c=out["retraining"].map(columns))
+    return out.sort_values(["sparsity", "_r", "_c"]).drop(columns=["_r", "_c"]).reset_index(drop=True)
+
+
+def _retraining_rank(label: str) -> tuple[int, str]:
+    first = ["one-cycle", "fine-tune", "LR rewind"]
+    return (first.index(label) if label in first else len(first), label)
+
+
+def _grid(
+    long: pd.DataFrame, spread_dense: bool, column: str = "sparsity", best: Mapping[Any, str] | None = None
+) -> tuple[list[str], list[Any], dict, set]:
+    """Rows, columns, cells {(row, column): (mean, std, n)} and the bold cells of a long table.
+
+    Columns are the values of ``column``: sparsities (sorted), or labels (in order of appearance). ``best``:
+    per column, "max" (the default), "min" (a loss, a cost) or "none" (nothing to rank, nothing bold)."""
     rows = list(dict.fromkeys(long["setting"]))
     dense = long["setting"].str.split(" ").str[0] == "dense"
-    columns = sorted(set(long.loc[~dense, "sparsity"] if spread_dense else long["sparsity"]))
+    values = long.loc[~dense, column] if spread_dense else long[column]
+    numeric = pd.api.types.is_numeric_dtype(long[column])
+    columns = sorted(set(values)) if numeric else list(dict.fromkeys(values))
     cells = {}
-    for r in long.itertuples(index=False):
-        for c in columns if spread_dense and r.setting.split(" ")[0] == "dense" else [r.sparsity]:
-            cells[r.setting, c] = (r.mean, r.std, int(r.n))
+    for r in long.to_dict("records"):
+        dense_row = r["setting"].split(" ")[0] == "dense"
+        for c in columns if spread_dense and dense_row else [r[column]]:
+            cells[r["setting"], c] = (r["mean"], r["std"], int(r["n"]))
     bold = set()
     for c in columns:
+        how = (best or {}).get(c, "max")
+        if how == "none":
+            continue
         means = {r: cells[r, c][0] for r in rows if (r, c) in cells and r.split(" ")[0] != "dense"}
-        best = max(means.values(), default=math.nan)
-        bold |= {(r, c) for r, m in means.items() if math.isclose(m, best)}
+        top = (min if how == "min" else max)(means.values(), default=math.nan)
+        bold |= {(r, c) for r, m in means.items() if math.isclose(m, top)}
     return rows, columns, cells, bold
 
 
@@ -126,20 +206,38 @@ def _caption(spread_dense: bool) -> str:
     )
 
 
-def markdown(long: pd.DataFrame, first: str, spread_dense: bool = False) -> str:
-    rows, columns, cells, bold = _grid(long, spread_dense)
+def _head(c: Any) -> str:
+    """A column's title: a sparsity as a percentage, a label as it is."""
+    return f"{100 * c:g}%" if isinstance(c, int | float) else str(c)
+
+
+def _cell(cell: tuple[float, float, int], spec: str, pm: str) -> str:
+    """A cell, mean ± std (n=…), with ``spec`` the number format (default ".2f")."""
+    return f"{cell[0]:{spec}}{pm}{cell[1]:{spec}} (n={cell[2]})"
+
+
+def markdown(
+    long: pd.DataFrame,
+    first: str,
+    spread_dense: bool = False,
+    column: str = "sparsity",
+    best: Mapping[Any, str] | None = None,
+    fmt: Mapping[Any, str] | None = None,
+    caption: str | None = None,
+) -> str:
+    """A Markdown table; ``best``: see ``_grid``; ``fmt``: a number format per column (default ".2f");
+    ``caption``: instead of the accuracy caption."""
+    rows, columns, cells, bold = _grid(long, spread_dense, column, best)
     lines = [
-        f"{_caption(spread_dense)}.",
+        f"{caption or _caption(spread_dense)}.",
         "",
-        "| " + " | ".join([first, *(f"{100 * c:g}%" for c in columns)]) + " |",
+        "| " + " | ".join([first, *(_head(c) for c in columns)]) + " |",
     ]
     lines.append("|" + "---|" * (len(columns) + 1))
     for r in rows:
         shown = []
         for c in columns:
-            text = (
-                f"{cells[r, c][0]:.2f} ± {cells[r, c][1]:.2f} (n={cells[r, c][2]})" if (r, c) in cells else ""
-            )
+            text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), " ± ") if (r, c) in cells else ""
             shown.append(f"**{text}**" if (r, c) in bold else text)
         lines.append("| " + " | ".join([r, *shown]) + " |")
     return "\n".join(lines) + "\n"
@@ -151,33 +249,164 @@ def _tex(text: str) -> str:
     return text.replace("τ", r"$\tau$")
 
 
-def latex(long: pd.DataFrame, first: str, spread_dense: bool = False) -> str:
-    rows, columns, cells, bold = _grid(long, spread_dense)
+def latex(
+    long: pd.DataFrame,
+    first: str,
+    spread_dense: bool = False,
+    column: str = "sparsity",
+    best: Mapping[Any, str] | None = None,
+    fmt: Mapping[Any, str] | None = None,
+    caption: str | None = None,
+) -> str:
+    """A LaTeX (booktabs) tabular; the arguments as in ``markdown``."""
+    rows, columns, cells, bold = _grid(long, spread_dense, column, best)
     lines = [
-        f"% {_caption(spread_dense)}. Needs \\usepackage{{booktabs}}.",
+        f"% {caption or _caption(spread_dense)}. Needs \\usepackage{{booktabs}}.",
         "\\begin{tabular}{l" + "c" * len(columns) + "}",
         "\\toprule",
-        " & ".join([_tex(first), *(f"{100 * c:g}\\%" for c in columns)]) + r" \\",
+        " & ".join([_tex(first), *(_tex(_head(c)) for c in columns)]) + r" \\",
         "\\midrule",
     ]
     for r in rows:
         shown = []
         for c in columns:
-            text = (
-                f"{cells[r, c][0]:.2f} $\\pm$ {cells[r, c][1]:.2f} (n={cells[r, c][2]})"
-                if (r, c) in cells
-                else ""
-            )
+            text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), " $\\pm$ ") if (r, c) in cells else ""
             shown.append(f"\\textbf{{{text}}}" if (r, c) in bold else text)
         lines.append(" & ".join([_tex(r), *shown]) + r" \\")
     return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
 
 
-def write(long: pd.DataFrame, out: Path, name: str, first: str, spread_dense: bool = False) -> list[Path]:
-    """``name``.md, .tex and .csv (the numbers, unrounded) under ``out``."""
+def write(
+    long: pd.DataFrame,
+    out: Path,
+    name: str,
+    first: str,
+    spread_dense: bool = False,
+    column: str = "sparsity",
+    best: Mapping[Any, str] | None = None,
+    fmt: Mapping[Any, str] | None = None,
+    caption: str | None = None,
+) -> list[Path]:
+    """``name``.md, .tex and .csv (the numbers, unrounded) under ``out``; ``column``: what the columns are;
+    ``best``, ``fmt``, ``caption``: as in ``markdown``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.md", out / f"{name}.tex", out / f"{name}.csv"]
-    paths[0].write_text(markdown(long, first, spread_dense))
-    paths[1].write_text(latex(long, first, spread_dense))
-    long[["setting", "sparsity", "mean", "std", "n"]].to_csv(paths[2], index=False)
+    paths[0].write_text(markdown(long, first, spread_dense, column, best, fmt, caption))
+    paths[1].write_text(latex(long, first, spread_dense, column, best, fmt, caption))
+    keys = ["setting", column] if column == "sparsity" else ["setting", column, "sparsity"]
+    long[[*keys, "mean", "std", "n"]].to_csv(paths[2], index=False)
+    return paths
+
+
+# ---- Table 2: ensembles (the combiner's report, read by analysis/ensembles.py) ----------------------------
+
+# (field of ensembles.csv, column title, best, number format, scale): ensemble test metrics, then cost
+TABLE2_COLUMNS = [
+    ("acc", "accuracy (%)", "max", ".2f", 1.0),
+    ("nll", "NLL", "min", ".3f", 1.0),
+    ("ece", "ECE (%)", "min", ".2f", 100.0),
+    ("corrupt_acc", "corrupted accuracy (%)", "max", ".2f", 1.0),
+    ("corrupt_nll", "corrupted NLL", "min", ".3f", 1.0),
+    ("member_acc", "mean member accuracy (%)", "max", ".2f", 1.0),
+    ("disagreement", "disagreement (%)", "none", ".2f", 100.0),
+    ("flops_ratio", "training FLOPs / dense ensemble", "min", ".2f", 1.0),
+]
+# Not rerun (issue 14): rows with the paper's numbers where paper.md records them; it records none.
+PUBLISHED = {"FreeTickets": None, "MIMO": None}
+PUBLISHED_NOTE = "paper's numbers, not rerun (paper.md records none)"
+FLOP_UNITS = ((1e18, "EFLOPs"), (1e15, "PFLOPs"), (1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"))
+
+
+def flop_unit(values: pd.Series) -> tuple[float, str]:
+    """The unit in which the median of ``values`` is at least 1: (scale, name)."""
+    median = float(values.median()) if values.notna().any() else 0.0
+    return next(((s, n) for s, n in FLOP_UNITS if median >= s), (1.0, "FLOPs"))
+
+
+def with_flops_ratio(rows: pd.DataFrame) -> pd.DataFrame:
+    """``flops_ratio``: each ensemble's training FLOPs over the mean of the dense ensembles' of its data set
+    (NaN where there is no dense ensemble to compare with)."""
+    if "flops" not in rows:
+        return rows.assign(flops_ratio=float("nan"))
+    dense = rows[rows["label"] == "Dense ensemble"].groupby("data")["flops"].mean()
+    return rows.assign(flops_ratio=rows["flops"] / rows["data"].map(dense))
+
+
+def table2(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Table 2 as numbers, one long frame per data set (setting = the ensemble's method, metric = the column
+    title): mean, std and n over seeds (one ensemble per seed) of the complete ensembles only."""
+    done = rows[rows["complete"].astype(bool)] if "complete" in rows else rows
+    if done.empty:
+        raise SystemExit("table2 needs complete ensembles (every requested member combined); found none")
+    done = with_flops_ratio(done)
+    scale, unit = flop_unit(done["flops"]) if "flops" in done else (1.0, "FLOPs")
+    columns = [*TABLE2_COLUMNS, ("flops", f"training {unit}", "min", ".1f", 1.0 / scale)]
+    out = {}
+    for data, per in done.groupby("data", sort=True):
+        parts = []
+        for field, title, _, _, factor in columns:
+            if field not in per or per[field].isna().all():
+                continue
+            s = stats(per.assign(value=per[field] * factor), ["label"], "value")
+            parts.append(s.assign(metric=title))
+        long = pd.concat(parts, ignore_index=True).rename(columns={"label": "setting", "count": "n"})
+        long = long.assign(sparsity=long["setting"].map(per.groupby("label")["sparsity"].first()))
+        order = {lab: i for i, lab in enumerate(sorted(set(long["setting"]), key=_ensemble_rank))}
+        long = long.assign(_r=long["setting"].map(order)).sort_values("_r", kind="stable").drop(columns="_r")
+        long.attrs.update(best={t: b for _, t, b, _, _ in columns}, fmt={t: f for _, t, _, f, _ in columns})
+        long.attrs["context"] = _table2_context(per)
+        out[str(data)] = long.reset_index(drop=True)
+    return out
+
+
+def _ensemble_rank(text: str) -> tuple[int, str]:
+    from ssa_experiments.analysis.ensembles import label_rank
+
+    return label_rank(text)
+
+
+def _table2_context(per: pd.DataFrame) -> str:
+    models = "/".join(sorted({str(m) for m in per["model"].dropna()})) or "?"
+    members = "/".join(str(int(m)) for m in sorted(set(per["members"].dropna())))
+    sparsity = "/".join(f"{100 * s:g}%" for s in sorted(set(per.loc[per["method"] != "dense", "sparsity"])))
+    return f"{models} on {per['data'].iloc[0]}, {members} members, children at {sparsity or '-'} sparsity"
+
+
+def table2_caption(context: str) -> str:
+    return (
+        f"Ensembles ({context}): ensemble test metrics (probabilities averaged), mean ± std over seeds "
+        "(n = seeds, one ensemble each); NLL in nats; ECE over 15 bins; corrupted: mean over the corrupted "
+        "test sets; training FLOPs: parent(s) + members, 3 × forward, prunable layers at their density in "
+        "use (not a speed-up: unstructured sparsity runs on dense kernels); best per column in bold "
+        "(disagreement not ranked)"
+    )
+
+
+def _published_rows(path: Path, n_columns: int) -> None:
+    """Append the rows of the methods not rerun (``PUBLISHED``) to a written Markdown or LaTeX table."""
+    text = path.read_text()
+    if path.suffix == ".md":
+        rows = "".join(f"| {name} | {PUBLISHED_NOTE} |" + " |" * (n_columns - 1) + "\n" for name in PUBLISHED)
+        path.write_text(text + rows)
+    else:
+        note = _tex(PUBLISHED_NOTE)
+        rows = "".join(f"{name} & \\multicolumn{{{n_columns}}}{{l}}{{{note}}} \\\\\n" for name in PUBLISHED)
+        path.write_text(text.replace("\\bottomrule", "\\midrule\n" + rows + "\\bottomrule"))
+
+
+def write_table2(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """table2.md/.tex/.csv (``table2_<data>.*`` when there are several data sets) under ``out``, with the
+    rows of the methods not rerun appended to the Markdown and LaTeX."""
+    tables = table2(rows)
+    paths = []
+    for data, long in tables.items():
+        name = "table2" if len(tables) == 1 else f"table2_{data}"
+        written = write(
+            long, out, name, "ensemble", column="metric", best=long.attrs["best"], fmt=long.attrs["fmt"],
+            caption=table2_caption(long.attrs["context"]),
+        )  # fmt: skip
+        n_columns = long["metric"].nunique()
+        for path in written[:2]:
+            _published_rows(path, n_columns)
+        paths += written
     return paths

@@ -1,28 +1,47 @@
-"""Data sets as whole uint8 tensors in memory.
+"""Data sets as whole tensors in memory: uint8 images (N, C, H, W) or float32 signals (N, C, L).
 
-Every data set we use (digits, synthetic, CIFAR-10/100, Tiny ImageNet) fits in memory as uint8, so one
-representation serves them all: ``loaders.py`` batches, augments and normalises it, either
-on the training device (fast) or through a torch ``DataLoader`` (the familiar path). ``load_data`` also carves
-the validation split out of the training set (``data.val_fraction``), the same for every run of a sweep.
+Every data set we use fits in memory, so one representation serves them all: ``loaders.py`` batches, augments
+and normalises it, either on the training device (fast) or through a torch ``DataLoader`` (the familiar
+path). Images (digits, synthetic, CIFAR-10/100, Tiny ImageNet) are stored as uint8 and divided by 255 on the
+way out; MNIST-1D's signals are stored as the generator's float values, never quantised, and only normalised.
+``load_data`` also carves the validation split out of the training set (``data.val_fraction``), the same for
+every run of a sweep.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
+import random
+import tempfile
+import zipfile
 from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssa_experiments.config import DATA_SETS, ConfigError, DataConfig, resolve_root
+from ssa_experiments.config import DATA_SETS, ConfigError, DataConfig, check_num_samples, resolve_root
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ImageData:
-    """A train/(val)/test split of images, uint8 NCHW, labels int64, plus what a loader needs to normalise.
+    """A train/(val)/test split, labels int64, plus what a loader needs to normalise.
 
-    ``val_x``/``val_y`` are images carved out of the training set (``load_data`` with
+    Samples are uint8 images (N, C, H, W) in 0..255, or float32 signals (N, C, L) (MNIST-1D) kept as their
+    published float values; the dtype says how a loader scales them to model inputs (``input_scale``), and
+    ``mean``/``std`` (one value per channel) then normalise in those units. Crop and flip augmentation is
+    defined for images only, so a signal data set with ``crop_padding`` or ``flip`` is refused here rather
+    than augmented wrongly.
+
+    ``val_x``/``val_y`` are samples carved out of the training set (``load_data`` with
     ``data.val_fraction > 0``), so model selection never looks at the test set; None when there is no split.
     They come last, with defaults, so constructors written before the split existed keep working.
     """
@@ -40,14 +59,34 @@ class ImageData:
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
 
+    def __post_init__(self) -> None:
+        if self.train_x.dtype not in INPUT_SCALES:
+            raise ValueError(
+                f"{self.name}: samples must be uint8 images or float32 signals, got {self.train_x.dtype}"
+            )
+        if (self.crop_padding or self.flip) and self.train_x.dim() != 4:
+            raise ValueError(
+                f"{self.name}: crop/flip augmentation needs (N, C, H, W) images, "
+                f"got shape {tuple(self.train_x.shape)}"
+            )
+
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+    def image_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (C, H, W) for images, (C, L) for signals (``[-1]`` is the width or length)."""
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def input_scale(self) -> float:
+        """What a stored value is divided by before normalisation: 255 for uint8 images, 1 for signals."""
+        return INPUT_SCALES[self.train_x.dtype]
 
     @property
     def in_channels(self) -> int:
         return int(self.train_x.shape[1])
 
+
+# uint8 images are stored in 0..255 and divided by 255; float signals are used as stored
+INPUT_SCALES = {torch.uint8: 255.0, torch.float32: 1.0}
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -55,10 +94,14 @@ TINY_IMAGENET_STATS = ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821))
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std of uint8 images in [0, 1] units (for data sets without published constants)."""
-    xf = x.float().div_(255)
-    mean = xf.mean(dim=(0, 2, 3))
-    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    """Per-channel mean/std over samples and every trailing dim, in input units (uint8 images: [0, 1]), for
+    data sets without published constants."""
+    xf = x.float()  # a new tensor for uint8; float32 signals are only read below, never written
+    if x.dtype == torch.uint8:
+        xf = xf.div_(255)
+    dims = (0, *range(2, x.dim()))
+    mean = xf.mean(dim=dims)
+    std = xf.std(dim=dims).clamp_min(1e-3)
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
@@ -118,8 +161,166 @@ def synthetic(cfg: DataConfig) -> ImageData:
     return ImageData("synthetic", train_x, train_y, test_x, test_y, k, mean, std, cfg.crop_padding, cfg.flip)
 
 
+# MNIST-1D (Greydanus 2020): the generator's own seed, the published data set's; never the run's seed
+MNIST1D_SEED = 42
+MNIST1D_CACHE_FORMAT = 1  # bump when what the cache file holds changes
+MNIST1D_LENGTH = 40  # get_dataset_args()["final_seq_length"]
+MNIST1D_TRAIN_SPLIT = 0.8  # get_dataset_args()["train_split"]: 4000 / 1000 of the standard 5000
+
+
+def mnist1d_args(num_samples: int) -> dict[str, object]:
+    """The generator's arguments: ``mnist1d.data.get_dataset_args()`` (the published data set at 5000
+    samples), with ``num_samples`` and the fixed seed set and the download URL dropped (never used here)."""
+    from mnist1d.data import get_dataset_args
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url", None)
+    args.update(num_samples=num_samples, seed=MNIST1D_SEED)
+    return args
+
+
+def generate_mnist1d(num_samples: int) -> dict[str, np.ndarray]:
+    """x (N, 40) float32, y (N,) int64, x_test, y_test from ``mnist1d.data.make_dataset``: train is the
+    first 80 % of the generator's shuffled samples (4000 of the standard 5000), test the rest.
+
+    ``make_dataset`` seeds the *global* numpy and python RNGs (``set_seed``); their states are restored
+    afterwards, so generating data never shifts the draws of the run around it. Takes ~5 s for 5000
+    samples on our 2-core VM (plus ~3 s to import the package, which pulls in matplotlib): hence the cache.
+    """
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(ObjectView(mnist1d_args(num_samples)))
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    arrays = {
+        "x": d["x"].astype(np.float32),
+        "y": d["y"].astype(np.int64),
+        "x_test": d["x_test"].astype(np.float32),
+        "y_test": d["y_test"].astype(np.int64),
+    }
+    if not _mnist1d_shapes_ok(arrays, num_samples):  # a release with other defaults: fail, do not guess
+        shapes = {k: v.shape for k, v in arrays.items()}
+        raise RuntimeError(
+            f"mnist1d {metadata.version('mnist1d')} generated {shapes} for {num_samples} samples"
+        )
+    return arrays
+
+
+def _mnist1d_shapes_ok(arrays: dict[str, np.ndarray], num_samples: int) -> bool:
+    """Whether ``arrays`` are a ``num_samples`` set: 80/20 split, 40 float32 values per signal."""
+    n_train = int(num_samples * MNIST1D_TRAIN_SPLIT)
+    return (
+        arrays["x"].shape == (n_train, MNIST1D_LENGTH)
+        and arrays["x_test"].shape == (num_samples - n_train, MNIST1D_LENGTH)
+        and arrays["x"].dtype == arrays["x_test"].dtype == np.float32
+        and arrays["y"].shape == (n_train,)
+        and arrays["y_test"].shape == (num_samples - n_train,)
+    )
+
+
+def mnist1d_cache_dir(cfg: DataConfig) -> Path:
+    """``<data.root or $SSA_DATA_DIR>/mnist1d`` when either is set, else ``.cache/mnist1d`` (git-ignored):
+    the generated arrays are derived data, so by default they do not land in the repository's ``./data``."""
+    if cfg.root or os.environ.get("SSA_DATA_DIR"):
+        return resolve_root(cfg) / "mnist1d"
+    return Path(".cache") / "mnist1d"
+
+
+def mnist1d_cache_file(cache_dir: Path, num_samples: int) -> Path:
+    """One file per (num_samples, generator seed, package version): a new ``mnist1d`` release, which might
+    draw differently, never reads an old release's arrays. Needs no import of the package (a cache hit
+    skips its ~3 s import)."""
+    key = {
+        "num_samples": num_samples,
+        "seed": MNIST1D_SEED,
+        "version": metadata.version("mnist1d"),
+        "format": MNIST1D_CACHE_FORMAT,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir / f"mnist1d-n{num_samples}-{digest}.npz"
+
+
+def _read_mnist1d_cache(path: Path, num_samples: int) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is absent or unreadable or has the wrong shapes (then the
+    caller regenerates and overwrites it)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        log.warning("mnist1d: ignoring unreadable cache %s (%s)", path, e)
+        return None
+    return arrays if _mnist1d_shapes_ok(arrays, num_samples) else None
+
+
+def _write_mnist1d_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically (a temporary file renamed into place: two runs generating at once both write the
+    same content, and a reader never sees half a file). A directory that cannot be written costs only
+    speed: the data is generated again next time."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("mnist1d: could not cache the generated data at %s (%s)", path, e)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def mnist1d_arrays(num_samples: int, cache_dir: Path) -> dict[str, np.ndarray]:
+    """Generated MNIST-1D arrays, from the cache when present (~10 ms instead of ~8 s)."""
+    path = mnist1d_cache_file(cache_dir, num_samples)
+    arrays = _read_mnist1d_cache(path, num_samples)
+    if arrays is None:
+        arrays = generate_mnist1d(num_samples)
+        _write_mnist1d_cache(path, arrays)
+    return arrays
+
+
+def mnist1d(cfg: DataConfig) -> ImageData:
+    """Greydanus's MNIST-1D, generated by the ``mnist1d`` package (never downloaded): (N, 1, 40) float32.
+
+    ``data.num_samples`` = 5000 gives the standard 4000 train / 1000 test split. The generator's seed is
+    fixed, so the data set is a pure function of ``num_samples`` (the same for every run of a sweep).
+    The values are the generator's own floats (already centred and scaled to unit std over the whole set by
+    ``make_dataset``), so the normalisation is the identity (mean 0, std 1) and a batch holds exactly the
+    published values. No augmentation: a shifted or mirrored signal is not the same digit pattern.
+    """
+    check_num_samples(cfg.num_samples)
+    if cfg.crop_padding or cfg.flip:
+        field = "data.crop_padding" if cfg.crop_padding else "data.flip"
+        raise ConfigError(
+            field, "mnist1d has no augmentation (crop and flip are for images); leave it 0/false"
+        )
+    a = mnist1d_arrays(cfg.num_samples, mnist1d_cache_dir(cfg))
+
+    def signals(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1).contiguous()  # N,40 -> N,1,40
+
+    return ImageData(
+        name="mnist1d",
+        train_x=signals(a["x"]),
+        train_y=torch.from_numpy(a["y"]),
+        test_x=signals(a["x_test"]),
+        test_y=torch.from_numpy(a["y_test"]),
+        num_classes=10,
+        mean=(0.0,),
+        std=(1.0,),
+        crop_padding=0,
+        flip=False,
+    )
+
+
 def validation_size(fraction: float, n: int) -> int:
-    """Images in the validation split: ``fraction * n`` rounded half up (``floor(fraction * n + 0.5)``),
+    """Samples in the validation split: ``fraction * n`` rounded half up (``floor(fraction * n + 0.5)``),
     then clamped to [1, n - 1] so a positive fraction always yields a validation image and leaves at least one
     training image; 0 when ``fraction`` is 0. Digits (1437 training images) at 0.1: 144."""
     if fraction <= 0:
@@ -196,6 +397,8 @@ def load_data(cfg: DataConfig) -> ImageData:
     if cfg.name in ("digits", "synthetic"):
         data = digits(cfg) if cfg.name == "digits" else synthetic(cfg)
         return with_validation(data, cfg.val_fraction, cfg.split_seed, restat=True)
+    if cfg.name == "mnist1d":  # normalised by its generator: the constants stay (mean 0, std 1)
+        return with_validation(mnist1d(cfg), cfg.val_fraction, cfg.split_seed, restat=False)
     from ssa_experiments.data import disk
 
     readers = {

@@ -1,11 +1,14 @@
 """Batches for training and evaluation, from an in-memory ``ImageData``.
 
 Two pipelines with the same augmentation distribution (random crop with zero padding, each offset uniform;
-horizontal flip with probability 1/2; per-channel normalisation):
+horizontal flip with probability 1/2; both for images only) and the same input scaling and per-channel
+normalisation: uint8 images are divided by 255, float signals (MNIST-1D) are used as stored, then
+(x - mean) / std with one constant per channel broadcast over every trailing dim, so (N, C, H, W) images and
+(N, C, L) signals go through the same code:
 
-* ``device`` (default): the whole uint8 data set lives on the training device; shuffling, crop, flip and
-  normalisation are batched tensor ops there (the airbench approach). No worker processes, no host->device
-  copy per batch.
+* ``device`` (default): the whole data set (uint8 images or float32 signals) lives on the training device;
+  shuffling, crop, flip and normalisation are batched tensor ops there (the airbench approach). No worker
+  processes, no host->device copy per batch.
 * ``torch``: a standard ``DataLoader`` with torchvision's functional transforms applied per sample (crop and
   flip parameters drawn explicitly, see ``sample_key``), for comparison and for data sets that would not fit.
 
@@ -17,7 +20,7 @@ training code around it (dropout, masks), and evaluation draws nothing from anyt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -27,6 +30,14 @@ from ssa_experiments.data.datasets import ImageData
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = Literal["train", "val", "test"]
+
+
+def per_channel(
+    values: Sequence[float], sample_dims: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """Per-channel constants as a float32 (C, 1, ..., 1) tensor that broadcasts over one sample of
+    ``sample_dims`` dims, channel first: (C, 1, 1) for an image, (C, 1) for a signal."""
+    return torch.as_tensor(values, dtype=torch.float32, device=device).view(-1, *([1] * (sample_dims - 1)))
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -97,6 +108,8 @@ class DeviceBatches:
     """Shuffle, augment and normalise on the device holding the data.
 
     Only the "train" split is shuffled and augmented; "val" and "test" come in data set order, unaugmented.
+    Each batch is a fresh float32 tensor: the stored data (which a float data set would otherwise share with
+    a sliced batch) is never written.
     """
 
     def __init__(
@@ -109,8 +122,10 @@ class DeviceBatches:
         self.train, self.batch_size, self.seed = train, batch_size, seed
         self.padding = data.crop_padding if train else 0
         self.flip = data.flip and train
-        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        self.inv_std = 1.0 / torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.scale = data.input_scale
+        sample_dims = x.dim() - 1
+        self.mean = per_channel(data.mean, sample_dims, device).unsqueeze(0)
+        self.inv_std = 1.0 / per_channel(data.std, sample_dims, device).unsqueeze(0)
         self.drop_last = train and len(self.y) > batch_size
 
     def __len__(self) -> int:
@@ -127,11 +142,21 @@ class DeviceBatches:
             xb = self.x[idx]
             if self.padding or self.flip:
                 xb = random_crop_flip(xb, self.padding, self.flip, g)
-            yield (xb.float().div_(255).sub_(self.mean).mul_(self.inv_std), self.y[idx])
+            yield self.inputs(xb), self.y[idx]
+
+    def inputs(self, xb: torch.Tensor) -> torch.Tensor:
+        """Model inputs from stored samples: a float32 copy, scaled to [0, 1] for images, normalised."""
+        x = xb.to(torch.float32, copy=True)  # in-place ops below: never on a view of the stored data
+        if self.scale != 1:
+            x.div_(self.scale)
+        return x.sub_(self.mean).mul_(self.inv_std)
 
 
 class _SampleDataset(Dataset):
-    """One epoch's view of a split: crop, flip and normalise one image with torchvision's functional ops.
+    """One epoch's view of a split: crop and flip one image with torchvision's functional ops, then scale
+    and normalise any sample (image or signal) exactly as torchvision's ``to_dtype(scale=True)`` and
+    ``normalize`` do for images (multiply by 1/255, subtract the mean, divide by the std), which torchvision
+    itself refuses for fewer than 3 dims.
 
     The crop/flip parameters come from ``sample_key(seed, epoch, index)`` rather than torchvision's random
     transforms, which draw from the global torch RNG (reseeding it per epoch, as this module used to, changed
@@ -149,9 +174,11 @@ class _SampleDataset(Dataset):
         std: list[float],
         seed: int,
         epoch: int,
+        scale: float = 255.0,
     ) -> None:
         self.x, self.y, self.padding, self.flip = x, y, padding, flip
-        self.mean, self.std, self.seed, self.epoch = mean, std, seed, epoch
+        self.seed, self.epoch, self.scale = seed, epoch, scale
+        self.mean, self.std = per_channel(mean, x.dim() - 1), per_channel(std, x.dim() - 1)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -167,8 +194,10 @@ class _SampleDataset(Dataset):
                 img = TF.crop(TF.pad(img, [self.padding]), dy, dx, h, w)
             if flip:
                 img = TF.horizontal_flip(img)
-        img = TF.normalize(TF.to_dtype(img, torch.float32, scale=True), self.mean, self.std)
-        return img, self.y[i]
+        img = img.to(torch.float32)  # float32 data: the stored tensor itself, so only out-of-place ops follow
+        if self.scale != 1:
+            img = img.mul(1.0 / self.scale)
+        return img.sub(self.mean).div_(self.std), self.y[i]
 
 
 class TorchBatches:
@@ -191,7 +220,7 @@ class TorchBatches:
         self.x, self.y = split_tensors(data, split)
         self.padding = data.crop_padding if train else 0
         self.flip = data.flip and train
-        self.mean, self.std = list(data.mean), list(data.std)
+        self.mean, self.std, self.scale = list(data.mean), list(data.std), data.input_scale
         self.train, self.batch_size, self.seed, self.device = train, batch_size, seed, device
         self.num_workers = num_workers
         self.drop_last = train and len(self.y) > batch_size
@@ -202,7 +231,9 @@ class TorchBatches:
 
     def dataset(self, epoch: int) -> _SampleDataset:
         """The per-sample view of this split for ``epoch`` (what the DataLoader indexes)."""
-        return _SampleDataset(self.x, self.y, self.padding, self.flip, self.mean, self.std, self.seed, epoch)
+        return _SampleDataset(
+            self.x, self.y, self.padding, self.flip, self.mean, self.std, self.seed, epoch, self.scale
+        )
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         loader = DataLoader(

@@ -39,8 +39,22 @@ from ssa_experiments.pruning.masking import (
     shares_masks,
     zero_pruned,
 )
-from ssa_experiments.pruning.schedules import anneal_factor, anneal_progress, iterative_sparsity
-from ssa_experiments.pruning.targets import magnitude_scores, prunable_modules, random_scores, target_masks
+from ssa_experiments.pruning.schedules import (
+    anneal_progress,
+    initial_density,
+    is_pruning_step,
+    iterative_sparsity,
+    schedule_factor,
+    step_epoch,
+)
+from ssa_experiments.pruning.targets import (
+    MemberMasks,
+    magnitude_scores,
+    member_scores,
+    prunable_modules,
+    random_scores,
+    target_masks,
+)
 
 
 def annealed_probabilities(
@@ -96,8 +110,18 @@ class PruningMethod:
     name = "dense"
     stochastic = False
 
-    def __init__(self, method: MethodConfig, pruning: PruningConfig, sparsity: float, seed: int) -> None:
+    def __init__(
+        self,
+        method: MethodConfig,
+        pruning: PruningConfig,
+        sparsity: float,
+        seed: int,
+        member: MemberMasks | None = None,
+    ) -> None:
         self.cfg, self.pruning, self.sparsity, self.seed = method, pruning, sparsity, seed
+        # An ensemble member's target comes from ``member`` (``targets.member_scores``), not from
+        # ``pruning.criterion``; ``seed`` is then the member's fine-tuning seed (its mask samples).
+        self.member = member
         self.modules: dict[str, nn.Module] = {}
         self.masks: dict[str, Mask] = {}
         self.optimizer: torch.optim.Optimizer | None = None
@@ -158,6 +182,8 @@ class PruningMethod:
     # -- shared by the pruning methods --------------------------------------------------------------
     def scores(self) -> dict[str, torch.Tensor]:
         weights = {n: dense_weight(m) for n, m in self.modules.items()}
+        if self.member is not None:
+            return member_scores(weights, self.member)
         if self.pruning.criterion == "random":
             return random_scores(weights, self.seed)
         return magnitude_scores(weights)
@@ -198,6 +224,13 @@ class Iterative(PruningMethod):
 
     Epoch e trains at sparsity ``target * g(e / n)``: dense in epoch 0 (as annealing starts from P(0)),
     the target from epoch n on, exactly when annealing's mask becomes the target.
+
+    Gradual magnitude pruning (``method.prune_every_steps = k > 0``, Zhu & Gupta's Δt): a pruning step
+    before every k-th training step (global steps 0, k, 2k, ...) instead of once per epoch, at the sparsity
+    of the same schedule at t = epoch + step / steps_per_epoch, and the target at the start of epoch n
+    whether or not a step falls there, so ``at_target`` and ``epochs_at_target`` are those of every other
+    method. k = steps_per_epoch is the per-epoch schedule exactly. Each step scores and sorts every prunable
+    weight, so a small k costs a sort per k steps.
     """
 
     name = "iterative"
@@ -218,7 +251,18 @@ class Iterative(PruningMethod):
         self.epoch = epoch
         if epoch > self.cfg.anneal_epochs:
             return
-        s = iterative_sparsity(epoch, self.cfg.anneal_epochs, self.sparsity, self.cfg.schedule)
+        if self.cfg.prune_every_steps and epoch < self.cfg.anneal_epochs:
+            return  # gradual magnitude pruning: ``before_step`` prunes on its own grid of steps
+        self.prune_to(epoch)
+
+    def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        every = self.cfg.prune_every_steps
+        if every and epoch < self.cfg.anneal_epochs and is_pruning_step(epoch, step, steps_per_epoch, every):
+            self.prune_to(step_epoch(epoch, step, steps_per_epoch))
+
+    def prune_to(self, t: float) -> None:
+        """Prune to the schedule's sparsity at t epochs (fractional between epochs with GMP)."""
+        s = iterative_sparsity(t, self.cfg.anneal_epochs, self.sparsity, self.cfg.schedule)
         if s > 0:
             self.apply_final(self.target(s))
 
@@ -259,13 +303,39 @@ class Annealing(PruningMethod):
     of one buffer each (per mask dtype/device), so a step costs two kernels whatever the number of layers.
     On the CPU generator the draws are the very numbers one ``torch.rand`` per layer (in layer order) gives.
     ``self.prob`` holds per-layer views of the flat P, updated in place; ``self.keep`` views of the target.
+
+    ``method.schedule`` gives s: a shape in keep-probability space, or a curve of the expected density
+    (``geometric``, ``density_linear``), converted to s with ``self.densities`` = (d0, d_T), the expected
+    density of the prunable weights at s = 1 and at the target (``expected_densities``, fixed at ``start``).
+
+    Re-scoring (``method.rescore``, where ``supports_rescore``): at the start of each epoch 1 .. n-1 the
+    target is re-chosen from the *current* weights by the rule that chose it from the parent (``target()``:
+    criterion, scope, layer-collapse check; epoch 0's would be the initial one, the weights have not moved),
+    and P is rebuilt around it: 1 on the new target, ``p_i(0) * s(t/n)`` elsewhere (random annealing: each
+    weight's own p_i, drawn at ``start`` for every weight). Not at epoch n: the final mask is the target
+    chosen at epoch n-1, the one that epoch trained with P = 1, so no weight changes role as annealing ends.
+    "Masks only shrink, as for iterative" means here: before epoch n annealing removes no weight (outside the
+    target a weight is annealed, not zeroed), so a weight leaving the target is annealed with the others
+    and may re-enter it at a later update if its magnitude grows back; what only shrinks is the *support*
+    of P, {P > 0}: the target is re-chosen among the weights still in it (a weight with P = 0 for good,
+    p_i(0) = 0, cannot enter it, as iterative re-scores among the weights still in its mask). That support
+    is every weight until epoch n (tau0 > 0; random p_i > 0 almost surely), then the final target, whose
+    complement is zeroed. The expected density follows the schedule whatever the re-scoring (temperature
+    annealing exactly: the target's size and tau0 are fixed; random annealing up to the change in mean p_i
+    over the re-chosen complement, s being a function of progress alone). The flat buffers keep their
+    layout: the new target is copied into the same ``keep`` storage (the layers' eval masks), p(0) into the
+    same ``p0``. With ``rescore=false`` nothing of this runs.
     """
 
     stochastic = True
+    supports_rescore = True  # the controls that fix P or the target from the start do not re-score
 
     def start(self, model: nn.Module) -> None:
+        if self.cfg.rescore and not self.supports_rescore:
+            raise ValueError(f"method.rescore: {self.name} does not re-score its target")
         super().start(model)
         self.masks = attach_masks(self.modules)
+        self.groups: list[_FlatGroup] = []  # none yet: ``scores`` sees the initial target's choice
         target = self.target()
         device = next(iter(target.values())).device
         self.generator = torch.Generator(device=device).manual_seed(self.seed + 7919)
@@ -280,6 +350,7 @@ class Annealing(PruningMethod):
         self.prob: dict[str, torch.Tensor] = {}
         self.final = False
         self.factor = 1.0
+        self.densities = self.expected_densities()
 
     def _flat_groups(self) -> list[_FlatGroup]:
         by_kind: dict[tuple[torch.device, torch.dtype], list[str]] = {}
@@ -304,6 +375,29 @@ class Annealing(PruningMethod):
         """p(0) of the weights outside the target (``keep`` is the flat bool target): a number or a tensor."""
         raise NotImplementedError
 
+    def target_density(self) -> float:
+        """d_T: the fraction of prunable weights in the target (1 - sparsity, up to rounding)."""
+        total = sum(g.keep.numel() for g in self.groups)
+        return sum(int(g.keep.sum()) for g in self.groups) / total
+
+    def expected_densities(self) -> tuple[float, float]:
+        """(d0, d_T): the expected density 1 - E[sparsity] of the prunable weights at s = 1 and at s = 0.
+
+        Annealing: d0 = (1 - s_T) + s_T * mean p(0) over the weights outside the target, with s_T their
+        actual fraction, so the density schedules make the logged ``expected_train_sparsity`` 1 - d(t)
+        exactly. For random annealing the density schedules scale every p_i by the same
+        s(x) = mean p(t) / mean p(0): the mean follows d(t), each p_i keeps its rank.
+        """
+        d_target = self.target_density()
+        removed = sum(int((~g.keep).sum()) for g in self.groups)
+        p0_sum = sum(
+            float(g.p0.sum(dtype=torch.float64))
+            if isinstance(g.p0, torch.Tensor)
+            else g.p0 * int((~g.keep).sum())
+            for g in self.groups
+        )
+        return initial_density(1.0 - d_target, p0_sum / removed if removed else 0.0), d_target
+
     @property
     def at_target(self) -> bool:
         return self.final
@@ -323,7 +417,7 @@ class Annealing(PruningMethod):
 
     def progress_factor(self, progress: float) -> float:
         """s(t/n), the factor ``fill_probabilities`` scales by: the configured annealing schedule."""
-        return anneal_factor(progress, self.cfg.schedule, self.cfg.decay_rate)
+        return schedule_factor(progress, self.cfg.schedule, self.cfg.decay_rate, self.densities)
 
     def fill_probabilities(self, g: _FlatGroup, factor: float) -> None:
         """Write P(t) into ``g.prob``: 1 on the target, ``p0 * factor`` elsewhere (allocation-free)."""
@@ -345,9 +439,39 @@ class Annealing(PruningMethod):
                 m.train_mask.copy_(v)
 
     def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
+        if self.cfg.rescore and 0 < epoch < self.cfg.anneal_epochs and not self.final:
+            self.rescore()
         self.set_progress(anneal_progress(epoch, 0, steps_per_epoch, self.cfg.anneal_epochs, "epoch"))
         if self.cfg.resample == "epoch" and not self.final:
             self.resample()
+
+    @torch.no_grad()
+    def rescore(self) -> None:
+        """Re-choose the target from the current weights, in place (see the class docstring); the caller's
+        ``set_progress`` then rebuilds P around it."""
+        for name, k in self.target().items():
+            self.keep[name].copy_(k)  # the flat target ...
+            set_mask(self.masks[name], k, train=False)  # ... and the eval mask, if the model moved since
+        self.refresh_initial_probabilities()
+
+    def refresh_initial_probabilities(self) -> None:
+        """Make p(0) fit a re-chosen target; one number for every removed weight needs nothing."""
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """When re-scoring: weights out of the support of P for good (off the target, p(0) = 0) score -inf."""
+        scores = super().scores()
+        if not (self.cfg.rescore and self.groups):
+            return scores
+        for g in self.groups:
+            if isinstance(g.p0, torch.Tensor):
+                gone = ~g.keep & (g.p0 == 0)
+            elif g.p0 == 0:
+                gone = ~g.keep
+            else:
+                continue
+            for name, out in zip(g.names, dense_views(gone, g.keep_views), strict=True):
+                scores[name] = scores[name].masked_fill(out, float("-inf"))
+        return scores
 
     def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
         if self.final:
@@ -412,6 +536,8 @@ class Annealing(PruningMethod):
                 f"the checkpoint's mask generator ran on {saved}, this run's on {self.generator.device.type}"
             )
         self.generator.set_state(state["generator"].cpu())
+        if self.cfg.rescore:  # the model's state held a re-chosen target: p(0) must follow it
+            self.refresh_initial_probabilities()
 
 
 class TemperatureAnnealing(Annealing):
@@ -427,17 +553,35 @@ class RandomAnnealing(Annealing):
     """Every weight outside the target starts at its own probability p_i ~ U(0, max_initial_probability).
 
     Drawn on the CPU from the run's seed, layer by layer in order, so every device gets the same p_i.
+    Every weight gets a draw, the target's too (then masked to 0): re-scoring replays them
+    (``raw_probabilities``) when a weight leaves the target.
     """
 
     name = "random_annealing"
+    P0_SEED_OFFSET = 104729
 
     def start(self, model: nn.Module) -> None:
-        self._p0_generator = torch.Generator().manual_seed(self.seed + 104729)
+        self._p0_generator = torch.Generator().manual_seed(self.seed + self.P0_SEED_OFFSET)
         super().start(model)
 
+    def _draw(self, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """p_i ~ U(0, max_initial_probability) for every weight of a flat group, on the CPU generator."""
+        u = torch.rand(keep.shape, generator=generator).to(keep.device)
+        return u.mul_(self.cfg.max_initial_probability)
+
     def initial_probabilities(self, keep: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(keep.shape, generator=self._p0_generator).to(keep.device)
-        return u.mul_(self.cfg.max_initial_probability).masked_fill_(keep, 0.0)
+        return self._draw(keep, self._p0_generator).masked_fill_(keep, 0.0)
+
+    def raw_probabilities(self) -> list[torch.Tensor]:
+        """Every weight's own p_i per flat group, the target's included: the draws of ``start`` replayed from
+        the seed, so re-scoring stores no copy of them (it needs them n - 1 times per run)."""
+        generator = torch.Generator().manual_seed(self.seed + self.P0_SEED_OFFSET)
+        return [self._draw(g.keep, generator) for g in self.groups]
+
+    def refresh_initial_probabilities(self) -> None:
+        """p(0) = the weight's own p_i off the re-chosen target, 0 on it, written into the same buffer."""
+        for g, raw in zip(self.groups, self.raw_probabilities(), strict=True):
+            g.p0.copy_(raw.masked_fill_(g.keep, 0.0))
 
 
 # -- controls: each keeps one ingredient of temperature annealing and drops another (issue 15) -----------
@@ -455,6 +599,7 @@ class StochasticConstant(TemperatureAnnealing):
     """
 
     name = "stochastic_constant"
+    supports_rescore = False
 
     def progress_factor(self, progress: float) -> float:
         return 1.0
@@ -489,6 +634,7 @@ class DropConnectTarget(Annealing):
     """
 
     name = "dropconnect_target"
+    supports_rescore = False  # the weights outside the target are zeroed at start: nothing to re-choose from
 
     def start(self, model: nn.Module) -> None:
         super().start(model)
@@ -500,6 +646,12 @@ class DropConnectTarget(Annealing):
 
     def initial_probabilities(self, keep: torch.Tensor) -> float:
         return 0.0  # no weight outside the target is ever sampled in
+
+    def expected_densities(self) -> tuple[float, float]:
+        """(d_T (1 - r0), d_T): the density is d_T (1 - r0 s), so the density schedules bring it from the
+        target's at drop rate r0 up to the target's own, e.g. geometric: r(t) = 1 - (1 - r0)^(1 - x)."""
+        d_target = self.target_density()
+        return d_target * (1.0 - self.cfg.initial_drop_rate), d_target
 
     @property
     def drop_rate(self) -> float:
@@ -529,10 +681,10 @@ class SoftAnnealing(TemperatureAnnealing):
 
     Nothing is sampled: the train mask *is* P(t), the expected mask of temperature annealing: 1 on the
     target, ``tau0 * s(t/n)`` elsewhere (``initial_temperature``, ``schedule``, ``granularity``,
-    ``decay_rate`` as in temperature annealing; ``resample`` is not read). A weight outside the target thus
-    enters every training pass scaled by P(t) (a fractional train mask: it is in the weight's dtype) and gets
-    the gradient P(t) * dL/d(P w). From epoch n the target (``at_target``); evaluation always sees the boolean
-    target (``eval_mask``, set at ``start``), BN recalibration included.
+    ``decay_rate`` and ``rescore`` as in temperature annealing; ``resample`` is not read). A weight outside
+    the target thus enters every training pass scaled by P(t) (a fractional train mask: it is in the weight's
+    dtype) and gets the gradient P(t) * dL/d(P w). From epoch n the target (``at_target``); evaluation
+    always sees the boolean target (``eval_mask``, set at ``start``), BN recalibration included.
 
     ``expected_train_sparsity`` is 1 - mean(P(t)) over the prunable weights: the number temperature annealing
     reports at the same tau0 and t (its expected mask is this mask), i.e. the fraction of the dense network's
@@ -574,7 +726,15 @@ METHODS: dict[str, type[PruningMethod]] = {
 }
 
 
-def make_method(method: MethodConfig, pruning: PruningConfig, sparsity: float, seed: int) -> PruningMethod:
+def make_method(
+    method: MethodConfig,
+    pruning: PruningConfig,
+    sparsity: float,
+    seed: int,
+    member: MemberMasks | None = None,
+) -> PruningMethod:
+    """The configured method; ``member`` makes it choose an ensemble member's target (every method
+    composes with every ``ensemble.masks``: they only replace the scores)."""
     if method.name not in METHODS:
         raise ValueError(f"method.name: unknown method {method.name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[method.name](method, pruning, sparsity, seed)
+    return METHODS[method.name](method, pruning, sparsity, seed, member=member)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Where does annealing help? MNIST-1D, an over-parameterised 1-D CNN (conf/experiment/study_cpu.yaml), staged:
+# stage 1 crosses the annealing schedule's shape and granularity with re-scoring at fixed tau0 = 0.5 and n = 5,
+# against one-shot and iterative pruning (linear, cubic, geometric). -> results/study_cpu/
+# Run with --cpu (the only scale it has); SWEEP_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2" spreads it.
+source "$(dirname "$0")/lib.sh" "$@"
+CPU=1 PRESET=study_cpu OUT=outputs/study_cpu RESULTS=results/study_cpu  # one scale only: the CPU's
+train method=dense sparsity=0
+train method=one_shot
+train method=iterative method.schedule=linear,polynomial,geometric
+train method=temperature_annealing method.schedule=linear,exponential,cubic,geometric method.granularity=epoch,step
+# re-scoring (the target re-chosen from the current weights each epoch, as iterative pruning does), at the
+# paper's schedule and at the geometric one; random annealing and the deterministic control at the latter
+train method=temperature_annealing method.rescore=true method.schedule=linear method.granularity=epoch
+train method=temperature_annealing method.rescore=true method.schedule=geometric method.granularity=step
+train method=random_annealing,soft_annealing method.schedule=geometric method.granularity=step
+FIGURE_ARGS[curves]="--sparsity 0.995"
+publish table curves
+"$PY" -m ssa_experiments.figures schedules --sparsity 0.99 --out "$RESULTS"

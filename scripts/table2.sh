@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Table 2: Prune-and-Tune ensembles (6 children of one dense parent, 50% sparsity, anti-random masks, 10
+# one-cycle tuning epochs) with one-shot, temperature-annealed and random-annealed children, against a dense
+# ensemble (6 networks, each from its own parent: ensemble.independent_parents=true); 3 seeds = 3 ensembles
+# per method. Then the members are combined (python -m ssa_experiments.ensemble) into the table (accuracy,
+# NLL, ECE, corrupted data, diversity, training FLOPs) and the ensemble-size figure.
+#   scripts/table2.sh --cpu   digits, the small CNN; 72 runs, 21 parents; two joblib workers (SWEEP_ARGS=""
+#                             for one process): 14.4 CPU-minutes, ~8 min on 2 free cores -> results/table2/
+#   scripts/table2.sh         CIFAR-10 and CIFAR-100, WRN-28-10 (a GPU job; SWEEP_ARGS="model=resnet18" for
+#                             ResNet-18) -> results/table2_paper/
+source "$(dirname "$0")/lib.sh" "$@"
+if [[ $CPU == 1 ]]; then
+    SWEEP_ARGS=${SWEEP_ARGS-"hydra/launcher=joblib hydra.launcher.n_jobs=2"}  # same numbers, half the time
+    DATA=()
+else
+    DATA=(data=cifar10,cifar100)
+fi
+train ${DATA[@]+"${DATA[@]}"} method=dense ensemble.independent_parents=true
+train ${DATA[@]+"${DATA[@]}"} method=one_shot,temperature_annealing,random_annealing
+
+COMBINED=$OUT/combined
+ENSEMBLE_COMMANDS=(
+    "python -m ssa_experiments.ensemble $OUT --size --out $COMBINED"
+    "python -m ssa_experiments.figures table2 --runs $COMBINED/ensemble.json --out $RESULTS"
+    "python -m ssa_experiments.figures ensemble_size --runs $RESULTS/ensembles.csv --out $RESULTS"
+)
+"$PY" -m ssa_experiments.ensemble "$OUT" --size --out "$COMBINED" > "$OUT/ensemble.txt"
+mkdir -p "$RESULTS"
+cp "$COMBINED/ensemble.json" "$COMBINED/ensemble.csv" "$RESULTS/"
+"$PY" -m ssa_experiments.figures table2 --runs "$COMBINED/ensemble.json" --out "$RESULTS"
+"$PY" -m ssa_experiments.figures ensemble_size --runs "$RESULTS/ensembles.csv" --out "$RESULTS"
+publish  # the runs (aggregate: one row per member) and the README
+
+{
+    echo
+    echo "## Ensembles (\`python -m ssa_experiments.ensemble\`, then the table and the figure)"
+    echo
+    echo '```'
+    printf '%s\n' "${ENSEMBLE_COMMANDS[@]}"
+    echo '```'
+    echo
+    echo "\`ensemble.json\`/\`ensemble.csv\`: the combiner's report (every ensemble, member and split," \
+         "the size curve); \`ensembles.csv\`, \`ensemble_curve.csv\`: what the table and" \
+         "\`ensemble_size.png\` are drawn from. FreeTickets and MIMO are not rerun."
+    for table in "$RESULTS"/table2*.md; do
+        echo
+        cat "$table"
+    done
+} >> "$RESULTS/README.md"
+echo "table2: $(ls "$RESULTS"/table2*.md | tr '\n' ' ')"
