@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 # Python then writes the bytecode of what is imported on first use, even where the shell disables it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install quickstart figures test test-fast lint bench clean
+.PHONY: help install quickstart figures study test test-fast lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,10 +27,15 @@ quickstart: install  ## the main job: 5 methods + a tau0 sweep on digits (offlin
 	$(PY) -m ssa_experiments.figures curves --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
 	$(PY) -m ssa_experiments.figures fig1 --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
 
-figures: install  ## Figures 1-2 and Table 1 at CPU scale, end to end (~30 min): writes results/fig1, fig2, table1
+figures: install  ## Figures 1-2, Tables 1-2 and the baselines at CPU scale, end to end (~1 h): writes results/
 	PY=$(PY) scripts/table1.sh --cpu
 	PY=$(PY) scripts/fig1.sh --cpu
 	PY=$(PY) scripts/fig2.sh --cpu
+	PY=$(PY) scripts/table2.sh --cpu
+	PY=$(PY) scripts/baselines.sh --cpu
+
+study: install  ## where annealing helps: the MNIST-1D study (~30 min on 2 free cores): writes results/study_cpu
+	PY=$(PY) scripts/study_cpu.sh --cpu
 
 test: install  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q

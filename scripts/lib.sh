@@ -55,7 +55,7 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         else
             echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); sweep to figures: $minutes min"
         fi
-        echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) logical cores, no GPU;" \
+        echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) logical cores, no GPU;" \
              "$("$PY" -c 'import torch, torchvision; print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")')"
         echo "- CPU runs are deterministic per seed on one machine; other CPU kinds (Intel vs AMD) give slightly" \
              "different numbers. Runs: \`runs.csv\` (one row per run, full config), curves: \`epochs.csv\`."

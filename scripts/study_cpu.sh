@@ -8,12 +8,14 @@ CPU=1 PRESET=study_cpu OUT=outputs/study_cpu RESULTS=results/study_cpu  # one sc
 train method=dense sparsity=0
 train method=one_shot
 train method=iterative method.schedule=linear,polynomial,geometric
-train method=temperature_annealing method.schedule=linear,exponential,cubic,geometric method.granularity=epoch,step
-# re-scoring (the target re-chosen from the current weights each epoch, as iterative pruning does), at the
-# paper's schedule and at the geometric one; random annealing and the deterministic control at the latter
-train method=temperature_annealing method.rescore=true method.schedule=linear method.granularity=epoch
-train method=temperature_annealing method.rescore=true method.schedule=geometric method.granularity=step
-train method=random_annealing,soft_annealing method.schedule=geometric method.granularity=step
-FIGURE_ARGS[curves]="--sparsity 0.995"
+# stage 1 at 99 % only (2 cores): shape x granularity of temperature annealing, then re-scoring, random
+# annealing and the deterministic control at the paper's schedule and at the geometric one
+AT=sparsity=0.99
+train method=temperature_annealing method.schedule=linear,geometric method.granularity=epoch,step $AT
+train method=temperature_annealing method.schedule=exponential,cubic method.granularity=step $AT
+train method=temperature_annealing method.rescore=true method.schedule=linear method.granularity=epoch $AT
+train method=temperature_annealing method.rescore=true method.schedule=geometric method.granularity=step $AT
+train method=random_annealing,soft_annealing method.schedule=geometric method.granularity=step $AT
+FIGURE_ARGS[curves]="--sparsity 0.99"
 publish table curves
 "$PY" -m ssa_experiments.figures schedules --sparsity 0.99 --out "$RESULTS"
