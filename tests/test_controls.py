@@ -13,7 +13,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, kill_in_epoch
+from conftest import TINY_TARGET as TARGET
+from conftest import (
+    TINY_W0,
+    TINY_W2,
+    assert_resumes_identically,
+    compose_config,
+    fixed_batches,
+    lockstep,
+    same_state,
+    small,
+    start_with_optimizer,
+    train_epochs,
+)
+from conftest import tiny as tiny_weights
 from torch import nn
 
 from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
@@ -40,25 +53,12 @@ CONTROLS = ["stochastic_constant", "dropconnect_target", "soft_annealing"]
 SEED = 0
 GENERATOR_OFFSET = 7919  # Annealing seeds its mask generator with seed + 7919
 
-# The tiny model: |w| are all distinct, so at sparsity 0.5 (6 of 12 weights, one global threshold, both layers
-# pruned) the target removes 0.1, 0.15, 0.2, 0.25, 0.3, 0.35: the first three of layer 0, row 0 of layer 2.
-W0 = [[0.1, -0.2], [0.3, -0.4], [0.5, -0.6]]
-W2 = [[0.15, -0.25, 0.35], [-0.45, 0.55, -0.65]]
+# The tiny model (conftest): |w| are all distinct, so at sparsity 0.5 the target is TARGET; biases B0 and 0.
 B0 = [0.01, 0.02, 0.03]
-TARGET = {
-    "0": torch.tensor([[False, False], [False, True], [True, True]]),
-    "2": torch.tensor([[False, False, False], [True, True, True]]),
-}
 
 
 def tiny() -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor(W0))
-        net[0].bias.copy_(torch.tensor(B0))
-        net[2].weight.copy_(torch.tensor(W2))
-        net[2].bias.zero_()
-    return net
+    return tiny_weights(B0)
 
 
 def method(name: str, sparsity: float = 0.5, **kw: object) -> PruningMethod:
@@ -72,8 +72,8 @@ def replay(generator: torch.Generator) -> dict[str, torch.Tensor]:
 
 def hand_forward(x: torch.Tensor, m0: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
     """The tiny model's output with weight multipliers m0, m2, written out without the masking code."""
-    h = torch.relu(x @ (torch.tensor(W0) * m0).T + torch.tensor(B0))
-    return h @ (torch.tensor(W2) * m2).T
+    h = torch.relu(x @ (torch.tensor(TINY_W0) * m0).T + torch.tensor(B0))
+    return h @ (torch.tensor(TINY_W2) * m2).T
 
 
 def test_the_tiny_models_target_is_the_hand_computed_one() -> None:
@@ -153,7 +153,7 @@ def test_dropconnect_target_hand_values_start_middle_end() -> None:
     m = method("dropconnect_target", initial_drop_rate=0.4, anneal_epochs=4)
     m.start(net)
     assert isinstance(m, DropConnectTarget)
-    w0, w2 = torch.tensor(W0), torch.tensor(W2)
+    w0, w2 = torch.tensor(TINY_W0), torch.tensor(TINY_W2)
     assert torch.equal(dense_weight(net[0]), w0 * TARGET["0"]) and torch.equal(
         dense_weight(net[2]), w2 * TARGET["2"]
     )
@@ -323,11 +323,6 @@ ONE_SHOT_LIMIT = {
 }
 
 
-def small() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
 @pytest.mark.parametrize("name", CONTROLS)
 def test_tau0_to_zero_reduces_to_one_shot(name: str) -> None:
     """Same train masks every step and the same trajectory (default SGD: Nesterov, weight decay) as one-shot.
@@ -340,40 +335,19 @@ def test_tau0_to_zero_reduces_to_one_shot(name: str) -> None:
         "control": method(name, anneal_epochs=2, **ONE_SHOT_LIMIT[name]),
         "one_shot": method("one_shot"),
     }
-    opts = {}
-    for k, m in methods.items():
-        m.start(nets[k])
-        opts[k] = make_optimizer(nets[k].parameters(), OptimizerConfig(), 0.1, m.self_decayed_params())
-        m.bind_optimizer(opts[k])
     exact = name != "soft_annealing"
     same = torch.equal if exact else (lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-7))
-    data = torch.Generator().manual_seed(1)
-    for epoch in range(4):
-        batches = [
-            (torch.randn(16, 8, generator=data), torch.randint(0, 4, (16,), generator=data)) for _ in range(3)
-        ]
-        for m in methods.values():
-            m.begin_epoch(epoch, 3)
-        for step, (x, y) in enumerate(batches):
-            for k, m in methods.items():
-                m.before_step(epoch, step, 3)
-                opts[k].zero_grad()
-                nn.functional.cross_entropy(nets[k].train()(x), y).backward()
-                m.before_optimizer_step(0.1)
-                opts[k].step()
-            ctrl, one = methods["control"], methods["one_shot"]
-            for n in one.masks:
-                assert same(ctrl.masks[n].train_mask, one.masks[n].train_mask), (epoch, step, n)
-                assert same(ctrl.modules[n].weight, one.modules[n].weight), (
-                    epoch,
-                    step,
-                    n,
-                )  # W * M in training
-                keep = one.masks[n].eval_mask
-                assert same(dense_weight(ctrl.modules[n])[keep], dense_weight(one.modules[n])[keep])
-                if name == "dropconnect_target":  # the removed weights are zero in storage from step 0, too
-                    assert torch.equal(dense_weight(ctrl.modules[n]), dense_weight(one.modules[n]))
-        assert methods["control"].at_target == (epoch >= 2)
+    ctrl, one = methods["control"], methods["one_shot"]
+    for epoch, step in lockstep(nets, methods, fixed_batches(3, 4, seed=1), 0.1):
+        for n in one.masks:
+            assert same(ctrl.masks[n].train_mask, one.masks[n].train_mask), (epoch, step, n)
+            assert same(ctrl.modules[n].weight, one.modules[n].weight), (epoch, step, n)  # W * M in training
+            keep = one.masks[n].eval_mask
+            assert same(dense_weight(ctrl.modules[n])[keep], dense_weight(one.modules[n])[keep])
+            if name == "dropconnect_target":  # the removed weights are zero in storage from step 0, too
+                assert torch.equal(dense_weight(ctrl.modules[n]), dense_weight(one.modules[n]))
+        if step == 2:  # the epoch's last
+            assert ctrl.at_target == (epoch >= 2)
     for (ka, a), (kb, b) in zip(
         nets["control"].state_dict().items(), nets["one_shot"].state_dict().items(), strict=True
     ):
@@ -397,35 +371,15 @@ def test_checkpoint_round_trip_continues_identically(name: str, kw: dict, tmp_pa
     """A checkpoint written by the real code (train masks stored as bool) after epoch 0 of n = 3, loaded into
     a fresh model and method, continues bit-identically: every step's masks and the final weights."""
     steps, epochs, device = 3, 5, torch.device("cpu")
-    data = torch.Generator().manual_seed(2)
-    batches = [
-        [
-            (torch.randn(16, 8, generator=data), torch.randint(0, 4, (16,), generator=data))
-            for _ in range(steps)
-        ]
-        for _ in range(epochs)
-    ]
+    batches = fixed_batches(steps, epochs)
 
     def setup() -> tuple[nn.Module, PruningMethod, torch.optim.Optimizer]:
         net = small()
         m = method(name, anneal_epochs=3, **kw)
-        m.start(net)
-        opt = make_optimizer(net.parameters(), OptimizerConfig(), 0.1, m.self_decayed_params())
-        m.bind_optimizer(opt)
-        return net, m, opt
+        return net, m, start_with_optimizer(m, net, 0.1)
 
     def train(net, m, opt, epoch_range) -> list[torch.Tensor]:
-        seen = []
-        for epoch in epoch_range:
-            m.begin_epoch(epoch, steps)
-            for step, (x, y) in enumerate(batches[epoch]):
-                m.before_step(epoch, step, steps)
-                seen.append(torch.cat([mk.train_mask.flatten() for mk in m.masks.values()]))
-                opt.zero_grad()
-                nn.functional.cross_entropy(net.train()(x), y).backward()
-                m.before_optimizer_step(0.1)
-                opt.step()
-        return seen
+        return train_epochs(net, m, opt, batches, epoch_range, 0.1)
 
     net_a, m_a, opt_a = setup()
     train(net_a, m_a, opt_a, range(1))
@@ -446,10 +400,7 @@ def test_checkpoint_round_trip_continues_identically(name: str, kw: dict, tmp_pa
     assert (first, global_step) == (1, steps)
     masks_b = train(net_b, m_b, opt_b, range(first, epochs))
     assert all(torch.equal(a, b) for a, b in zip(masks_a, masks_b, strict=True))
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values(), strict=True)
-    )
+    assert same_state(net_a, net_b)
     if name != "soft_annealing":  # the generator state is what makes the stochastic ones continue
         net_c, m_c, opt_c = setup()
         net_c.load_state_dict(net_b.state_dict())
@@ -518,15 +469,5 @@ def test_control_end_to_end_killed_mid_annealing_resumes_identically(
     rows = read_metrics(tmp_path / "reference")
     assert [r["at_target"] for r in rows] == [False, False, True]
     assert all(r["sparsity"] == pytest.approx(0.8, abs=1e-3) for r in rows)  # evaluation: the target
-    kill_in_epoch(monkeypatch, 2)  # dies in epoch 2 of 3: still annealing
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
-    monkeypatch.undo()
-    resumed = run(make_cfg(*overrides, run_dir="killed"))
-    drop = ("epoch_time_s",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / "killed")] == [
-        {k: v for k, v in r.items() if k not in drop} for r in rows
-    ]
-    assert resumed["test_acc"] == reference["test_acc"]
-    a, b = torch.load(tmp_path / "killed" / "model.pt"), torch.load(tmp_path / "reference" / "model.pt")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # dies in epoch 2 of 3: still annealing
+    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)

@@ -14,11 +14,11 @@ import itertools
 
 import pytest
 import torch
+from conftest import fixed_batches, lockstep, small
 from torch import nn
 
-from ssa_experiments.config import ANNEAL_SCHEDULES, ITERATIVE_SCHEDULES, MethodConfig, OptimizerConfig
+from ssa_experiments.config import ANNEAL_SCHEDULES, ITERATIVE_SCHEDULES, MethodConfig
 from ssa_experiments.config import PruningConfig as Pruning
-from ssa_experiments.optim import make_optimizer
 from ssa_experiments.pruning.methods import PruningMethod, make_method
 from ssa_experiments.pruning.schedules import (
     ANNEAL_SHAPES,
@@ -226,11 +226,6 @@ def test_soft_annealing_geometric_train_mask_is_p() -> None:
     assert bool((mask[m.keep["0"]] == 1).all())
 
 
-def small() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
 @pytest.mark.parametrize("granularity", ["epoch", "step"])
 @pytest.mark.parametrize("schedule", ANNEAL_SCHEDULES)
 @pytest.mark.parametrize("name", ["temperature_annealing", "random_annealing"])
@@ -248,26 +243,11 @@ def test_tau0_to_zero_reduces_to_one_shot(name: str, schedule: str, granularity:
         "ssa": method(name, 0.5, anneal_epochs=2, schedule=schedule, granularity=granularity, **limit),
         "one": method("one_shot", 0.5),
     }
-    opts = {}
-    for k, m in methods.items():
-        m.start(nets[k])
-        opts[k] = make_optimizer(nets[k].parameters(), OptimizerConfig(), 0.1, m.self_decayed_params())
-        m.bind_optimizer(opts[k])
-    data = torch.Generator().manual_seed(1)
-    for epoch in range(3):
-        for m in methods.values():
-            m.begin_epoch(epoch, 3)
-        for step in range(3):
-            x, y = torch.randn(16, 8, generator=data), torch.randint(0, 4, (16,), generator=data)
-            for k, m in methods.items():
-                m.before_step(epoch, step, 3)
-                opts[k].zero_grad()
-                nn.functional.cross_entropy(nets[k].train()(x), y).backward()
-                m.before_optimizer_step(0.1)
-                opts[k].step()
-            for n in methods["one"].masks:
-                assert torch.equal(methods["ssa"].masks[n].train_mask, methods["one"].masks[n].train_mask)
-                assert torch.equal(methods["ssa"].modules[n].weight, methods["one"].modules[n].weight)
-        assert methods["ssa"].at_target == (epoch >= 2)
+    for epoch, step in lockstep(nets, methods, fixed_batches(3, 3, seed=1), 0.1):
+        for n in methods["one"].masks:
+            assert torch.equal(methods["ssa"].masks[n].train_mask, methods["one"].masks[n].train_mask)
+            assert torch.equal(methods["ssa"].modules[n].weight, methods["one"].modules[n].weight)
+        if step == 2:  # the epoch's last
+            assert methods["ssa"].at_target == (epoch >= 2)
     for a, b in zip(nets["ssa"].state_dict().values(), nets["one"].state_dict().values(), strict=True):
         assert torch.equal(a.float(), b.float())

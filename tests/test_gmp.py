@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, kill_in_epoch
+from conftest import assert_resumes_identically, compose_config
 from torch import nn
 
 from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, run_identity, validate
@@ -162,13 +162,4 @@ def test_gmp_end_to_end_killed_mid_pruning_resumes_identically(
     total = reference["prunable_params"]
     for row, s in zip(rows, [0.8 * (1 - (1 - 2 / 6) ** 3), 0.8 * (1 - (1 - 4 / 6) ** 3), 0.8], strict=True):
         assert abs(row["sparsity"] - s) <= 0.5 / total + 1e-9
-    kill_in_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
-    monkeypatch.undo()
-    resumed = run(make_cfg(*overrides, run_dir="killed"))
-    drop = ("epoch_time_s",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / "killed")] == [
-        {k: v for k, v in r.items() if k not in drop} for r in rows
-    ]
-    assert resumed["test_acc"] == reference["test_acc"]
+    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)

@@ -14,41 +14,35 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, kill_in_epoch
+from conftest import TINY_TARGET as PARENT_TARGET
+from conftest import (
+    assert_resumes_identically,
+    compose_config,
+    fixed_batches,
+    same_state,
+    small,
+    start_with_optimizer,
+    tiny,
+    train_epochs,
+)
 from torch import nn
 
 from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.config import (
     ConfigError,
     MethodConfig,
-    OptimizerConfig,
     PruningConfig,
     run_identity,
     validate,
 )
-from ssa_experiments.optim import make_optimizer
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import PruningMethod, RandomAnnealing, make_method
 from ssa_experiments.results import read_metrics
 from ssa_experiments.run import run
 
 SEED = 0
-# |w| all distinct; at sparsity 0.5 (6 of 12, one global threshold, both layers pruned) the parent's target
-# removes 0.1, 0.15, 0.2, 0.25, 0.3, 0.35.
-W0 = [[0.1, -0.2], [0.3, -0.4], [0.5, -0.6]]
-W2 = [[0.15, -0.25, 0.35], [-0.45, 0.55, -0.65]]
-PARENT_TARGET = {
-    "0": torch.tensor([[False, False], [False, True], [True, True]]),
-    "2": torch.tensor([[False, False, False], [True, True, True]]),
-}
-
-
-def tiny() -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor(W0))
-        net[2].weight.copy_(torch.tensor(W2))
-    return net
+# The tiny model (conftest): |w| all distinct; at sparsity 0.5 the parent's target (PARENT_TARGET) removes
+# 0.1, 0.15, 0.2, 0.25, 0.3, 0.35.
 
 
 def method(name: str = "temperature_annealing", **kw: object) -> PruningMethod:
@@ -229,25 +223,13 @@ def test_controls_that_fix_the_target_refuse_rescore(name: str) -> None:
         method(name).start(tiny())
 
 
-def small() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
 @pytest.mark.parametrize("name", ["temperature_annealing", "random_annealing"])
 def test_checkpoint_after_a_rescore_continues_identically(name: str, tmp_path: Path) -> None:
     """Written after epoch 1 (a re-chosen target in the model's masks) and loaded into a fresh model and
     method: every later step's masks, the targets and the final weights are those of the uninterrupted run
     (random annealing's p(0) follows the restored target)."""
     steps, epochs, device = 3, 5, torch.device("cpu")
-    data = torch.Generator().manual_seed(2)
-    batches = [
-        [
-            (torch.randn(16, 8, generator=data), torch.randint(0, 4, (16,), generator=data))
-            for _ in range(steps)
-        ]
-        for _ in range(epochs)
-    ]
+    batches = fixed_batches(steps, epochs)
 
     def setup() -> tuple[nn.Module, PruningMethod, torch.optim.Optimizer]:
         net = small()
@@ -257,24 +239,10 @@ def test_checkpoint_after_a_rescore_continues_identically(name: str, tmp_path: P
             0.7,
             SEED,
         )
-        m.start(net)
-        opt = make_optimizer(net.parameters(), OptimizerConfig(), 0.5, m.self_decayed_params())
-        m.bind_optimizer(opt)
-        return net, m, opt
+        return net, m, start_with_optimizer(m, net, 0.5)
 
     def train(net, m, opt, epoch_range) -> list[torch.Tensor]:
-        seen = []
-        for epoch in epoch_range:
-            m.begin_epoch(epoch, steps)
-            seen.append(torch.cat([k.flatten() for k in m.keep.values()]).float())
-            for step, (x, y) in enumerate(batches[epoch]):
-                m.before_step(epoch, step, steps)
-                seen.append(torch.cat([mk.train_mask.flatten() for mk in m.masks.values()]))
-                opt.zero_grad()
-                nn.functional.cross_entropy(net.train()(x), y).backward()
-                m.before_optimizer_step(0.5)
-                opt.step()
-        return seen
+        return train_epochs(net, m, opt, batches, epoch_range, 0.5, record_target=True)
 
     net_a, m_a, opt_a = setup()
     first_target = torch.cat([k.flatten() for k in m_a.keep.values()]).clone()
@@ -294,10 +262,7 @@ def test_checkpoint_after_a_rescore_continues_identically(name: str, tmp_path: P
         assert torch.equal(g_b.p0, RandomAnnealing.raw_probabilities(m_b)[0].masked_fill_(g_b.keep, 0.0))
     after_b = train(net_b, m_b, opt_b, range(first, epochs))
     assert all(torch.equal(a, b) for a, b in zip(after_a, after_b, strict=True))
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values(), strict=True)
-    )
+    assert same_state(net_a, net_b)
 
 
 # -- config ----------------------------------------------------------------------------------------------
@@ -353,16 +318,8 @@ def test_rescore_end_to_end_killed_mid_annealing_resumes_identically(
     assert reference["identity"]["method"]["rescore"] is True
     rows = read_metrics(tmp_path / "reference")
     assert [r["at_target"] for r in rows] == [False, False, True]
-    kill_in_epoch(monkeypatch, 2)  # dies in epoch 2 of 3, after epoch 1's re-scoring was checkpointed
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
-    monkeypatch.undo()
-    resumed = run(make_cfg(*overrides, run_dir="killed"))
-    drop = ("epoch_time_s",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / "killed")] == [
-        {k: v for k, v in r.items() if k not in drop} for r in rows
-    ]
-    assert resumed["test_acc"] == reference["test_acc"]
+    # dies in epoch 2 of 3, after epoch 1's re-scoring was checkpointed
+    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)
 
 
 def test_rescore_on_a_channels_last_model_keeps_the_layout() -> None:

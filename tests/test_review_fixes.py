@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, kill_in_epoch
+from conftest import assert_resumes_identically, compose_config, kill_in_epoch
 from torch import nn
 
 from ssa_experiments import loop as loop_module
@@ -293,20 +293,8 @@ def test_dropout_model_killed_mid_annealing_resumes_bit_identically(make_cfg, tm
         "method=random_annealing", "method.anneal_epochs=3", "train.finetune_epochs=4", "model.dropout=0.3",
     )  # fmt: skip
     reference = run(make_cfg(*overrides, run_dir="reference"))
-    kill_in_epoch(monkeypatch, 2)  # dies in epoch 2 of 4: annealing is still stochastic then
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
-    assert len(read_metrics(tmp_path / "killed")) == 1
-    monkeypatch.undo()
-    resumed = run(make_cfg(*overrides, run_dir="killed"))
-    drop = ("epoch_time_s",)
-    rows = [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / "killed")]
-    ref_rows = [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / "reference")]
-    assert rows == ref_rows  # every epoch's losses, accuracies and sparsities
-    assert resumed["test_acc"] == reference["test_acc"]
-    a = torch.load(tmp_path / "killed" / "model.pt")
-    b = torch.load(tmp_path / "reference" / "model.pt")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights and masks
+    # dies in epoch 2 of 4: annealing is still stochastic then
+    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)
 
 
 # -- 10. layer collapse fails clearly unless allowed, and is recorded ---------------------------------------

@@ -27,8 +27,8 @@ from ssa_experiments.results import read_summary
 
 ENSEMBLES_CSV = "ensembles.csv"
 CURVE_CSV = "ensemble_curve.csv"
-REPORT = "ensemble.json"
-SCORES = ("acc", "nll", "ece", "brier")
+# The report's name and metrics (JSON_NAME, SCORES, DIVERSITY) are the combiner's, imported where used:
+# ssa_experiments.ensemble loads the training code (members: models, data, loop), which analysis need not.
 CURVE_SPLITS = ("test", "corrupt/mean")
 # A row's method as the paper's Table 2 names it; annealed children are "Prune and Tune + <annealing>".
 METHOD_LABELS = {
@@ -106,6 +106,8 @@ def _context(e: Mapping[str, Any]) -> dict[str, Any]:
 
 def ensemble_rows(report: Mapping[str, Any]) -> pd.DataFrame:
     """One row per ensemble of a combiner report (FLOPs read from the members' run directories)."""
+    from ssa_experiments.ensemble import DIVERSITY, SCORES
+
     rows = []
     for e in report["ensembles"]:
         splits = e.get("splits", {})
@@ -115,7 +117,7 @@ def ensemble_rows(report: Mapping[str, Any]) -> pd.DataFrame:
                 **_context(e),
                 "members": e.get("n_members"),
                 "complete": bool(e.get("complete", True)),
-                **_metrics(splits.get("test"), "", (*SCORES, "disagreement", "kl")),
+                **_metrics(splits.get("test"), "", (*SCORES, *DIVERSITY)),
                 **_metrics(splits.get("corrupt/mean"), "corrupt_", SCORES),
                 "flops_parents": None if flops is None else flops[0],
                 "flops_members": None if flops is None else flops[1],
@@ -137,8 +139,10 @@ def curve_rows(report: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _report_path(path: Path) -> Path | None:
+    from ssa_experiments.ensemble import JSON_NAME
+
     if path.is_dir():
-        found = path / REPORT
+        found = path / JSON_NAME
         return found if found.exists() else None
     return path if path.suffix == ".json" else None
 
@@ -146,6 +150,8 @@ def _report_path(path: Path) -> Path | None:
 def load(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, curve) from combiner reports (``ensemble.json``, or a directory holding one) and/or from
     ``ensembles.csv`` files (``ensemble_curve.csv`` read from beside each)."""
+    from ssa_experiments.ensemble import JSON_NAME
+
     rows, curves = [], []
     for p in map(Path, paths):
         report = _report_path(p)
@@ -159,7 +165,7 @@ def load(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
             if beside.exists():
                 curves.append(pd.read_csv(beside))
         else:
-            raise SystemExit(f"{p}: neither a combiner report ({REPORT}) nor an {ENSEMBLES_CSV}")
+            raise SystemExit(f"{p}: neither a combiner report ({JSON_NAME}) nor an {ENSEMBLES_CSV}")
     rows = [r for r in rows if not r.empty]
     curves = [c for c in curves if not c.empty]
     return (
