@@ -40,7 +40,7 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
     {
         echo "# $NAME ($PRESET)"
         echo
-        echo "Made by \`scripts/$NAME.sh$([[ $CPU == 1 ]] && echo ' --cpu')\` (\`make figures\` runs the CPU versions), which ran:"
+        echo "Made by \`scripts/$NAME.sh$([[ $CPU == 1 ]] && echo ' --cpu')\` (\`${MAKE_TARGET:-make figures}\` runs the CPU versions), which ran:"
         echo
         echo '```'
         printf '%s\n' "${COMMANDS[@]}"
