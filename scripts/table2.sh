@@ -5,7 +5,7 @@
 # per method. Then the members are combined (python -m ssa_experiments.ensemble) into the table (accuracy,
 # NLL, ECE, corrupted data, diversity, training FLOPs) and the ensemble-size figure.
 #   scripts/table2.sh --cpu   digits, the small CNN; 72 runs, 21 parents; two joblib workers (SWEEP_ARGS=""
-#                             for one process): 14.4 CPU-minutes, ~8 min on 2 free cores -> results/table2/
+#                             for one process): 7 min 17 s on 2 idle cores -> results/table2/
 #   scripts/table2.sh         CIFAR-10 and CIFAR-100, WRN-28-10 (a GPU job; SWEEP_ARGS="model=resnet18" for
 #                             ResNet-18) -> results/table2_paper/
 source "$(dirname "$0")/lib.sh" "$@"
