@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -216,31 +217,44 @@ def _cell(cell: tuple[float, float, int], spec: str, pm: str) -> str:
     return f"{cell[0]:{spec}}{pm}{cell[1]:{spec}} (n={cell[2]})"
 
 
-def markdown(
+@dataclass(frozen=True)
+class _Syntax:
+    """How one output format writes a table: everything else (rows, columns, bold cells) is shared."""
+
+    head: Callable[[str, list[str]], list[str]]  # (caption, header cells) -> the lines above the body
+    row: Callable[[list[str]], str]
+    foot: tuple[str, ...]
+    bold: str  # format string around a bold cell's text
+    pm: str  # between mean and std
+    label: Callable[[str], str]  # escapes a row or column title
+
+
+def _render(
     long: pd.DataFrame,
     first: str,
+    syntax: _Syntax,
     spread_dense: bool = False,
     column: str = "sparsity",
     best: Mapping[Any, str] | None = None,
     fmt: Mapping[Any, str] | None = None,
     caption: str | None = None,
 ) -> str:
-    """A Markdown table; ``best``: see ``_grid``; ``fmt``: a number format per column (default ".2f");
-    ``caption``: instead of the accuracy caption."""
+    """The table of ``long`` in ``syntax``; ``best``: see ``_grid``; ``fmt``: a number format per column
+    (default ".2f"); ``caption``: instead of the accuracy caption."""
     rows, columns, cells, bold = _grid(long, spread_dense, column, best)
-    lines = [
-        f"{caption or _caption(spread_dense)}.",
-        "",
-        "| " + " | ".join([first, *(_head(c) for c in columns)]) + " |",
-    ]
-    lines.append("|" + "---|" * (len(columns) + 1))
+    header = [syntax.label(first), *(syntax.label(_head(c)) for c in columns)]
+    lines = syntax.head(caption or _caption(spread_dense), header)
     for r in rows:
         shown = []
         for c in columns:
-            text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), " ± ") if (r, c) in cells else ""
-            shown.append(f"**{text}**" if (r, c) in bold else text)
-        lines.append("| " + " | ".join([r, *shown]) + " |")
-    return "\n".join(lines) + "\n"
+            text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), syntax.pm) if (r, c) in cells else ""
+            shown.append(syntax.bold.format(text) if (r, c) in bold else text)
+        lines.append(syntax.row([syntax.label(r), *shown]))
+    return "\n".join([*lines, *syntax.foot]) + "\n"
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _tex(text: str) -> str:
@@ -249,31 +263,38 @@ def _tex(text: str) -> str:
     return text.replace("τ", r"$\tau$")
 
 
-def latex(
-    long: pd.DataFrame,
-    first: str,
-    spread_dense: bool = False,
-    column: str = "sparsity",
-    best: Mapping[Any, str] | None = None,
-    fmt: Mapping[Any, str] | None = None,
-    caption: str | None = None,
-) -> str:
-    """A LaTeX (booktabs) tabular; the arguments as in ``markdown``."""
-    rows, columns, cells, bold = _grid(long, spread_dense, column, best)
-    lines = [
-        f"% {caption or _caption(spread_dense)}. Needs \\usepackage{{booktabs}}.",
-        "\\begin{tabular}{l" + "c" * len(columns) + "}",
+MARKDOWN = _Syntax(
+    head=lambda caption, cells: [f"{caption}.", "", _markdown_row(cells), "|" + "---|" * len(cells)],
+    row=_markdown_row,
+    foot=(),
+    bold="**{}**",
+    pm=" ± ",
+    label=str,
+)
+LATEX = _Syntax(
+    head=lambda caption, cells: [
+        f"% {caption}. Needs \\usepackage{{booktabs}}.",
+        "\\begin{tabular}{l" + "c" * (len(cells) - 1) + "}",
         "\\toprule",
-        " & ".join([_tex(first), *(_tex(_head(c)) for c in columns)]) + r" \\",
+        " & ".join(cells) + r" \\",
         "\\midrule",
-    ]
-    for r in rows:
-        shown = []
-        for c in columns:
-            text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), " $\\pm$ ") if (r, c) in cells else ""
-            shown.append(f"\\textbf{{{text}}}" if (r, c) in bold else text)
-        lines.append(" & ".join([_tex(r), *shown]) + r" \\")
-    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+    ],
+    row=lambda cells: " & ".join(cells) + r" \\",
+    foot=("\\bottomrule", "\\end{tabular}"),
+    bold="\\textbf{{{}}}",
+    pm=" $\\pm$ ",
+    label=_tex,
+)
+
+
+def markdown(long: pd.DataFrame, first: str, **options: Any) -> str:
+    """A Markdown table; ``options``: those of ``_render`` (spread_dense, column, best, fmt, caption)."""
+    return _render(long, first, MARKDOWN, **options)
+
+
+def latex(long: pd.DataFrame, first: str, **options: Any) -> str:
+    """A LaTeX (booktabs) tabular; ``options`` as in ``markdown``."""
+    return _render(long, first, LATEX, **options)
 
 
 def write(
@@ -291,8 +312,9 @@ def write(
     ``best``, ``fmt``, ``caption``: as in ``markdown``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.md", out / f"{name}.tex", out / f"{name}.csv"]
-    paths[0].write_text(markdown(long, first, spread_dense, column, best, fmt, caption))
-    paths[1].write_text(latex(long, first, spread_dense, column, best, fmt, caption))
+    options = {"spread_dense": spread_dense, "column": column, "best": best, "fmt": fmt, "caption": caption}
+    paths[0].write_text(markdown(long, first, **options))
+    paths[1].write_text(latex(long, first, **options))
     keys = ["setting", column] if column == "sparsity" else ["setting", column, "sparsity"]
     long[[*keys, "mean", "std", "n"]].to_csv(paths[2], index=False)
     return paths
