@@ -54,8 +54,7 @@ import torch
 
 from ssa_experiments.analysis.aggregate import _hydra_config, collect
 from ssa_experiments.config import NOT_IDENTITY
-from ssa_experiments.members import LOGITS, LOGITS_FORMAT
-from ssa_experiments.results import atomic_write_bytes, atomic_write_json, read_summary
+from ssa_experiments.results import LOGITS, LOGITS_FORMAT, atomic_write_bytes, atomic_write_json, read_summary
 from ssa_experiments.sinks import flatten
 
 ECE_BINS = 15

@@ -35,10 +35,8 @@ from ssa_experiments.data.loaders import Batches, DeviceBatches, RunBatches, Tor
 from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.targets import MemberMasks, prunable_modules
-from ssa_experiments.results import atomic_torch_save
+from ssa_experiments.results import LOGITS, LOGITS_FORMAT, atomic_torch_save
 
-LOGITS = "logits.pt"
-LOGITS_FORMAT = 1
 CORRUPTION_SEED = 0  # fixed: every member and method is evaluated on the very same corrupted images
 
 

@@ -20,6 +20,10 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+LOGITS = (
+    "logits.pt"  # ensemble members: the evaluated network's logits (members.py writes, ensemble.py reads)
+)
+LOGITS_FORMAT = 1
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

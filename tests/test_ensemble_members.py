@@ -27,12 +27,12 @@ from ssa_experiments.config import (
     run_identity,
     validate,
 )
-from ssa_experiments.members import LOGITS, with_parent_seed
+from ssa_experiments.members import with_parent_seed
 from ssa_experiments.models import build_model
 from ssa_experiments.parent import parent_key
 from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.targets import MemberMasks, member_scores
-from ssa_experiments.results import read_summary
+from ssa_experiments.results import LOGITS, read_summary
 from ssa_experiments.run import run
 from ssa_experiments.store import run_key
 

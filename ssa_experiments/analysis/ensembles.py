@@ -23,12 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from ssa_experiments.ensemble import DIVERSITY, JSON_NAME, SCORES  # the combiner's report and metrics
 from ssa_experiments.results import read_summary
 
 ENSEMBLES_CSV = "ensembles.csv"
 CURVE_CSV = "ensemble_curve.csv"
-# The report's name and metrics (JSON_NAME, SCORES, DIVERSITY) are the combiner's, imported where used:
-# ssa_experiments.ensemble loads the training code (members: models, data, loop), which analysis need not.
 CURVE_SPLITS = ("test", "corrupt/mean")
 # A row's method as the paper's Table 2 names it; annealed children are "Prune and Tune + <annealing>".
 METHOD_LABELS = {
@@ -106,7 +105,6 @@ def _context(e: Mapping[str, Any]) -> dict[str, Any]:
 
 def ensemble_rows(report: Mapping[str, Any]) -> pd.DataFrame:
     """One row per ensemble of a combiner report (FLOPs read from the members' run directories)."""
-    from ssa_experiments.ensemble import DIVERSITY, SCORES
 
     rows = []
     for e in report["ensembles"]:
@@ -139,7 +137,6 @@ def curve_rows(report: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _report_path(path: Path) -> Path | None:
-    from ssa_experiments.ensemble import JSON_NAME
 
     if path.is_dir():
         found = path / JSON_NAME
@@ -150,7 +147,6 @@ def _report_path(path: Path) -> Path | None:
 def load(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, curve) from combiner reports (``ensemble.json``, or a directory holding one) and/or from
     ``ensembles.csv`` files (``ensemble_curve.csv`` read from beside each)."""
-    from ssa_experiments.ensemble import JSON_NAME
 
     rows, curves = [], []
     for p in map(Path, paths):
