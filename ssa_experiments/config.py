@@ -8,6 +8,7 @@ Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from ssa_experiments.numerics import MODES as CPU_NUMERICS
+from ssa_experiments.provenance import COMPUTE_VERSION
 
 
 class ConfigError(ValueError):
@@ -141,6 +145,10 @@ class TrainConfig:
     # 1: a sweep parallelises over processes (hydra/launcher=joblib, SLURM), and every launcher gives the
     # same numbers; raise it for one large run on a CPU. It does not change what a GPU computes.
     cpu_threads: int = 1
+    # portable: CPU kernels capped at AVX2 (numerics.py), so a CPU run gives the same bits on every x86-64
+    # machine with AVX2, with or without AVX-512; native: torch's own choice for this CPU (faster, its own
+    # numbers). Part of a CPU run's (and parent's) identity; a GPU's numbers do not depend on it.
+    cpu_numerics: str = "portable"
 
 
 @dataclass
@@ -239,6 +247,9 @@ class Config:
     output_dir: str = "${hydra:runtime.output_dir}"
     store: StoreConfig = field(default_factory=StoreConfig)
     force: bool = False  # recompute a run the store already holds
+    # what main() returns to a Hydra sweeper that optimises (Optuna, Nevergrad): a validation metric of the
+    # summary, never a test one, so tuning never selects on the test set
+    objective: str = "val_acc"
 
 
 def short_dirname(overrides: str, max_len: int = 120) -> str:
@@ -271,6 +282,8 @@ RESCORE_METHODS = ("temperature_annealing", "random_annealing", "soft_annealing"
 PARENT_DERIVED_SCHEDULES = ("finetune", "lr_rewind")  # retraining baselines: the parent's LR, replayed
 LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style", *PARENT_DERIVED_SCHEDULES)
 DATA_SETS = ("digits", "synthetic", "mnist1d", "cifar10", "cifar100", "tiny_imagenet")  # data/datasets.py
+# what main() may return to a sweeper: validation metrics of the summary only
+OBJECTIVES = ("val_acc", "best_val_acc", "val_loss")
 SIGNAL_DATA_SETS = ("mnist1d",)  # (N, C, L) signals: only the 1-D models (SIGNAL_ARCHS) take them
 
 
@@ -400,6 +413,8 @@ def validate(cfg: DictConfig | Config) -> None:
     _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
     _positive(cfg.train.batch_size, "train.batch_size")
     _positive(cfg.train.cpu_threads, "train.cpu_threads")
+    _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
+    _choice(cfg.objective, OBJECTIVES, "objective")
     _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
     validate_retraining(cfg)
     if not 0 <= cfg.train.label_smoothing < 1:
@@ -471,10 +486,12 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
-# Where a run executes, reads from, logs or is stored, not what it computes (it may resume on another device).
+# Where a run executes, reads from, logs or is stored, what it saves, how it is tuned: not what it computes.
+# The device and the train.* keys of precision are replaced by what they do (``compute_identity``).
 NOT_IDENTITY = (
-    "output_dir", "device", "parent.cache_dir", "parent.save_epochs", "data.root", "data.num_workers",
-    "logger", "store", "force",
+    "output_dir", "device", "parent.cache_dir", "parent.save_epochs", "parent.cache", "data.root",
+    "data.num_workers", "logger", "store", "force", "objective", "train.checkpoint_every", "train.save_model",
+    "train.amp", "train.channels_last", "train.cpu_threads", "train.cpu_numerics",
 )  # fmt: skip
 # The method.* keys each method reads (besides name); the others cannot change its run.
 ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
@@ -490,9 +507,19 @@ METHOD_KEYS = {
     # nothing is sampled: P(t) itself is the train mask
     "soft_annealing": (*(k for k in ANNEALING_KEYS if k != "resample"), "initial_temperature", "rescore"),
 }
-# method.* keys added later, at the value that computes what runs did before them: dropped from the identity
-# there, so the store keys of earlier runs hold
+# method.* keys at the value that computes what runs did before the key existed: dropped from the identity
+# there, so one computation has one identity however it is spelled
 METHOD_KEY_DEFAULTS = {"rescore": False, "prune_every_steps": 0}
+# The fields each LR schedule reads (optim.lr_at); the parent-derived ones read the parent's schedule.
+LR_SCHEDULE_KEYS = {
+    "constant": ("lr",),
+    "one_cycle": ("lr", "pct_start", "div_factor", "final_div_factor"),
+    "cosine": ("lr", "min_ratio"),
+    "step": ("lr", "milestones", "gamma"),
+    "parent_swa_style": ("lr", "decay_start", "decay_end", "final_ratio"),
+    "finetune": (),
+    "lr_rewind": (),
+}
 # data.* keys only some data sets read; dropped from the run's and the parent's identity for the others, so
 # adding a data set never changes the store keys and cached parents of the existing ones
 DATA_KEYS_READ_BY = {"num_samples": ("mnist1d",)}
@@ -504,9 +531,80 @@ def data_identity(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if name in DATA_KEYS_READ_BY.get(k, (name,))}
 
 
+def schedule_identity(schedule: dict[str, Any]) -> dict[str, Any]:
+    """An LR schedule as the fields its shape reads (``schedule.gamma`` under one_cycle changes nothing)."""
+    name = schedule.get("name")
+    return {
+        "name": name,
+        **{k: schedule[k] for k in LR_SCHEDULE_KEYS.get(name, tuple(schedule)) if k != "name"},
+    }
+
+
+def device_type(device: str) -> str:
+    """cpu or cuda: what ``device`` (auto, cpu, cuda, cuda:N) computes on here (auto asks torch)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def compute_identity(cfg: DictConfig | Config) -> dict[str, Any]:
+    """How the numbers are computed, as applied rather than as asked: on a CPU the numerics mode and the
+    thread count (the order of float sums); on CUDA bf16 autocast and channels-last, which the CPU ignores;
+    and the code's ``COMPUTE_VERSION``. Part of every run's identity and every parent's key."""
+    t = cfg.train
+    if device_type(cfg.device) == "cuda":
+        images = cfg.data.name not in SIGNAL_DATA_SETS  # channels-last acts on 4-D inputs only
+        return {
+            "version": COMPUTE_VERSION,
+            "device": "cuda",
+            "autocast": "bfloat16" if t.amp else None,
+            "channels_last": bool(t.channels_last and images),
+        }
+    return {
+        "version": COMPUTE_VERSION,
+        "device": "cpu",
+        "cpu_numerics": t.cpu_numerics,
+        "cpu_threads": t.cpu_threads,
+    }
+
+
+@functools.cache
+def _content_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_sha256(path: str | Path) -> str:
+    """A file's SHA-256, computed once per (path, size, mtime) in a process."""
+    st = os.stat(path)
+    return _content_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def parent_source_identity(path: str | None) -> dict[str, Any]:
+    """A brought parent (``parent.path``) as its content, not its path: the same file anywhere is one
+    parent, another file at the same path is another."""
+    return {} if path is None else {"path_sha256": content_sha256(path)}
+
+
+def _normalised_prune_every(cfg: DictConfig | Config, every: int) -> int:
+    """0 when GMP's period equals the steps per epoch: that is per-epoch pruning (bit-identical), one run."""
+    if not every or cfg.method.name != "iterative":
+        return every
+    from ssa_experiments.data.loaders import training_steps_per_epoch  # reads the data set: only here
+
+    return 0 if every == training_steps_per_epoch(cfg) else every
+
+
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus ``NOT_IDENTITY`` and the ``method.*`` keys the method does not read: two runs
-    with equal identities compute the same thing (the dense run at any requested sparsity is one run)."""
+    """The resolved config minus ``NOT_IDENTITY`` and every key the run does not read, plus how it is
+    computed (``compute_identity``): two runs with equal identities compute the same numbers, and two runs
+    that compute the same numbers have equal identities as far as the config can tell (the dense run at any
+    requested sparsity is one run)."""
     ident = to_container(cfg)
     for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
@@ -516,6 +614,8 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         node.pop(leaf, None)
     method = ident.get("method", {})
     reads = METHOD_KEYS.get(method.get("name"), tuple(method))
+    if "prune_every_steps" in method:
+        method["prune_every_steps"] = _normalised_prune_every(cfg, method["prune_every_steps"])
     ident["method"] = {
         k: v
         for k, v in method.items()
@@ -524,16 +624,21 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     if method.get("name") == "iterative" and method.get("schedule") == "cubic":
         ident["method"]["schedule"] = "polynomial"  # two names of one schedule: one run
     ident["data"] = data_identity(ident.get("data", {}))
+    ident["sparsity"] = float(ident["sparsity"]) + 0.0  # -0.0 is 0.0
     if method.get("name") == "dense":
         ident["sparsity"] = 0.0
         ident.pop("pruning", None)
+        ident.pop("eval", None)  # the dense network is evaluated as trained: nothing to recalibrate
     parent = ident.get("parent", {})
-    if parent.get("rewind_epoch") is None:  # no rewinding: identities (and store keys) of earlier runs hold
+    if parent.get("rewind_epoch") is None:
         parent.pop("rewind_epoch", None)
-    schedule = ident.get("schedule", {})
-    if schedule.get("name") in PARENT_DERIVED_SCHEDULES:  # read off the parent's schedule (in the identity)
-        ident["schedule"] = {"name": schedule["name"]}
+    parent.update(parent_source_identity(parent.pop("path", None)))
+    if "schedule" in parent:
+        parent["schedule"] = schedule_identity(parent["schedule"])
+    if "schedule" in ident:
+        ident["schedule"] = schedule_identity(ident["schedule"])
     ident.update(ensemble_identity(ident.pop("ensemble", None), method.get("name")))
+    ident["compute"] = compute_identity(cfg)
     return ident
 
 
@@ -568,7 +673,9 @@ def ensemble_identity(ensemble: dict[str, Any] | None, method: str | None) -> di
     magnitude_random, and no mask keys for a dense member (it prunes nothing)."""
     if not ensemble or ensemble.get("member") is None:
         return {}
-    kept = {k: v for k, v in ensemble.items() if k != "size"}
+    # size: validation only; corruptions and severities: evaluations of the finished member, added to a
+    # stored one without retraining it (members.py), so asking for one more never recomputes a member
+    kept = {k: v for k, v in ensemble.items() if k not in ("size", "corruptions", "severities")}
     if kept.get("masks") != "magnitude_random" or method == "dense":
         kept.pop("noise", None)
     if method == "dense":

@@ -20,6 +20,9 @@ ensemble, every member, and their mean:
     ece            expected calibration error: 15 equal-width confidence bins b, Σ_b (n_b/N)·|acc_b − conf_b|
                    (top-label, L1), a fraction in [0, 1] (torchmetrics ``multiclass_calibration_error``)
     brier          mean over samples of Σ_c (p_c − 1[c = y])²: in [0, 2]
+    confidence     mean over samples of max_c p_c, % (the ensemble's: of its averaged probabilities)
+    confidence_gap confidence − acc, percentage points: > 0 over-confident, < 0 under-confident (the mean
+                   member's is its mean confidence − its mean accuracy)
     disagreement   (ensemble only) mean over member pairs of the fraction of samples whose argmax differs
     kl             (ensemble only) mean over member pairs of the symmetrised KL divergence
                    ½[KL(p_i ‖ p_j) + KL(p_j ‖ p_i)], each averaged over samples: nats (= the mean of
@@ -49,6 +52,11 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from ssa_experiments import numerics
+
+if not numerics.torch_started():  # the combiner's float sums in the default (portable) CPU numerics too
+    numerics.enter("portable")
+
 import pandas as pd
 import torch
 
@@ -61,13 +69,15 @@ ECE_BINS = 15
 MAX_SUBSETS = 50
 JSON_NAME = "ensemble.json"
 CSV_NAME = "ensemble.csv"
-SCORES = ("acc", "nll", "ece", "brier")
+SCORES = ("acc", "nll", "ece", "brier", "confidence", "confidence_gap")
 DIVERSITY = ("disagreement", "kl")
 UNITS = {
     "acc": "% top-1",
     "nll": "nats, mean over samples",
     "ece": f"fraction in [0, 1], {ECE_BINS} equal-width bins, L1 (torchmetrics)",
     "brier": "mean over samples of sum over classes of (p - onehot)^2, in [0, 2]",
+    "confidence": "% (mean over samples of the top class's probability)",
+    "confidence_gap": "percentage points, confidence - acc (> 0: over-confident)",
     "disagreement": "fraction of samples, mean over member pairs",
     "kl": "nats, symmetrised KL between two members, mean over member pairs",
 }
@@ -129,14 +139,24 @@ def brier(probs: torch.Tensor, targets: torch.Tensor) -> float:
     return float(((probs - onehot) ** 2).sum(-1).mean())
 
 
+def confidence(lp: torch.Tensor) -> float:
+    """Mean confidence in %: the mean over samples of the top class's probability (of the averaged
+    probabilities, for an ensemble), on the scale of ``accuracy``."""
+    return 100.0 * float(lp.max(-1).values.double().exp().mean())
+
+
 def scores(lp: torch.Tensor, targets: torch.Tensor, n_bins: int = ECE_BINS) -> dict[str, float]:
-    """acc, nll, ece, brier of one predictive distribution given as log-probabilities (N, C)."""
+    """acc, nll, ece, brier, confidence and confidence_gap (confidence − acc, points: > 0 over-confident)
+    of one predictive distribution given as log-probabilities (N, C)."""
     probs = lp.exp()
+    acc, conf = accuracy(lp, targets), confidence(lp)
     return {
-        "acc": accuracy(lp, targets),
+        "acc": acc,
         "nll": nll(lp, targets),
         "ece": ece(probs, targets, n_bins),
         "brier": brier(probs, targets),
+        "confidence": conf,
+        "confidence_gap": conf - acc,
     }
 
 
@@ -503,6 +523,11 @@ def describe(report: Mapping[str, Any]) -> str:
                 f"  test  ensemble acc {ens['acc']:.2f}  nll {ens['nll']:.4f}  ece {ens['ece']:.4f}"
                 f"  | mean member acc {mean['acc']:.2f}  nll {mean['nll']:.4f}  ece {mean['ece']:.4f}"
             )
+            if "confidence" in ens:
+                lines.append(
+                    f"        confidence - accuracy: ensemble {ens['confidence_gap']:+.2f}"
+                    f"  | mean member {mean['confidence_gap']:+.2f}  (points; > 0: over-confident)"
+                )
         corrupt = e["splits"].get("corrupt/mean")
         if corrupt:
             lines.append(f"  corrupt/mean  ensemble acc {corrupt['ensemble']['acc']:.2f}")
@@ -538,6 +563,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = args.out or (args.roots[0] if Path(args.roots[0]).is_dir() else Path(args.roots[0]).parent)
     print(describe(report))
+    for e in report["ensembles"]:
+        missing = e["splits_missing_in_some_members"]  # combined over the splits every member saved
+        if missing:
+            print(
+                f"  {e['id']}: left out {', '.join(missing)} (saved by some members only); launching the "
+                "members again with ensemble.corruptions/severities that include them evaluates them on the "
+                "stored members, without retraining"
+            )
     for path in write_report(report, out):
         print(f"wrote {path}")
     return 0

@@ -14,11 +14,19 @@ for the target mask), float16 (enough for softmax averaging, half the disk). The
 generated from a fixed seed (0, not the run's), so every member of every method sees the same images, and
 cached under ``<parent.cache_dir>/corruptions``. Their accuracies go into the summary (from the float32
 logits), per corruption and severity, per corruption, and as one mean.
+
+The corrupted sets are evaluations of the finished member, not part of its identity: asking a completed
+member for sets it has not saved (``run`` with more ``ensemble.corruptions`` or ``ensemble.severities``)
+rebuilds its evaluated network from ``model.pt`` and adds their logits and accuracies
+(``complete_evaluations``), computed as a member trained with them from the start computes them (bit for
+bit on the CPU: tests/test_member_evaluations.py); it never retrains it.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,16 +35,25 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from ssa_experiments import flops
-from ssa_experiments.config import finetune_seed, parent_seed
-from ssa_experiments.data.corruptions import corrupted_splits
-from ssa_experiments.data.datasets import ImageData
-from ssa_experiments.data.loaders import Batches, DeviceBatches, RunBatches, TorchBatches
+from ssa_experiments import flops, numerics, provenance
+from ssa_experiments.config import ConfigError, finetune_seed, parent_seed
+from ssa_experiments.data.corruptions import corrupted_splits, split_name
+from ssa_experiments.data.datasets import ImageData, load_data
+from ssa_experiments.data.loaders import Batches, DeviceBatches, RunBatches, TorchBatches, make_batches
 from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.targets import MemberMasks, prunable_modules
-from ssa_experiments.results import LOGITS, LOGITS_FORMAT, atomic_torch_save
+from ssa_experiments.results import (
+    LOGITS,
+    LOGITS_FORMAT,
+    MODEL,
+    SUMMARY,
+    atomic_torch_save,
+    atomic_write_json,
+    read_summary,
+)
 
+log = logging.getLogger(__name__)
 CORRUPTION_SEED = 0  # fixed: every member and method is evaluated on the very same corrupted images
 
 
@@ -114,6 +131,21 @@ def corruption_summary(acc: dict[str, float]) -> dict[str, Any]:
     }
 
 
+def corrupted_sets(
+    data: ImageData, cfg: DictConfig, corruptions: list[str], severities: list[int]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The corrupted copies of the test set every member is evaluated on: fixed seed, shared cache."""
+    return corrupted_splits(
+        data.test_x, data.test_y, corruptions, severities,
+        seed=CORRUPTION_SEED, cache_dir=Path(cfg.parent.cache_dir) / "corruptions",
+    )  # fmt: skip
+
+
+def requested_sets(cfg: DictConfig) -> list[str]:
+    """``corrupt/<c>/<s>`` for every ``ensemble.corruptions`` x ``ensemble.severities``, in that order."""
+    return [split_name(c, int(s)) for c in cfg.ensemble.corruptions for s in cfg.ensemble.severities]
+
+
 def save_outputs(
     out: Path,
     net: nn.Module,
@@ -127,22 +159,149 @@ def save_outputs(
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {"test": predict(net, batches.test, precision)}
     if batches.val is not None:
         splits["val"] = predict(net, batches.val, precision)
-    corrupted = corrupted_splits(
-        data.test_x, data.test_y, list(cfg.ensemble.corruptions), list(cfg.ensemble.severities),
-        seed=CORRUPTION_SEED, cache_dir=Path(cfg.parent.cache_dir) / "corruptions",
-    )  # fmt: skip
+    corrupted = corrupted_sets(data, cfg, list(cfg.ensemble.corruptions), list(cfg.ensemble.severities))
     acc = {}
     for name, (x, _) in corrupted.items():
         splits[name] = predict(net, batches_like(batches.test, data, x, precision.device), precision)
         acc[name] = accuracy(*splits[name])
-    payload = {
+    atomic_torch_save(out / LOGITS, logits_payload(splits))
+    return {"ensemble": member_record(cfg), "logits_file": LOGITS, **corruption_summary(acc)}
+
+
+def logits_payload(splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """What ``logits.pt`` holds (module docstring): float16 logits, int64 targets, per split."""
+    return {
         "format": LOGITS_FORMAT,
         "splits": {
             name: {"logits": logits.half(), "targets": targets} for name, (logits, targets) in splits.items()
         },
     }
-    atomic_torch_save(out / LOGITS, payload)
-    return {"ensemble": member_record(cfg), "logits_file": LOGITS, **corruption_summary(acc)}
+
+
+# -- evaluations added to a completed member ------------------------------------------------------------
+def stored_logits(out: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """``{split: {"logits", "targets"}}`` of a run's ``logits.pt`` as saved (float16), {} without one."""
+    path = Path(out) / LOGITS
+    if not path.exists():
+        return {}
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != LOGITS_FORMAT:
+        raise ValueError(f"{path}: not a logits file of format {LOGITS_FORMAT}")
+    return dict(payload["splits"])
+
+
+def stored_accuracies(summary: dict[str, Any]) -> dict[str, float]:
+    """The summary's ``corrupt_acc`` as ``{"corrupt/<c>/<s>": acc}``, in the order it holds them."""
+    per = summary.get("corrupt_acc") or {}
+    return {f"corrupt/{c}/{s}": float(v) for c, by in per.items() for s, v in by.items()}
+
+
+def missing_evaluations(out: Path, cfg: DictConfig) -> list[str]:
+    """The splits ``cfg`` asks a completed member for that its run directory lacks: the clean ones
+    (``test``, ``val``) missing from ``logits.pt``, and every requested corrupted set missing from
+    ``logits.pt`` or from the summary's ``corrupt_acc`` (a set in only one of them is computed again)."""
+    out = Path(out)
+    summary = read_summary(out) or {}
+    saved, acc = stored_logits(out), stored_accuracies(summary)
+    clean = ["test", "val"] if summary.get("val_acc") is not None else ["test"]  # val: when the data has it
+    return [n for n in clean if n not in saved] + [
+        n for n in requested_sets(cfg) if n not in saved or n not in acc
+    ]
+
+
+def evaluated_network(out: Path, cfg: DictConfig, data: ImageData, precision: Precision) -> nn.Module:
+    """The network a completed run was evaluated on, rebuilt from its ``model.pt`` (``export_state_dict``
+    of it: recalibrated BatchNorm statistics, pruned weights zero), placed as ``run`` places its model."""
+    path = Path(out) / MODEL
+    with torch.random.fork_rng(devices=[]):  # building initialises weights: no draw from the global RNG
+        model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes)
+    model = model.to(precision.device)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    state = torch.load(path, map_location=precision.device, weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        why = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            "model", f"{path} does not load into the configured model ({why}); force=true retrains the run"
+        ) from err
+    return model.eval()
+
+
+def complete_evaluations(out: Path, cfg: DictConfig) -> dict[str, Any] | None:
+    """Add to the completed member in ``out`` the evaluations ``cfg`` asks for that it lacks, without
+    retraining it: the corrupted test sets of ``ensemble.corruptions`` x ``ensemble.severities`` (and a
+    clean split missing from ``logits.pt``). Its evaluated network is rebuilt from ``model.pt`` and its
+    logits computed as ``save_outputs`` computes them (the same corrupted images, batches, device and
+    precision, ``train.cpu_threads``), merged into ``logits.pt`` and the summary's corrupted-data accuracies
+    (each file replaced atomically, ``logits.pt`` first). Returns the updated summary; None when nothing is
+    missing. Raises ConfigError (``train.save_model``) when the member was stored without ``model.pt``."""
+    from ssa_experiments.run import pick_device  # run.py imports this module
+
+    out = Path(out)
+    summary = read_summary(out)
+    if summary is None or summary.get("status") != "completed":
+        raise ValueError(f"{out}: not a completed run")
+    missing = missing_evaluations(out, cfg)
+    if not missing:
+        log.info("run already completed in %s: nothing to do", out)
+        return None
+    if not (out / MODEL).exists():
+        raise ConfigError(
+            "train.save_model",
+            f"{out} holds a member stored without {MODEL} (train.save_model=false), so "
+            f"{', '.join(missing)} cannot be evaluated without retraining it: force=true retrains it",
+        )
+    log.info("member completed in %s: evaluating %s from %s, not retraining", out, ", ".join(missing), MODEL)
+    started, threads = time.time(), torch.get_num_threads()
+    torch.set_num_threads(cfg.train.cpu_threads)  # as run() sets it: CPU numbers depend on it
+    try:
+        device = pick_device(cfg.device)
+        if device.type == "cpu":  # as run() checks: the mode the member's numbers were computed in
+            numerics.check(cfg.train.cpu_numerics)
+        precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
+        data = load_data(cfg.data)
+        batches = make_batches(
+            data, cfg.data.pipeline, cfg.train.batch_size, device, finetune_seed(cfg), cfg.data.num_workers
+        )
+        net = evaluated_network(out, cfg, data, precision)
+        new: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name in missing:
+            if name == "test":
+                new[name] = predict(net, batches.test, precision)
+            elif name == "val":
+                new[name] = predict(net, batches.val, precision)
+            else:
+                _, corruption, severity = name.split("/")
+                ((x, _),) = corrupted_sets(data, cfg, [corruption], [int(severity)]).values()
+                new[name] = predict(net, batches_like(batches.test, data, x, device), precision)
+    finally:
+        torch.set_num_threads(threads)
+
+    saved = stored_logits(out)
+    splits = {**saved, **logits_payload(new)["splits"]}
+    order = [n for n in ("test", "val") if n in splits] + requested_sets(cfg)
+    order += [n for n in saved if n not in order]
+    atomic_torch_save(out / LOGITS, {"format": LOGITS_FORMAT, "splits": {n: splits[n] for n in order}})
+
+    acc = {**stored_accuracies(summary), **{n: accuracy(*new[n]) for n in new if n.startswith("corrupt/")}}
+    # summed in the order a member trained with these sets sums them (the file's order)
+    acc = {n: acc[n] for n in [*order, *acc] if n in acc}
+    record = {
+        "splits": sorted(new),
+        "device": str(device),
+        "wall_time_s": time.time() - started,
+        "provenance": provenance.software_and_machine(numerics.active_mode()),
+    }
+    updated = {
+        **summary,
+        "logits_file": LOGITS,
+        **corruption_summary(acc),
+        "evaluated_later": [*summary.get("evaluated_later", []), record],
+    }
+    atomic_write_json(out / SUMMARY, updated)
+    return updated
 
 
 def training_flops(

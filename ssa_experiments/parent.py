@@ -30,12 +30,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ssa_experiments.config import data_identity
+from ssa_experiments.config import compute_identity, data_identity, parent_source_identity, schedule_identity
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.results import atomic_torch_save, atomic_write_json
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 2  # bump when what a parent is (training code) changes in a way old entries must not be reused
+CACHE_FORMAT = 2  # an entry's layout; a change to what a parent computes bumps provenance.COMPUTE_VERSION
 # Where the data comes from, not what the parent sees (num_workers: augmentation is a function of the sample
 # index, not of the worker). data.pipeline stays in the key: the two pipelines draw different augmentations.
 DATA_FIELDS_IGNORED = ("root", "num_workers")
@@ -65,14 +65,13 @@ def parent_key(cfg: DictConfig) -> dict[str, Any]:
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": data,
         "epochs": parent["epochs"],
-        "schedule": parent["schedule"],
+        "schedule": schedule_identity(parent["schedule"]),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "batch_size": cfg.train.batch_size,
         "label_smoothing": cfg.train.label_smoothing,
         "max_steps_per_epoch": cfg.train.max_steps_per_epoch,
-        "amp": cfg.train.amp,  # bf16 autocast on CUDA changes the weights
-        "channels_last": cfg.train.channels_last,  # so do the kernels a memory layout selects
-        "cpu_threads": cfg.train.cpu_threads,  # and, on a CPU, the order of float sums
+        # device type, numerics mode and threads (CPU) or autocast and memory layout (CUDA), compute version
+        "compute": compute_identity(cfg),
         "seed": cfg.seed,
     }
 
@@ -214,7 +213,9 @@ def load_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) ->
     if cfg.parent.path:
         model.load_state_dict(load_checkpoint_file(cfg.parent.path))
         log.info("parent: loaded %s", cfg.parent.path)
-        return Parent({"source": "path", "path": str(cfg.parent.path)}, None)
+        return Parent(
+            {"source": "path", "path": str(cfg.parent.path), **parent_source_identity(cfg.parent.path)}, None
+        )
     if not cfg.parent.cache:
         kept: dict[int, State] = {}
         metrics = train_keeping(model, train_parent, [] if rewind is None else [rewind], kept.__setitem__)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ssa_experiments import members
+from ssa_experiments import members, numerics, provenance
 from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.config import (
     ConfigError,
@@ -136,6 +136,7 @@ def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
         "test_acc": last.get("test_acc"),
         "test_loss": last.get("test_loss"),
         "val_acc": last.get("val_acc"),
+        "val_loss": last.get("val_loss"),
         **best_by_validation(history),
         "bn_recalibration_batches": last.get("bn_recalibration_batches"),
         "epochs": len(history),
@@ -161,12 +162,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "output_dir", f"{out} holds a run of a different config; choose another run directory"
         )
     if previous is not None and previous.get("status") == "completed":
+        if cfg.ensemble.member is not None:  # corrupted sets asked for since: evaluated, never retrained
+            return members.complete_evaluations(out, cfg) or previous
         log.info("run already completed in %s: nothing to do", out)
         return previous
 
     started = time.time()
     torch.set_num_threads(cfg.train.cpu_threads)  # before any compute: the parent's numbers depend on it too
     device = pick_device(cfg.device)
+    if device.type == "cpu":  # a run in another mode than it asks for would store numbers under a false key
+        numerics.check(cfg.train.cpu_numerics)
     precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
     # cfg.seed for both, unless an ensemble member (members.py): its own fine-tuning seed, and with
     # ensemble.independent_parents its own parent's
@@ -308,6 +313,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "device": str(device),
             # train.cpu_threads, as torch applied it (CPU results depend on it; README, "Same numbers ...")
             "torch_threads": torch.get_num_threads(),
+            # what computed it: versions, the CPU kernels used, the numerics mode, the code's commit
+            "provenance": provenance.software_and_machine(numerics.active_mode()),
             "config": to_container(cfg),
             "identity": identity,
             **member_outputs,

@@ -1,7 +1,9 @@
 """Command-line entry point: ``python -m ssa_experiments.train [overrides]`` (also ``ssa-train``).
 
-Thin by design: compose the config (Hydra), place the run in the store (``store.py``: its directory is a
-function of what it computes; Hydra's job directory links to it) under the run's lock, give it a device
+Thin by design: compose the config (Hydra), put the process in the config's CPU numerics before torch
+starts (``numerics.py``: this module's imports are torch-free for that reason), place the run in the store
+(``store.py``: its directory is a function of what it computes; Hydra's job directory links to it) under
+the run's lock, give it a device
 (``devices.py``: one GPU per job), hand it to ``run``, and turn failures into what a shell user needs. A bad
 config prints one line naming the field and exits 2 before any compute; a run that fails later records
 ``status: failed`` in its summary. In a multirun the failure is logged and the sweep goes on, so one bad job
@@ -24,18 +26,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ssa_experiments import store
+from ssa_experiments import numerics, store
 from ssa_experiments.config import ConfigError, register_configs, run_identity, to_container, validate
 from ssa_experiments.devices import device_for_job
-from ssa_experiments.pruning.methods import LayerCollapse
-from ssa_experiments.results import SUMMARY, atomic_write_json
+from ssa_experiments.pruning.errors import LayerCollapse
+from ssa_experiments.results import SUMMARY, atomic_write_json, read_summary
 
 log = logging.getLogger("ssa_experiments")
+# refused before any compute: one line, exit 2, nothing left in the store
+REFUSED = (ConfigError, numerics.NumericsError)
 register_configs()
 
 
 def _record_failure(cfg: DictConfig, err: BaseException, started: float) -> None:
     out = Path(cfg.output_dir)
+    previous = read_summary(out) if (out / SUMMARY).exists() else None
+    if previous is not None and previous.get("status") == "completed":
+        return  # what failed came after the run (evaluations added later): its result stays
     atomic_write_json(
         out / SUMMARY,
         {
@@ -75,25 +82,44 @@ def _run_on_a_device(cfg: DictConfig, run: Callable[[DictConfig], dict[str, Any]
         return run(cfg)
 
 
+def _serves_a_sweeper() -> bool:
+    """Whether a sweeper reads what main() returns (Optuna, Nevergrad): Hydra's basic sweeper ignores it."""
+    hc = HydraConfig.get()
+    return hc.mode == RunMode.MULTIRUN and not str(hc.sweeper.get("_target_", "")).endswith("BasicSweeper")
+
+
+def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
+    """The validation metric named by ``objective`` (default val_acc): what a tuner optimises."""
+    value = summary.get(cfg.objective)
+    return None if value is None else float(value)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from ssa_experiments.run import run  # after Hydra has parsed the command line: --help stays fast
-
     started = time.time()
     job_dir, out = Path(cfg.output_dir), None
     try:
+        numerics.enter(cfg.train.cpu_numerics)  # before anything imports torch
+        from ssa_experiments.run import run  # imports torch; also keeps --help fast
+
+        if _serves_a_sweeper() and not cfg.data.val_fraction:
+            raise ConfigError(
+                "data.val_fraction",
+                f"is 0, so there is no validation split for the sweeper to optimise ({cfg.objective}); "
+                "tuning on the test set is refused: set data.val_fraction > 0",
+            )
         out = _in_store(cfg)
         with store.claimed(out) if out else nullcontext():  # one writer; a second asker waits, then skips
             if out and cfg.force:
                 store.discard(out)
             try:
                 summary = _run_on_a_device(cfg, run)
-            except ConfigError:
+            except REFUSED:
                 raise
             except Exception as err:
                 _record_failure(cfg, err, started)
                 raise
-    except ConfigError as err:
+    except REFUSED as err:
         if out is not None:
             store.withdraw(job_dir, out)
         print(f"error: {err}", file=sys.stderr)
@@ -106,7 +132,7 @@ def main(cfg: DictConfig) -> float | None:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         raise
-    return summary.get("test_acc")
+    return _objective(cfg, summary)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ssa_experiments import numerics
+
+numerics.enter("portable")  # before torch starts: the tests compute what a default run computes
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir

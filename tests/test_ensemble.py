@@ -113,6 +113,31 @@ def test_brier_matches_hand_computation() -> None:
     assert ens.brier(probs, targets) == pytest.approx(sum(per_sample) / 4, abs=1e-6)
 
 
+def test_confidence_and_its_gap_to_accuracy_by_hand() -> None:
+    """Two members, two samples, both of class 0; members given by their probabilities (logits = log p).
+
+    sample 1: a (0.9, 0.1), b (0.5, 0.5) -> averaged (0.7, 0.3): predicts 0 (right), confidence 0.7
+    sample 2: a (0.2, 0.8), b (0.6, 0.4) -> averaged (0.4, 0.6): predicts 1 (wrong), confidence 0.6
+    ensemble: confidence (0.7 + 0.6) / 2 = 65 %, accuracy 50 %: gap +15 points (over-confident)
+    a: confidences 0.9, 0.8 -> 85 %, predicts 0, 1 -> 50 %: gap +35
+    b: confidences 0.5, 0.6 -> 55 %, predicts 0 (the tie's lower class), 0 -> 100 %: gap -45
+    mean member: confidence 70 %, accuracy 75 %, gap -5: averaging lowered the confidence below the
+    members' mean (65 < 70) while the accuracy fell more (50 < 75)."""
+    a = torch.tensor([[0.9, 0.1], [0.2, 0.8]]).log()
+    b = torch.tensor([[0.5, 0.5], [0.6, 0.4]]).log()
+    result = ens.evaluate_split([a, b], torch.tensor([0, 0]))
+    e, (ma, mb), mean = result["ensemble"], result["members"], result["mean_member"]
+    assert e["acc"] == 50.0 and e["confidence"] == pytest.approx(65.0, abs=1e-4)
+    assert e["confidence_gap"] == pytest.approx(15.0, abs=1e-4)
+    assert (ma["confidence"], ma["acc"], ma["confidence_gap"]) == pytest.approx((85.0, 50.0, 35.0), abs=1e-4)
+    assert (mb["confidence"], mb["acc"], mb["confidence_gap"]) == pytest.approx(
+        (55.0, 100.0, -45.0), abs=1e-4
+    )
+    assert mean["confidence"] == pytest.approx(70.0, abs=1e-4)
+    assert mean["confidence_gap"] == pytest.approx(-5.0, abs=1e-4)
+    assert mean["confidence_gap"] == pytest.approx(mean["confidence"] - mean["acc"], abs=1e-9)
+
+
 def test_disagreement_and_kl_of_two_members() -> None:
     a = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     b = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 0.0]])
@@ -198,8 +223,18 @@ def test_report_has_every_split_and_corruption_means(tmp_path: Path) -> None:
     names = list(e["splits"])
     assert names[:2] == ["test", "val"]
     assert {"corrupt/gaussian_noise/mean", "corrupt/contrast/mean", "corrupt/mean"} <= set(names)
-    corrupt = [e["splits"][n]["ensemble"]["acc"] for n in SPLITS[2:]]
-    assert e["splits"]["corrupt/mean"]["ensemble"]["acc"] == pytest.approx(sum(corrupt) / 3)
+    for metric in ("acc", "confidence", "confidence_gap"):
+        corrupt = [e["splits"][n]["ensemble"][metric] for n in SPLITS[2:]]
+        assert e["splits"]["corrupt/mean"]["ensemble"][metric] == pytest.approx(sum(corrupt) / 3), metric
+    # the per-ensemble frame Table 2 and the figures read has them too, for the ensemble and its mean member
+    from ssa_experiments.analysis.ensembles import ensemble_rows
+
+    (row,) = ensemble_rows(report).to_dict("records")
+    for prefix in ("", "corrupt_"):
+        for metric in ("confidence", "confidence_gap"):
+            split = e["splits"]["corrupt/mean" if prefix else "test"]
+            assert row[f"{prefix}{metric}"] == pytest.approx(split["ensemble"][metric])
+            assert row[f"{prefix}member_{metric}"] == pytest.approx(split["mean_member"][metric])
     # the members' accuracies are those of their own logits
     logits = ens.load_logits(tmp_path / "m1")["test"]
     assert e["splits"]["test"]["members"][1]["acc"] == pytest.approx(ens.accuracy(*logits))
@@ -236,7 +271,14 @@ def test_cli_writes_json_and_tidy_csv(tmp_path: Path) -> None:
     df = pd.read_csv(sweep / "ensemble.csv")
     assert list(df.columns) == ens.CSV_COLUMNS
     test = df[df["split"] == "test"]
-    assert len(test[test["kind"] == "ensemble"]) == 6  # acc, nll, ece, brier, disagreement, kl
+    # acc, nll, ece, brier, confidence, confidence_gap, disagreement, kl
+    assert sorted(test[test["kind"] == "ensemble"]["metric"]) == sorted([*ens.SCORES, *ens.DIVERSITY])
+    assert len(ens.SCORES) == 6
+    for kind in ("member", "mean_member", "curve"):
+        assert {"confidence", "confidence_gap"} <= set(test[test["kind"] == kind]["metric"]), kind
+    conf = df[(df["kind"] == "ensemble") & (df["metric"] == "confidence")].set_index("split")["value"]
+    assert conf["corrupt/mean"] == pytest.approx(e["splits"]["corrupt/mean"]["ensemble"]["confidence"])
+    assert conf["test"] == pytest.approx(e["splits"]["test"]["ensemble"]["confidence"])
     assert sorted(test[test["kind"] == "member"]["member"].unique()) == [0, 1, 2, 3]
     curve = test[(test["kind"] == "curve") & (test["metric"] == "acc")]
     assert list(curve["k"]) == [1, 2, 3] and list(curve["n_subsets"]) == [4, 6, 4]
@@ -246,3 +288,17 @@ def test_cli_writes_json_and_tidy_csv(tmp_path: Path) -> None:
 
 def test_cli_without_members_fails(tmp_path: Path) -> None:
     assert ens.main([str(tmp_path)]) == 1
+
+
+def test_cli_names_splits_some_members_lack_and_the_remedy(tmp_path: Path, capsys) -> None:
+    for i in range(2):
+        write_member(tmp_path / f"m{i}", i, size=2)
+    payload = torch.load(tmp_path / "m1" / "logits.pt", weights_only=True)
+    del payload["splits"]["corrupt/contrast/1"]  # member 1 was not asked for it
+    atomic_torch_save(tmp_path / "m1" / "logits.pt", payload)
+    assert ens.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "left out corrupt/contrast/1" in printed and "without retraining" in printed
+    (e,) = json.loads((tmp_path / "out" / "ensemble.json").read_text())["ensembles"]
+    assert e["splits_missing_in_some_members"] == ["corrupt/contrast/1"]
+    assert "corrupt/contrast/1" not in e["splits"] and "corrupt/contrast/mean" not in e["splits"]

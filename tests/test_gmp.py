@@ -137,7 +137,7 @@ def test_identity_holds_prune_every_steps_and_one_name_for_cubic() -> None:
 
     base = ident()
     assert "prune_every_steps" not in base["method"]  # 0: the identity (and store key) of earlier runs
-    assert ident("method.prune_every_steps=10")["method"]["prune_every_steps"] == 10
+    assert ident("method.prune_every_steps=3")["method"]["prune_every_steps"] == 3
     assert ident("method.schedule=cubic") == ident("method.schedule=polynomial") != base
     assert ident("method.schedule=geometric") != base
 

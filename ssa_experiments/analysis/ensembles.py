@@ -2,7 +2,11 @@
 what Table 2 and the ensemble-size figure are drawn from:
 
     ensembles.csv        one row per ensemble (a method at one seed): its test metrics, its mean member's,
-                         its corrupted-data metrics and its training FLOPs
+                         its corrupted-data metrics and its training FLOPs; every score of the combiner
+                         (``ensemble.SCORES``), so the calibration can be read: ``confidence`` (mean top
+                         probability, %) and ``confidence_gap`` (confidence − accuracy, points: > 0
+                         over-confident), as ``member_*`` for the mean member, ``corrupt_*`` over the
+                         corrupted sets
     ensemble_curve.csv   one row per ensemble x split (test, corrupt/mean) x k: the size curve
 
 Both are written next to the table (``write_csvs``) and read back by ``load``, so the table and the figure

@@ -20,13 +20,15 @@ training code around it (dropout, masks), and evaluation draws nothing from anyt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from ssa_experiments.data.datasets import ImageData
+from ssa_experiments.data.datasets import ImageData, load_data
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = Literal["train", "val", "test"]
@@ -53,6 +55,23 @@ def split_tensors(data: ImageData, split: Split) -> tuple[torch.Tensor, torch.Te
     if data.val_x is None or data.val_y is None:
         raise ValueError(f"{data.name} has no validation split (data.val_fraction=0)")
     return data.val_x, data.val_y
+
+
+def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+@functools.cache
+def _train_size(data_yaml: str) -> int:
+    return len(load_data(OmegaConf.create(data_yaml)).train_y)
+
+
+def training_steps_per_epoch(cfg: Any) -> int:
+    """The steps of one training epoch of ``cfg``'s run, without building it (the data set is read once per
+    process): both pipelines drop the last partial training batch when there is more than one batch."""
+    n, size = _train_size(OmegaConf.to_yaml(cfg.data, resolve=True)), cfg.train.batch_size
+    steps = batch_count(n, size, n > size)
+    return min(cfg.train.max_steps_per_epoch, steps) if cfg.train.max_steps_per_epoch else steps
 
 
 _MASK64 = (1 << 64) - 1
@@ -129,8 +148,7 @@ class DeviceBatches:
         self.drop_last = train and len(self.y) > batch_size
 
     def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(len(self.y), self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         g = epoch_generator(self.seed, epoch)  # private: the global RNG is never drawn from
@@ -226,8 +244,7 @@ class TorchBatches:
         self.drop_last = train and len(self.y) > batch_size
 
     def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(len(self.y), self.batch_size, self.drop_last)
 
     def dataset(self, epoch: int) -> _SampleDataset:
         """The per-sample view of this split for ``epoch`` (what the DataLoader indexes)."""

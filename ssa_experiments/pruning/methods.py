@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ssa_experiments.config import MethodConfig, PruningConfig
+from ssa_experiments.pruning.errors import LayerCollapse
 from ssa_experiments.pruning.masking import (
     Mask,
     attach_masks,
@@ -87,18 +88,6 @@ def sample_keep(
         u = torch.empty_like(prob)
     u.uniform_(generator=generator)  # the same numbers torch.rand(..., generator=) draws
     return torch.lt(u, prob, out=out)
-
-
-class LayerCollapse(RuntimeError):
-    """A target that removes every weight of a layer: the network is disconnected there."""
-
-    def __init__(self, layers: list[str]) -> None:
-        super().__init__(
-            f"the target removes every weight of layer(s) {', '.join(layers)} (layer collapse: the network "
-            "is disconnected there); lower the sparsity, use pruning.scope=layerwise, or set "
-            "pruning.allow_layer_collapse=true to run anyway"
-        )
-        self.layers = layers
 
 
 log = logging.getLogger(__name__)

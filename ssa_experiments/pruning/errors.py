@@ -1,0 +1,16 @@
+"""Outcomes of pruning that the CLI reports in one line, importable without torch (the entry point
+imports this before the CPU numerics are set, numerics.py)."""
+
+from __future__ import annotations
+
+
+class LayerCollapse(RuntimeError):
+    """A target that removes every weight of a layer: the network is disconnected there."""
+
+    def __init__(self, layers: list[str]) -> None:
+        super().__init__(
+            f"the target removes every weight of layer(s) {', '.join(layers)} (layer collapse: the network "
+            "is disconnected there); lower the sparsity, use pruning.scope=layerwise, or set "
+            "pruning.allow_layer_collapse=true to run anyway"
+        )
+        self.layers = layers
