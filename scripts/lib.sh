@@ -55,10 +55,10 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         else
             echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); sweep to figures: $minutes min"
         fi
-        echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) logical cores, no GPU;" \
+        echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1) ($(grep -q avx512f /proc/cpuinfo && echo with || echo without) AVX-512), $(nproc --all) logical cores, no GPU;" \
              "$("$PY" -c 'import torch, torchvision; print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")')"
-        echo "- CPU runs are deterministic per seed on one machine; other CPU kinds (Intel vs AMD) give slightly" \
-             "different numbers. Runs: \`runs.csv\` (one row per run, full config), curves: \`epochs.csv\`."
+        echo "- numerics and code: $("$PY" -c "$PROVENANCE" "$RESULTS/runs.csv")"
+        echo "- Runs: \`runs.csv\` (one row per run, full config), curves: \`epochs.csv\`."
         echo
         [[ -f "$RESULTS/notes.md" ]] && { cat "$RESULTS/notes.md"; echo; }
         echo "## Table (\`python -m ssa_experiments.aggregate\`)"
@@ -70,3 +70,19 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
     echo "published $RESULTS/ ($minutes min)"
 }
 declare -A FIGURE_ARGS=()
+# The published runs' numerics mode, CPU kernels, compute version and code commit(s), read from their summaries.
+PROVENANCE='
+import json, sys
+from pathlib import Path
+import pandas as pd
+runs = pd.read_csv(sys.argv[1])
+seen = {}
+for d in runs.loc[runs["status"] == "completed", "run_dir"]:
+    p = json.loads((Path(d) / "summary.json").read_text()).get("provenance") or {}
+    code = p.get("code", {})
+    commit = (code.get("git_commit") or "")[:10] + ("+dirty" if code.get("git_dirty") else "")
+    key = (p.get("cpu_numerics"), p.get("cpu_capability"), p.get("compute_version"), commit or code.get("package"))
+    seen[key] = seen.get(key, 0) + 1
+print("; ".join(f"{n} runs: cpu_numerics={m} ({c} kernels), compute version {v}, code {k}" for (m, c, v, k), n in sorted(seen.items(), key=str)))
+'
+

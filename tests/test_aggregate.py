@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ssa_experiments.analysis.aggregate import (
@@ -14,6 +15,7 @@ from ssa_experiments.analysis.aggregate import (
     epochs_csv,
     from_wandb,
     main,
+    paired_csv,
     read_epochs,
     read_runs,
     settings,
@@ -176,3 +178,38 @@ def test_the_csv_is_a_complete_record(tmp_path: Path, capsys: pytest.CaptureFixt
         rows[["run_dir", "epoch", "test_acc", "setting"]]
     )
     assert epochs_csv(tmp_path / "fig1.csv") == tmp_path / "fig1_epochs.csv"
+
+
+def test_paired_table_under_the_usual_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--paired: each setting against one-shot seed by seed (seed 2 has no one-shot run: not paired), with
+    --csv its numbers next to the runs CSV; --paired dense pairs every sparsity with dense of its seed."""
+    for seed, (os_acc, ta_acc) in enumerate([(80.0, 81.0), (82.0, 85.0), (None, 99.0)]):
+        if os_acc is not None:
+            write(tmp_path, f"os{seed}", method="one_shot", target_sparsity=0.9, seed=seed, test_acc=os_acc,
+                  config={**_cfg("one_shot"), "seed": seed})  # fmt: skip
+        write(tmp_path, f"ta{seed}", method="temperature_annealing", target_sparsity=0.9, seed=seed,
+              test_acc=ta_acc, config={**_cfg("temperature_annealing"), "seed": seed})  # fmt: skip
+        write(tmp_path, f"d{seed}", method="dense", target_sparsity=0.0, seed=seed, test_acc=90.0 + seed,
+              config={**_cfg("dense"), "seed": seed})  # fmt: skip
+    main([str(tmp_path), "--paired", "--csv", str(tmp_path / "runs.csv"), "--bootstrap-seed", "3"])
+    out = capsys.readouterr().out
+    head = "Δ test_acc vs one_shot, mean per-seed difference [95% bootstrap CI], wins/n"
+    assert head in out and out.index(head) > out.index("budget per method")
+    row = next(line for line in out.splitlines() if line.startswith("temperature_annealing") and "[" in line)
+    assert row.split()[1:] == ["+2.00", "[+1.00,", "+3.00]", "2/2"]  # +1 and +3; seed 2 unpaired
+    numbers = pd.read_csv(tmp_path / "runs_paired.csv")
+    assert numbers[["setting", "n_pairs", "mean_diff", "wins", "ties", "bootstrap_seed"]].values.tolist() == [
+        ["temperature_annealing", 2, 2.0, 2, 0, 3]
+    ]
+    assert paired_csv(tmp_path / "fig1.csv") == tmp_path / "fig1_paired.csv"
+    main([str(tmp_path), "--paired", "dense", "--level", "0.9"])
+    out = capsys.readouterr().out
+    assert "vs dense, mean per-seed difference [90% bootstrap CI]" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.split("vs dense")[1].splitlines()[3:]}
+    assert rows["one_shot"][0] == "-9.50" and rows["one_shot"][-1] == "0/2"  # 80 - 90, 82 - 91
+    assert (
+        rows["temperature_annealing"][0] == f"{(-9 - 6 + 7) / 3:+.2f}"
+        and rows["temperature_annealing"][-1] == "1/3"
+    )
+    main([str(tmp_path)])
+    assert "Δ" not in capsys.readouterr().out  # without --paired: the output as before

@@ -247,3 +247,62 @@ def test_schedules_need_no_runs_and_the_others_do(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["schedules_s0.98.png", "schedules_s0.98.pdf"]
     with pytest.raises(SystemExit):
         main(["fig1", "--out", str(tmp_path)])
+
+
+def test_paired_tables_next_to_the_tables(trees: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """--paired one_shot: every Table 1 cell against one-shot of the same criterion and seed. In the fake
+    tree temperature annealing (τ0 = 0.5, n = 5) is one-shot + 2.5 at every seed, iterative one-shot + 1.1."""
+    paths = main(
+        ["table1", "--runs", str(trees["table1"][1]), "--out", str(tmp_path), "--paired", "one_shot"]
+    )
+    assert [p.name for p in paths] == [
+        "table1.md", "table1.tex", "table1.csv", "table1_paired.md", "table1_paired.tex", "table1_paired.csv",
+    ]  # fmt: skip
+    md = (tmp_path / "table1_paired.md").read_text()
+    lines = {line.split(" | ")[0].removeprefix("| "): line for line in md.splitlines()}
+    assert lines["random / temperature annealing"] == (
+        "| random / temperature annealing | +2.50 [+2.50, +2.50] 3/3 | +2.50 [+2.50, +2.50] 3/3 |"
+    )
+    assert "magnitude / one-shot" not in lines and "dense" not in lines  # the reference; dense: no pair
+    assert "**" not in md and md.startswith("Δ test accuracy (percentage points) vs one_shot")
+    numbers = pd.read_csv(tmp_path / "table1_paired.csv")
+    row = numbers[(numbers["setting"] == "magnitude / iterative") & (numbers["sparsity"] == 0.9)].iloc[0]
+    assert (row["n_pairs"], row["wins"], row["reference"]) == (3, 3, "one_shot pruning.criterion=magnitude")
+    assert row["mean_diff"] == pytest.approx(1.1)
+    assert "+1.10 [+1.10, +1.10] 3/3" in (tmp_path / "table1_paired.tex").read_text()
+    # the baselines, one paired table per sparsity; vs dense: 90 - 20 (s - 0.5) + 0.4 seed - (95 + 0.3 seed)
+    paths = main(["baselines", "--runs", str(trees["table1"][1]), "--out", str(tmp_path), "--where",
+                  "pruning.criterion=magnitude", "--paired", "dense"])  # fmt: skip
+    assert {p.name for p in paths} >= {"baselines_s0.5_paired.md", "baselines_s0.9_paired.csv"}
+    md = (tmp_path / "baselines_s0.9_paired.md").read_text()
+    assert "| one-shot | -12.90 [-13.00, -12.80] 0/3 |" in md
+    with pytest.raises(SystemExit, match="no completed soft_annealing run"):
+        main(
+            ["table", "--runs", str(trees["table1"][1]), "--out", str(tmp_path), "--paired", "soft_annealing"]
+        )
+
+
+def test_errorbars_ci_draw_the_bootstrap_interval_of_the_mean(trees: dict[str, tuple[Path, Path]]) -> None:
+    """fig1's error bars: ± std by default; with --errorbars ci the seeded bootstrap interval of the mean over
+    the seeds. The fake accuracies of a point are v, v + 0.4, v + 0.8 (std 0.4); at 95% their 27 resamples
+    put the interval on the extremes v, v + 0.8 (each has probability 1/27 > 2.5%): the same as ± std, so
+    the test draws a 50% interval, v + 0.8/3 to v + 1.6/3 (the resample means' quartiles)."""
+    from matplotlib.figure import Figure
+
+    from ssa_experiments.analysis.paired import Bootstrap, bootstrap_ci
+
+    done = prepare(aggregate.read_runs(trees["fig1"][1]))
+    ta = done[(done["method"] == "temperature_annealing") & (done["target_sparsity"] == 0.5)]
+    first = ta[ta["flat"].map(lambda f: f[TAU] == 0.25 and f["method.anneal_epochs"] == 2)]
+    values = first.sort_values("seed")["test_acc"].tolist()
+    mean, lo, hi = bootstrap_ci(values, level=0.5)
+    assert (lo, hi) == pytest.approx((values[0] + 0.8 / 3, values[0] + 1.6 / 3))
+
+    def bar(fig: Figure) -> tuple[float, float]:  # the first error bar (τ0 = 0.25, n = 2) of the 50% panel
+        segment = fig.axes[0].containers[0].lines[2][0].get_segments()[0]
+        return float(segment[0][1]), float(segment[1][1])
+
+    assert bar(fig1(done, "val_acc", "x")) == pytest.approx((mean - 0.4, mean + 0.4))
+    fig = fig1(done, "val_acc", "x", ci=Bootstrap(level=0.5))
+    assert bar(fig) == pytest.approx((lo, hi))
+    assert "50% bootstrap CI of the mean" in fig.get_suptitle()

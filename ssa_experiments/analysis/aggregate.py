@@ -1,6 +1,7 @@
 """Read results back: ``collect(roots)`` is the one way, ``table`` the usual view of it.
 
     python -m ssa_experiments.aggregate ROOT [ROOT ...] [--metric test_acc] [--csv runs.csv]
+        [--paired [REF]] [--level 0.95] [--bootstrap-seed 0]
     python -m ssa_experiments.aggregate --wandb ENTITY/PROJECT [--group G]     (same frame, from W&B)
     ssa-aggregate ...                                                          (console script)
 
@@ -15,6 +16,13 @@ what makes the comparison fair or not: optimizer steps, epochs on the final mask
 ``epochs.csv`` (every epoch row of every completed run; ``NAME_epochs.csv`` next to ``NAME.csv``): the two
 files are a complete record, ``read_runs`` and ``read_epochs`` read them back, and the figures can be redrawn
 from them alone.
+
+``--paired [REF]`` (REF: a method or a setting label, default ``one_shot``) adds, under the table, each
+setting against REF seed by seed (analysis/paired.py: runs of one seed share their dense parent, so the
+per-seed difference removes the parent's share of the spread): the mean per-seed difference of ``--metric``,
+its percentile bootstrap interval over seeds at ``--level`` (seeded: ``--bootstrap-seed``) and the seeds won,
+wins/n; pairs have the same seed, target sparsity and config but for the method's keys. With ``--csv
+NAME.csv`` the tidy numbers also go to ``NAME_paired.csv`` next to it.
 """
 
 from __future__ import annotations
@@ -221,6 +229,12 @@ def epochs_csv(runs_csv: str | Path) -> Path:
     return runs_csv.with_name(name)
 
 
+def paired_csv(runs_csv: str | Path) -> Path:
+    """Where ``--paired`` writes its numbers: ``NAME_paired.csv`` next to ``NAME.csv``."""
+    runs_csv = Path(runs_csv)
+    return runs_csv.with_name(f"{runs_csv.stem}_paired.csv")
+
+
 def write_epochs_csv(df: pd.DataFrame, path: str | Path) -> Path:
     df.to_csv(path, index=False)
     return Path(path)
@@ -264,6 +278,18 @@ def completed(df: pd.DataFrame) -> pd.DataFrame:
     return done.assign(setting=settings(done)).drop_duplicates(["setting", "target_sparsity", "seed"])
 
 
+ORDER = [
+    "dense", "one_shot", "iterative", "random_annealing", "temperature_annealing", "stochastic_constant",
+    "soft_annealing", "dropconnect_target",
+]  # fmt: skip
+
+
+def setting_rank(setting: str) -> tuple[int, str]:
+    """Sort key of a setting label: by method (``ORDER``, others after), then by the label."""
+    rank = {m: i for i, m in enumerate(ORDER)}
+    return (rank.get(setting.split(" ")[0], len(ORDER)), setting)
+
+
 def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """mean ± std of ``metric`` over seeds, methods as rows and target sparsities as columns.
 
@@ -281,18 +307,7 @@ def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
         axis=1,
     )
     wide = stats.assign(cell=cells).pivot(index="setting", columns="target_sparsity", values="cell")
-    order = [
-        "dense",
-        "one_shot",
-        "iterative",
-        "random_annealing",
-        "temperature_annealing",
-        "stochastic_constant",
-        "soft_annealing",
-        "dropconnect_target",
-    ]
-    rank = {m: i for i, m in enumerate(order)}
-    wide = wide.loc[sorted(wide.index, key=lambda s: (rank.get(s.split(" ")[0], len(order)), s))]
+    wide = wide.loc[sorted(wide.index, key=setting_rank)]
     wide.index.name = "method"
     wide.columns = [f"{c:g}" for c in wide.columns]
     return wide.fillna("")
@@ -322,7 +337,15 @@ def main(argv: list[str] | None = None) -> None:
         "--csv",
         help="also write every run (whole config included) to this CSV file, and its epochs next to it",
     )
+    parser.add_argument(
+        "--paired", nargs="?", const="one_shot", metavar="REF",
+        help="also compare every setting with REF seed by seed (default REF: one_shot)",
+    )  # fmt: skip
+    parser.add_argument("--level", type=float, default=0.95, help="--paired: the bootstrap CI's level")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired: the bootstrap's seed")
     args = parser.parse_args(argv)
+    if not 0 < args.level < 1:
+        parser.error(f"--level must be in (0, 1), got {args.level}")
     if bool(args.roots) == bool(args.wandb):
         parser.error("give run directories or --wandb ENTITY/PROJECT (one of the two)")
     if args.wandb:
@@ -349,6 +372,30 @@ def main(argv: list[str] | None = None) -> None:
         print(table(df, args.metric).to_string())
         print("budget per method (steps, epochs on the final mask, LR trace digest):")
         print(budget(df).to_string())
+        if args.paired:
+            _print_paired(df, args)
+
+
+def _print_paired(df: pd.DataFrame, args: argparse.Namespace) -> None:
+    """The ``--paired`` table under the usual one (and its CSV next to ``--csv``)."""
+    from ssa_experiments.analysis import paired
+
+    numbers = paired.paired(df, args.paired, args.metric, args.level, seed=args.bootstrap_seed)
+    print(paired.header(args.metric, args.paired, args.level))
+    if numbers.empty:
+        print(
+            f"  no pairs: no completed {args.paired} run shares a seed, sparsity and config with another run"
+        )
+    else:
+        print(paired.wide(numbers).to_string())
+        if (numbers["n_pairs"] == 1).any():
+            print("  [1 seed: no CI]: one pair only, an interval from one seed says nothing about the spread")
+    if args.csv:
+        path = paired_csv(args.csv)
+        numbers.assign(metric=args.metric, level=args.level, bootstrap_seed=args.bootstrap_seed).to_csv(
+            path, index=False
+        )
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

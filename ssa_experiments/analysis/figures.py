@@ -30,7 +30,13 @@ Only completed runs count, each (setting, sparsity, seed) once. The plotted numb
 accuracy (every method has the same epoch budget), mean ± std over seeds; legends give the seed counts in
 words ("3 seeds"), as n is the annealing epochs. Where a figure shows "the best configuration" it is chosen
 per method and sparsity by mean final-epoch validation accuracy; ``--select-on test`` chooses on test accuracy
-instead, as the paper did: optimistic, and the figure's title says so.
+instead, as the paper did: optimistic, and the figure's title says so. ``--errorbars ci`` draws, instead of ±
+std, the percentile bootstrap interval (``--level``, default 95%, seeded by ``--bootstrap-seed``) of each mean
+over its seeds: how well the mean is known, not how much the seeds spread (no bar for one seed).
+
+``--paired REF`` (table1, table, baselines) also writes NAME_paired.md/.tex/.csv next to each table: every
+cell against REF (a method or a setting label) seed by seed, "mean difference [bootstrap CI] wins/n", pairs
+having the same seed, sparsity and config but for the method's keys (analysis/paired.py says why and how).
 
 ``--where key=value`` keeps the runs whose flattened config has that value (numbers compared as numbers). A
 filter on a ``method.*`` key applies only to the methods that read that key (aggregate's METHOD_KEYS): with
@@ -61,6 +67,7 @@ from ssa_experiments.analysis.aggregate import (
     read_epochs,
     read_runs,
 )
+from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.analysis.tables import natural, stats
 from ssa_experiments.pruning.schedules import initial_density, iterative_sparsity, schedule_factor
 from ssa_experiments.sinks import flatten
@@ -174,16 +181,21 @@ def value(done: pd.DataFrame, key: str) -> pd.Series:
 
 
 def best_config(
-    df: pd.DataFrame, by: str = "val_acc", report: str = "test_acc", group: str = "method"
+    df: pd.DataFrame,
+    by: str = "val_acc",
+    report: str = "test_acc",
+    group: str = "method",
+    ci: Bootstrap | None = None,
 ) -> pd.DataFrame:
     """Per ``group`` × target sparsity, the setting with the best mean ``by`` over seeds (the first label on a
     tie), with the mean, std and count of ``report`` for it and its selection ``score``.
 
     By default the choice sees validation accuracy only, never the test accuracy it reports; ``by="test_acc"``
     is the paper's (optimistic) choice. ``df``: runs (``collect``/``read_runs``) or ``prepare``'s frame.
+    ``ci``: also the bootstrap interval of the reported mean (``stats``).
     """
     done = df if "family" in df else prepare(df)
-    per = stats(done, [group, "target_sparsity", "setting"], report, by)
+    per = stats(done, [group, "target_sparsity", "setting"], report, by, ci)
     if per.empty:
         return per
     if per["score"].isna().all():
@@ -196,10 +208,10 @@ def best_config(
     return per.drop_duplicates([group, "target_sparsity"]).reset_index(drop=True)
 
 
-def _line(sub: pd.DataFrame, x: str, by: str) -> pd.DataFrame:
+def _line(sub: pd.DataFrame, x: str, by: str, ci: Bootstrap | None = None) -> pd.DataFrame:
     """Stats of one plotted line per value of ``x``; should several settings share an x (another swept key),
     the best of them by ``by``."""
-    s = stats(sub, [x, "setting"], by=by)
+    s = stats(sub, [x, "setting"], by=by, ci=ci)
     s = s.sort_values([x, "score", "setting"], ascending=[True, False, True], na_position="last")
     return s.drop_duplicates(x).sort_values(x)
 
@@ -261,9 +273,29 @@ def context(done: pd.DataFrame) -> str:
     return f"{distinct(done['model'])} on {distinct(done['data'])}, fine-tuning LR schedule {lr}"
 
 
+def spread(ci: Bootstrap | None) -> str:
+    """What the error bars and bands of a figure are, for its title."""
+    if ci is None:
+        return "mean ± std over seeds"
+    return f"mean over seeds, {100 * ci.level:g}% bootstrap CI of the mean (seeds resampled; none for 1 seed)"
+
+
+def bounds(s: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Where an error bar or band of ``stats``' rows ends, below and above: the bootstrap interval of the mean
+    where ``stats`` drew one (``ci_lo``, ``ci_hi``; NaN for one seed: no bar), else mean ± std."""
+    if "ci_lo" in s:
+        return s["ci_lo"].astype(float), s["ci_hi"].astype(float)
+    return s["mean"] - s["std"], s["mean"] + s["std"]
+
+
 def _errorbar(ax: Any, x: Any, s: pd.DataFrame, color: Any, text: str, **kw: Any) -> Any:
     kw = {"marker": "o", "ms": 4, "capsize": 3, "lw": 1.4, **kw}
-    return ax.errorbar(x, s["mean"], yerr=s["std"], color=color, label=text, **kw)
+    if "ci_lo" in s:  # asymmetric; clipped at 0 should an interval ever miss its mean (a skewed small sample)
+        lo, hi = bounds(s)
+        yerr = np.clip(np.vstack([s["mean"] - lo, hi - s["mean"]]).astype(float), 0.0, None)
+    else:
+        yerr = s["std"]
+    return ax.errorbar(x, s["mean"], yerr=yerr, color=color, label=text, **kw)
 
 
 def dodge(values: Sequence[float], i: int, k: int) -> float:
@@ -278,12 +310,15 @@ def _handles(ax: Any) -> dict[str, Any]:
 
 
 def _baseline(ax: Any, s: pd.DataFrame, text: str) -> None:
-    """One-shot at one sparsity: a dashed line at its mean, a band of ± one std."""
+    """One-shot at one sparsity: a dashed line at its mean, a band of ± one std (or its interval: ``bounds``)
+    where there is one."""
     if s.empty:
         return
-    m, sd = float(s["mean"].iloc[0]), float(s["std"].iloc[0])
+    m = float(s["mean"].iloc[0])
+    lo, hi = (float(b.iloc[0]) for b in bounds(s))
     ax.axhline(m, color=COLORS["one_shot"], ls="--", lw=1.2, label=text)
-    ax.axhspan(m - sd, m + sd, color=COLORS["one_shot"], alpha=0.2, lw=0)
+    if not (math.isnan(lo) or math.isnan(hi)):
+        ax.axhspan(lo, hi, color=COLORS["one_shot"], alpha=0.2, lw=0)
 
 
 def _config_text(done: pd.DataFrame, setting: str, keys: Sequence[str]) -> str:
@@ -292,13 +327,19 @@ def _config_text(done: pd.DataFrame, setting: str, keys: Sequence[str]) -> str:
 
 
 def best_panel(
-    ax: Any, done: pd.DataFrame, families: Sequence[str], by: str, keys: Sequence[str], legend_ax: Any = None
+    ax: Any,
+    done: pd.DataFrame,
+    families: Sequence[str],
+    by: str,
+    keys: Sequence[str],
+    legend_ax: Any = None,
+    ci: Bootstrap | None = None,
 ) -> None:
     """Each family's best configuration per sparsity (annotated with it) against one-shot, sparsities as
     equally spaced categories, series side by side (no lines: the categories are not a continuum) so their
     error bars stay apart; each chosen configuration is written above its error bar."""
-    best = best_config(done[done["family"].isin(families)], by=by, group="family")
-    one = stats(done[done["method"] == "one_shot"], ["target_sparsity"])
+    best = best_config(done[done["family"].isin(families)], by=by, group="family", ci=ci)
+    one = stats(done[done["method"] == "one_shot"], ["target_sparsity"], ci=ci)
     sps = sorted(set(best["target_sparsity"]) | set(one["target_sparsity"]))
     pos = {s: i for i, s in enumerate(sps)}
     series = [("one_shot", one), *((f, best[best["family"] == f]) for f in families)]
@@ -310,9 +351,10 @@ def best_panel(
         _errorbar(ax, x, s, COLORS.get(fam), text, ls="none", ms=5)
         if fam == "one_shot":
             continue
-        for xi, r in zip(x, s.itertuples(index=False), strict=True):
+        tops = bounds(s)[1].fillna(s["mean"])  # above the error bar (at the mean where there is none)
+        for xi, r, top in zip(x, s.itertuples(index=False), tops, strict=True):
             ax.annotate(
-                _config_text(done, r.setting, keys), (xi, r.mean + r.std), xytext=(0, 4),
+                _config_text(done, r.setting, keys), (xi, top), xytext=(0, 4),
                 textcoords="offset points", fontsize=6.5, color=COLORS.get(fam), va="bottom", ha="center",
                 linespacing=1.0,
             )  # fmt: skip
@@ -336,7 +378,7 @@ def styled(draw: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @styled
-def fig1(done: pd.DataFrame, by: str, where: str) -> Figure:
+def fig1(done: pd.DataFrame, by: str, where: str, ci: Bootstrap | None = None) -> Figure:
     """Figure 1: temperature annealing over τ0 × n, per sparsity, against one-shot."""
     ta = done[done["method"] == "temperature_annealing"]
     ta = ta.assign(tau0=value(ta, TAU), anneal=value(ta, N)).dropna(subset=["tau0", "anneal"])
@@ -344,16 +386,16 @@ def fig1(done: pd.DataFrame, by: str, where: str) -> Figure:
         raise SystemExit(
             f"fig1 needs temperature_annealing runs with several {TAU} values; found none under {where}"
         )
-    one = stats(done[done["method"] == "one_shot"], ["target_sparsity"])
+    one = stats(done[done["method"] == "one_shot"], ["target_sparsity"], ci=ci)
     sps, ns = sorted(ta["target_sparsity"].unique()), sorted(ta["anneal"].unique())
     taus = sorted(ta["tau0"].unique())
-    lines = {(s, n): _line(ta[(ta["target_sparsity"] == s) & (ta["anneal"] == n)], "tau0", by)
+    lines = {(s, n): _line(ta[(ta["target_sparsity"] == s) & (ta["anneal"] == n)], "tau0", by, ci)
              for s in sps for n in ns}  # fmt: skip
     ncols = min(3, len(sps) + 1)
     nrows = math.ceil((len(sps) + 1) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.4 * nrows + 0.9), layout="constrained")
     axes = np.atleast_1d(axes).ravel()
-    one_text = label("one_shot", one["count"], " ± std")
+    one_text = label("one_shot", one["count"], " ± std" if ci is None else f", {100 * ci.level:g}% CI")
     for ax, s in zip(axes, sps, strict=False):
         for i, (n, color) in enumerate(zip(ns, shades("temperature_annealing", len(ns)), strict=True)):
             line = lines[s, n]
@@ -368,12 +410,11 @@ def fig1(done: pd.DataFrame, by: str, where: str) -> Figure:
     for ax in axes[: len(sps)]:
         handles.update(_handles(ax))
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(3, len(handles)))
-    best_panel(axes[len(sps)], done, ["temperature_annealing"], by, [TAU, N])
+    best_panel(axes[len(sps)], done, ["temperature_annealing"], by, [TAU, N], ci=ci)
     for ax in axes[len(sps) + 1 :]:
         ax.set_visible(False)
     fig.suptitle(
-        f"Temperature annealing ablation ({context(ta)})\n"
-        f"mean ± std over seeds; best configuration {SELECT[by]}",
+        f"Temperature annealing ablation ({context(ta)})\n{spread(ci)}; best configuration {SELECT[by]}",
     )
     return fig
 
@@ -386,7 +427,7 @@ ROWS = (
 
 
 @styled
-def fig2(done: pd.DataFrame, by: str, where: str) -> Figure:
+def fig2(done: pd.DataFrame, by: str, where: str, ci: Bootstrap | None = None) -> Figure:
     """Figure 2: the annealing methods and iterative pruning over the annealing epochs n, against one-shot."""
     fams = list(dict.fromkeys(f for _, row in ROWS for f in row))
     runs = done[done["family"].isin(fams)]
@@ -396,14 +437,14 @@ def fig2(done: pd.DataFrame, by: str, where: str) -> Figure:
             f"fig2 needs temperature_annealing runs and random_annealing or iterative runs over {N}; "
             f"found {sorted(runs['family'].unique()) or 'none'} under {where}"
         )
-    one = stats(done[done["method"] == "one_shot"], ["target_sparsity"])
+    one = stats(done[done["method"] == "one_shot"], ["target_sparsity"], ci=ci)
     sps, ns = sorted(runs["target_sparsity"].unique()), sorted(runs["anneal"].unique())
     k = len(sps)
     fig = plt.figure(figsize=(3.3 * k + 2.4, 10), layout="constrained")
     grid = fig.add_gridspec(3, k + 1, width_ratios=[1] * k + [0.75])
-    one_text = label("one_shot", one["count"], " ± std")
+    one_text = label("one_shot", one["count"], " ± std" if ci is None else f", {100 * ci.level:g}% CI")
     for row, (title, row_fams) in enumerate(ROWS):
-        lines = {(f, s): _line(runs[(runs["family"] == f) & (runs["target_sparsity"] == s)], "anneal", by)
+        lines = {(f, s): _line(runs[(runs["family"] == f) & (runs["target_sparsity"] == s)], "anneal", by, ci)
                  for f in row_fams for s in sps}  # fmt: skip
         handles: dict[str, Any] = {}
         for col, s in enumerate(sps):
@@ -424,20 +465,21 @@ def fig2(done: pd.DataFrame, by: str, where: str) -> Figure:
     legend = fig.add_subplot(grid[2, k])
     legend.axis("off")
     present = [f for f in fams if (runs["family"] == f).any()]
-    best_panel(fig.add_subplot(grid[2, :k]), done, present, by, [N], legend_ax=legend)
+    best_panel(fig.add_subplot(grid[2, :k]), done, present, by, [N], legend_ax=legend, ci=ci)
     fig.suptitle(
         f"Annealing and iterative pruning over the annealing epochs n ({context(runs)})\n"
-        f"mean ± std over seeds; best configuration {SELECT[by]}",
+        f"{spread(ci)}; best configuration {SELECT[by]}",
     )
     return fig
 
 
 @styled
 def curves(
-    done: pd.DataFrame, rows: pd.DataFrame, sparsity: float | None, where: str
+    done: pd.DataFrame, rows: pd.DataFrame, sparsity: float | None, where: str, ci: Bootstrap | None = None
 ) -> tuple[Figure, float]:
     """Accuracy per epoch of each setting at one target sparsity (dense as the reference), so the drop when
-    the mask reaches the target (dotted: epoch n) is visible."""
+    the mask reaches the target (dotted: epoch n) is visible; bands: ± std, or with ``ci`` the interval of
+    the mean over seeds at each epoch."""
     sparse = done[done["method"] != "dense"]
     if sparse.empty:
         raise SystemExit(f"curves needs completed pruning runs; found none under {where}")
@@ -472,15 +514,15 @@ def curves(
             runs = data[data["setting"] == setting]
             if runs.empty:
                 continue
-            by_epoch = runs.groupby("epoch")
             text = f"{pretty(setting, fam)} ({seeds([runs['run_dir'].nunique()])})"
             for ax, col, style in zip(axes, ("test_acc", "val_acc"), ("-", "--"), strict=True):
                 if col not in cols or runs[col].isna().all():
                     continue
-                m, sd = by_epoch[col].mean(), by_epoch[col].std().fillna(0.0)
+                line = stats(runs, ["epoch"], col, ci=ci)
+                lo, hi = bounds(line)
                 on_top = 3 if fam in ("dense", "one_shot") else 2  # the references stay visible
-                ax.plot(m.index, m, style, color=color, lw=1.4, label=text, zorder=on_top)
-                ax.fill_between(m.index, m - sd, m + sd, color=color, alpha=0.15, lw=0)
+                ax.plot(line["epoch"], line["mean"], style, color=color, lw=1.4, label=text, zorder=on_top)
+                ax.fill_between(line["epoch"], lo, hi, color=color, alpha=0.15, lw=0)
                 if not pd.isna(anneal):
                     ax.axvline(anneal, color=color, ls=":", lw=1.2)
     axes[0].set(title="test accuracy (solid)", xlabel="epoch", ylabel=ACC)
@@ -489,7 +531,7 @@ def curves(
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center")
     fig.suptitle(
         f"Accuracy per epoch at target sparsity {100 * s:g}% ({context(at)})\n"
-        "mean ± std over seeds (bands); dotted: end of annealing (epoch n, the mask is the target after it)",
+        f"{spread(ci)} (bands); dotted: end of annealing (epoch n, the mask is the target after it)",
     )
     return fig, s
 
@@ -567,9 +609,10 @@ ENSEMBLE_COLORS = {"dense": COLORS["dense"], "one_shot": COLORS["one_shot"]}
 
 
 @styled
-def ensemble_size(curve: pd.DataFrame, where: str) -> Figure:
+def ensemble_size(curve: pd.DataFrame, where: str, ci: Bootstrap | None = None) -> Figure:
     """Ensemble metrics vs the number of members k, one line per method (its colour), one row of panels per
-    data set: each seed's ensemble averaged over member subsets of size k, then mean ± std over seeds."""
+    data set: each seed's ensemble averaged over member subsets of size k, then mean ± std over seeds (with
+    ``ci``: the bootstrap interval of that mean over seeds)."""
     test = curve[curve["split"] == "test"] if "split" in curve else curve
     if test.empty or "k" not in test:
         raise SystemExit(
@@ -590,7 +633,7 @@ def ensemble_size(curve: pd.DataFrame, where: str) -> Figure:
         for col, (metric, title) in enumerate(metrics):
             ax = axes[row, col]
             for i, lab in enumerate(labels):
-                line = stats(per[per["label"] == lab], ["k"], metric)
+                line = stats(per[per["label"] == lab], ["k"], metric, ci=ci)
                 if line.empty:
                     continue
                 method = str(per.loc[per["label"] == lab, "method"].iloc[0])
@@ -604,13 +647,15 @@ def ensemble_size(curve: pd.DataFrame, where: str) -> Figure:
         handles.update(_handles(ax))
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(2, len(handles)))
     fig.suptitle(
-        "Ensemble size: each seed's ensemble averaged over member subsets of size k; mean ± std over seeds\n"
+        f"Ensemble size: each seed's ensemble averaged over member subsets of size k; {spread(ci)}\n"
         "(k = 1: the mean member; probabilities averaged)"
     )
     return fig
 
 
-def ensemble_outputs(name: str, sources: list[str], out: Path, where: str) -> list[Path]:
+def ensemble_outputs(
+    name: str, sources: list[str], out: Path, where: str, ci: Bootstrap | None = None
+) -> list[Path]:
     """table2 (and the CSVs it is drawn from) or the ensemble_size figure, from combiner reports or CSVs."""
     from ssa_experiments.analysis import ensembles
 
@@ -618,7 +663,7 @@ def ensemble_outputs(name: str, sources: list[str], out: Path, where: str) -> li
     if rows.empty:
         raise SystemExit(f"no ensembles under {where}")
     if name == "ensemble_size":
-        return save(ensemble_size(curve, where), out, "ensemble_size")
+        return save(ensemble_size(curve, where, ci), out, "ensemble_size")
     paths = tables.write_table2(rows, out)
     if not all(str(s).endswith(".csv") for s in sources):  # drawn from reports: keep what they gave
         paths += ensembles.write_csvs(rows, curve, out)
@@ -648,7 +693,25 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--n", type=int, default=5, help="schedules: annealing epochs n")
     parser.add_argument("--tau0", type=float, default=0.5, help="schedules: initial temperature")
     parser.add_argument("--epochs", type=int, default=10, help="schedules: fine-tuning epochs")
+    parser.add_argument(
+        "--paired", metavar="REF",
+        help="table1, table, baselines: also NAME_paired.md/.tex/.csv, every cell against REF (a method or "
+        "a setting) seed by seed: mean difference [bootstrap CI] wins/n",
+    )  # fmt: skip
+    parser.add_argument(
+        "--errorbars", choices=["std", "ci"], default="std",
+        help="fig1, fig2, curves, ensemble_size: ± std over seeds, or the bootstrap CI of the mean over "
+        "seeds",
+    )  # fmt: skip
+    parser.add_argument("--level", type=float, default=0.95, help="--paired, --errorbars ci: the CI's level")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired, --errorbars ci: its seed")
     args = parser.parse_args(argv)
+    if not 0 < args.level < 1:
+        parser.error(f"--level must be in (0, 1), got {args.level}")
+    if args.paired and args.name not in ("table1", "table", "baselines"):
+        parser.error(f"--paired applies to table1, table and baselines, not {args.name}")
+    boot = Bootstrap(args.level, seed=args.bootstrap_seed)
+    ci = boot if args.errorbars == "ci" else None
     if args.name == "schedules":  # drawn from the formulas, no runs needed
         s = 0.99 if args.sparsity is None else args.sparsity
         paths = save(schedules_figure(s, args.n, args.tau0, args.epochs), Path(args.out), f"schedules_s{s:g}")
@@ -658,7 +721,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         parser.error(f"{args.name} needs --runs")
     where = ", ".join(args.runs)
     if args.name in ("table2", "ensemble_size"):  # drawn from the combiner's report, not from runs
-        paths = ensemble_outputs(args.name, args.runs, Path(args.out), where)
+        paths = ensemble_outputs(args.name, args.runs, Path(args.out), where, ci)
         for path in paths:
             print(path)
         return paths
@@ -669,21 +732,41 @@ def main(argv: list[str] | None = None) -> list[Path]:
         shown = f" matching {' '.join(args.where)}" if filters else ""
         raise SystemExit(f"no completed runs under {where}{shown}")
     by, out = f"{args.select_on}_acc", Path(args.out)
+    ref = args.paired
     if args.name == "table1":
         paths = tables.write(tables.table1(done), out, "table1", "criterion / method", spread_dense=True)
+        if ref:
+            paths += tables.write_paired(
+                tables.table1_paired(done, ref, boot=boot),
+                out,
+                "table1",
+                "criterion / method",
+                ref,
+                boot=boot,
+            )
     elif args.name == "table":
         paths = tables.write(tables.settings_table(done), out, "table", "setting")
+        if ref:
+            paths += tables.write_paired(
+                tables.settings_paired(done, ref, boot=boot), out, "table", "setting", ref, boot=boot
+            )
     elif args.name == "baselines":
         long, paths = tables.baselines(done), []
         dense = long[long["sparsity"] == 0]  # the dense reference: the first row of every sparsity's table
         for s, part in long[long["sparsity"] > 0].groupby("sparsity"):
             both = pd.concat([dense, part])
             paths += tables.write(both, out, f"baselines_s{s:g}", "method", column="retraining")
+        if ref:  # a sparsity where nothing pairs has no paired table
+            diffs = tables.baselines_paired(done, ref, boot=boot)
+            for s, part in diffs[diffs["sparsity"] > 0].groupby("sparsity"):
+                paths += tables.write_paired(
+                    part, out, f"baselines_s{s:g}", "method", ref, column="retraining", boot=boot
+                )
     elif args.name == "curves":
-        fig, s = curves(done, load_epochs(args.runs, df), args.sparsity, where)
+        fig, s = curves(done, load_epochs(args.runs, df), args.sparsity, where, ci)
         paths = save(fig, out, f"curves_s{s:g}")
     else:
-        paths = save({"fig1": fig1, "fig2": fig2}[args.name](done, by, where), out, args.name)
+        paths = save({"fig1": fig1, "fig2": fig2}[args.name](done, by, where, ci), out, args.name)
     for path in paths:
         print(path)
     return paths

@@ -8,6 +8,10 @@ is what the pruned networks are measured against, not a competitor. Reached thro
     python -m ssa_experiments.figures table1 --runs CSV_OR_DIRS... --out DIR
     python -m ssa_experiments.figures table --runs CSV_OR_DIRS... --out DIR
     python -m ssa_experiments.figures baselines --runs CSV_OR_DIRS... --out DIR   # one table per sparsity
+
+With ``--paired REF`` each of these also writes NAME_paired.md/.tex/.csv: per cell, the mean over seeds of the
+difference to REF's run of the same seed (same parent), its percentile bootstrap interval and the seeds won
+(``*_paired`` functions, ``write_paired``; the pairing is analysis/paired.py's).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 
 import pandas as pd
 
+from ssa_experiments.analysis import paired
 from ssa_experiments.analysis.aggregate import completed
+from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.sinks import flatten
 
 ORDER = ["dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"]
@@ -38,16 +44,25 @@ CAPTION = "test accuracy (%), final epoch, mean ± std over seeds (n = seeds); b
 
 
 def stats(
-    done: pd.DataFrame, keys: list[str], metric: str = "test_acc", by: str | None = None
+    done: pd.DataFrame,
+    keys: list[str],
+    metric: str = "test_acc",
+    by: str | None = None,
+    ci: Bootstrap | None = None,
 ) -> pd.DataFrame:
-    """mean, std (0 for one seed) and count of ``metric`` per ``keys``; with ``by``, its mean as ``score``."""
+    """mean, std (0 for one seed) and count of ``metric`` per ``keys``; with ``by``, its mean as ``score``;
+    with ``ci``, the bootstrap interval of the mean over the group's values (seeds) as ``ci_lo``, ``ci_hi``
+    (NaN for one value: see ``paired.bootstrap_ci``)."""
     agg = {"mean": (metric, "mean"), "std": (metric, "std"), "count": (metric, "count")}
     if by is not None:
         agg["score"] = (by, "mean")
     if done.empty:
-        return pd.DataFrame(columns=[*keys, *agg])
+        return pd.DataFrame(columns=[*keys, *agg, *(("ci_lo", "ci_hi") if ci is not None else ())])
     out = done.groupby(keys).agg(**agg).reset_index()
     out["std"] = out["std"].fillna(0.0)
+    if ci is not None:  # the groups in agg's order (both sorted by keys)
+        bounds = [ci.interval(values)[1:] for _, values in done.groupby(keys)[metric]]
+        out["ci_lo"], out["ci_hi"] = [b[0] for b in bounds], [b[1] for b in bounds]
     return out
 
 
@@ -57,12 +72,8 @@ def natural(text: str) -> tuple[tuple[int, Any], ...]:
     return tuple((0, float(p)) if i % 2 else (1, p) for i, p in enumerate(parts))
 
 
-def table1(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Table 1 as numbers: one row per (label, sparsity), labels "dense" and "CRITERION / METHOD".
-
-    The dense row pools all dense runs, whatever sparsity they were launched with. Two settings under one
-    label (a swept key other than the criterion) would be averaged together: refused, with the settings.
-    """
+def _table1_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs with their Table 1 ``label`` and ``sparsity`` (dense: 0), one setting per cell."""
     done = completed(df)
     if done.empty:
         raise SystemExit("table1 needs completed runs; found none")
@@ -81,7 +92,11 @@ def table1(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
             "table1 expects one setting per criterion × method; filter with --where (or use `table`):\n"
             + "\n".join(f"  {k} at {s:g}: {', '.join(v)}" for (k, s), v in many.items())
         )
-    out = stats(done, ["label", "sparsity"], metric).rename(columns={"label": "setting", "count": "n"})
+    return done
+
+
+def _table1_sorted(out: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame:
+    """Dense first, then by criterion, then by method (``ORDER``)."""
     method = {lab: m for lab, m in zip(done["label"], done["method"], strict=True)}
     rank = {m: i for i, m in enumerate(ORDER)}
     key = {
@@ -90,13 +105,49 @@ def table1(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return out.sort_values(["setting", "sparsity"], key=lambda c: c.map(key) if c.name == "setting" else c)
 
 
+def table1(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """Table 1 as numbers: one row per (label, sparsity), labels "dense" and "CRITERION / METHOD".
+
+    The dense row pools all dense runs, whatever sparsity they were launched with. Two settings under one
+    label (a swept key other than the criterion) would be averaged together: refused, with the settings.
+    """
+    done = _table1_runs(df)
+    out = stats(done, ["label", "sparsity"], metric).rename(columns={"label": "setting", "count": "n"})
+    return _table1_sorted(out, done)
+
+
+def table1_paired(
+    df: pd.DataFrame, reference: str = "one_shot", metric: str = "test_acc", boot: Bootstrap | None = None
+) -> pd.DataFrame:
+    """Table 1's cells against ``reference`` seed by seed (analysis/paired.py): one row per (label,
+    sparsity) with a pair, n_pairs, mean_diff, ci_lo, ci_hi, wins, ties and the reference setting."""
+    done = _table1_runs(df)
+    return _table1_sorted(_paired_long(done, ["label", "sparsity"], reference, metric, boot), done)
+
+
 def settings_table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """aggregate's ``table`` as numbers: one row per (setting, target sparsity)."""
+    done = _settings_runs(df)
+    return _settings_sorted(stats(done, ["setting", "sparsity"], metric).rename(columns={"count": "n"}))
+
+
+def settings_paired(
+    df: pd.DataFrame, reference: str = "one_shot", metric: str = "test_acc", boot: Bootstrap | None = None
+) -> pd.DataFrame:
+    """``settings_table``'s cells against ``reference`` seed by seed, as ``table1_paired``."""
+    return _settings_sorted(
+        _paired_long(_settings_runs(df), ["setting", "sparsity"], reference, metric, boot)
+    )
+
+
+def _settings_runs(df: pd.DataFrame) -> pd.DataFrame:
     done = completed(df)
     if done.empty:
         raise SystemExit("table needs completed runs; found none")
-    done = done.assign(sparsity=done["target_sparsity"])
-    out = stats(done, ["setting", "sparsity"], metric).rename(columns={"count": "n"})
+    return done.assign(sparsity=done["target_sparsity"])
+
+
+def _settings_sorted(out: pd.DataFrame) -> pd.DataFrame:
     rank = {m: i for i, m in enumerate(ORDER)}
     return out.sort_values(
         ["setting", "sparsity"],
@@ -112,6 +163,7 @@ BASELINE_ORDER = [
     "random annealing", "temperature annealing", "stochastic constant", "soft annealing",
     "DropConnect on target",
 ]  # fmt: skip
+BASELINE_KEYS = ["label", "retraining", "sparsity"]
 
 
 def retraining(flat: dict[str, Any]) -> str:
@@ -134,11 +186,8 @@ def method_label(method: str, flat: dict[str, Any]) -> str:
     return f"GMP ({schedule}, every {int(every)} steps)" if every else f"iterative ({schedule})"
 
 
-def baselines(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """The baselines table as numbers: one row per (method, retraining, sparsity).
-
-    Two settings in one cell (another swept key) would be averaged together: refused, with the settings.
-    """
+def _baseline_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs with their ``label`` (method), ``retraining`` and ``sparsity`` (dense: 0)."""
     done = completed(df)
     if done.empty:
         raise SystemExit("baselines needs completed runs; found none")
@@ -148,15 +197,18 @@ def baselines(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
         retraining=[retraining(f) for f in flat],
         sparsity=done["target_sparsity"].where(done["method"] != "dense", 0.0),
     )
-    keys = ["label", "retraining", "sparsity"]
-    many = done.groupby(keys)["setting"].unique()
+    many = done.groupby(BASELINE_KEYS)["setting"].unique()
     many = many[many.map(len) > 1]
     if not many.empty:
         raise SystemExit(
             "baselines expects one setting per method × retraining; filter with --where:\n"
             + "\n".join(f"  {m} / {r} at {s:g}: {', '.join(v)}" for (m, r, s), v in many.items())
         )
-    out = stats(done, keys, metric).rename(columns={"label": "setting", "count": "n"})
+    return done
+
+
+def _baselines_sorted(out: pd.DataFrame) -> pd.DataFrame:
+    """By sparsity, then method (``BASELINE_ORDER``), then retraining (one-cycle, fine-tune, LR rewind...)."""
 
     def rank(label: str) -> tuple[int, str]:
         head = "GMP" if label.startswith("GMP") else label
@@ -168,6 +220,25 @@ def baselines(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return out.sort_values(["sparsity", "_r", "_c"]).drop(columns=["_r", "_c"]).reset_index(drop=True)
 
 
+def baselines(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """The baselines table as numbers: one row per (method, retraining, sparsity).
+
+    Two settings in one cell (another swept key) would be averaged together: refused, with the settings.
+    """
+    done = _baseline_runs(df)
+    out = stats(done, BASELINE_KEYS, metric).rename(columns={"label": "setting", "count": "n"})
+    return _baselines_sorted(out)
+
+
+def baselines_paired(
+    df: pd.DataFrame, reference: str = "one_shot", metric: str = "test_acc", boot: Bootstrap | None = None
+) -> pd.DataFrame:
+    """The baselines' cells against ``reference`` seed by seed, as ``table1_paired``: a method with one
+    retraining against the reference with the same retraining (the LR schedule and rewinding are part of
+    what a pair shares)."""
+    return _baselines_sorted(_paired_long(_baseline_runs(df), BASELINE_KEYS, reference, metric, boot))
+
+
 def _retraining_rank(label: str) -> tuple[int, str]:
     first = ["one-cycle", "fine-tune", "LR rewind"]
     return (first.index(label) if label in first else len(first), label)
@@ -176,7 +247,7 @@ def _retraining_rank(label: str) -> tuple[int, str]:
 def _grid(
     long: pd.DataFrame, spread_dense: bool, column: str = "sparsity", best: Mapping[Any, str] | None = None
 ) -> tuple[list[str], list[Any], dict, set]:
-    """Rows, columns, cells {(row, column): (mean, std, n)} and the bold cells of a long table.
+    """Rows, columns, cells {(row, column): the long table's record} and the bold cells of a long table.
 
     Columns are the values of ``column``: sparsities (sorted), or labels (in order of appearance). ``best``:
     per column, "max" (the default), "min" (a loss, a cost) or "none" (nothing to rank, nothing bold)."""
@@ -189,13 +260,13 @@ def _grid(
     for r in long.to_dict("records"):
         dense_row = r["setting"].split(" ")[0] == "dense"
         for c in columns if spread_dense and dense_row else [r[column]]:
-            cells[r["setting"], c] = (r["mean"], r["std"], int(r["n"]))
+            cells[r["setting"], c] = r
     bold = set()
     for c in columns:
         how = (best or {}).get(c, "max")
         if how == "none":
             continue
-        means = {r: cells[r, c][0] for r in rows if (r, c) in cells and r.split(" ")[0] != "dense"}
+        means = {r: cells[r, c]["mean"] for r in rows if (r, c) in cells and r.split(" ")[0] != "dense"}
         top = (min if how == "min" else max)(means.values(), default=math.nan)
         bold |= {(r, c) for r, m in means.items() if math.isclose(m, top)}
     return rows, columns, cells, bold
@@ -212,9 +283,9 @@ def _head(c: Any) -> str:
     return f"{100 * c:g}%" if isinstance(c, int | float) else str(c)
 
 
-def _cell(cell: tuple[float, float, int], spec: str, pm: str) -> str:
+def _cell(cell: Mapping[str, Any], spec: str, pm: str) -> str:
     """A cell, mean ± std (n=…), with ``spec`` the number format (default ".2f")."""
-    return f"{cell[0]:{spec}}{pm}{cell[1]:{spec}} (n={cell[2]})"
+    return f"{cell['mean']:{spec}}{pm}{cell['std']:{spec}} (n={int(cell['n'])})"
 
 
 @dataclass(frozen=True)
@@ -238,16 +309,23 @@ def _render(
     best: Mapping[Any, str] | None = None,
     fmt: Mapping[Any, str] | None = None,
     caption: str | None = None,
+    cell_text: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> str:
     """The table of ``long`` in ``syntax``; ``best``: see ``_grid``; ``fmt``: a number format per column
-    (default ".2f"); ``caption``: instead of the accuracy caption."""
+    (default ".2f"); ``caption``: instead of the accuracy caption; ``cell_text``: a cell's text from its
+    record, instead of mean ± std (n=…)."""
     rows, columns, cells, bold = _grid(long, spread_dense, column, best)
     header = [syntax.label(first), *(syntax.label(_head(c)) for c in columns)]
     lines = syntax.head(caption or _caption(spread_dense), header)
     for r in rows:
         shown = []
         for c in columns:
-            text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), syntax.pm) if (r, c) in cells else ""
+            if (r, c) not in cells:
+                text = ""
+            elif cell_text is not None:
+                text = cell_text(cells[r, c])
+            else:
+                text = _cell(cells[r, c], (fmt or {}).get(c, ".2f"), syntax.pm)
             shown.append(syntax.bold.format(text) if (r, c) in bold else text)
         lines.append(syntax.row([syntax.label(r), *shown]))
     return "\n".join([*lines, *syntax.foot]) + "\n"
@@ -288,7 +366,8 @@ LATEX = _Syntax(
 
 
 def markdown(long: pd.DataFrame, first: str, **options: Any) -> str:
-    """A Markdown table; ``options``: those of ``_render`` (spread_dense, column, best, fmt, caption)."""
+    """A Markdown table; ``options``: those of ``_render`` (spread_dense, column, best, fmt, caption,
+    cell_text)."""
     return _render(long, first, MARKDOWN, **options)
 
 
@@ -317,6 +396,64 @@ def write(
     paths[1].write_text(latex(long, first, **options))
     keys = ["setting", column] if column == "sparsity" else ["setting", column, "sparsity"]
     long[[*keys, "mean", "std", "n"]].to_csv(paths[2], index=False)
+    return paths
+
+
+# ---- paired tables: every cell against a reference, seed by seed (analysis/paired.py) ----------------------
+
+PAIRED_CAPTION = (
+    "Δ {metric} vs {reference}: mean over seeds of the per-seed difference (runs of one seed share their "
+    "dense parent; a pair: same seed, sparsity and config but the method's keys) [{level:g}% percentile "
+    "bootstrap CI over seeds, seed {seed}], wins/n: seeds where the row is above {reference} (ties counted "
+    "apart); [1 seed: no CI] where there is one pair"
+)
+
+
+def _paired_long(
+    done: pd.DataFrame, keys: list[str], reference: str, metric: str, boot: Bootstrap | None
+) -> pd.DataFrame:
+    """The pairs of ``done`` summarised per ``keys`` (columns of ``done``; "label", the row, becomes
+    ``setting``)."""
+    done = done.reset_index(drop=True)
+    pairs = paired.pairs(done, reference, metric)
+    if pairs.empty:
+        raise SystemExit(
+            f"--paired {reference}: no completed {reference} run shares a seed, sparsity and config with "
+            "another run"
+        )
+    at = pairs["run"].to_numpy(dtype=int)
+    pairs = pairs.assign(**{k: done[k].to_numpy()[at] for k in keys})
+    return paired.summarize(pairs, keys, boot).rename(columns={"label": "setting"})
+
+
+def write_paired(
+    long: pd.DataFrame,
+    out: Path,
+    name: str,
+    first: str,
+    reference: str,
+    column: str = "sparsity",
+    boot: Bootstrap | None = None,
+    metric: str = "test accuracy (percentage points)",
+) -> list[Path]:
+    """``name``_paired.md, .tex and .csv under ``out``: ``long`` (a ``*_paired`` frame) with one cell per
+    (row, column), "Δ [CI] wins/n" (``paired.cell``), nothing bold (a difference is not a ranking); the CSV
+    has the unrounded numbers, the interval's level and seed."""
+    boot = boot or Bootstrap()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}_paired.md", out / f"{name}_paired.tex", out / f"{name}_paired.csv"]
+    caption = PAIRED_CAPTION.format(
+        metric=metric, reference=reference, level=100 * boot.level, seed=boot.seed
+    )
+    options = {
+        "column": column, "best": dict.fromkeys(set(long[column]), "none"), "caption": caption,
+        "cell_text": paired.cell,
+    }  # fmt: skip
+    paths[0].write_text(markdown(long, first, **options))
+    paths[1].write_text(latex(long, first, **options))
+    keys = ["setting", column] if column == "sparsity" else ["setting", column, "sparsity"]
+    numbers = ["n_pairs", "mean_diff", "ci_lo", "ci_hi", "wins", "ties", "reference"]
+    long[[*keys, *numbers]].assign(level=boot.level, bootstrap_seed=boot.seed).to_csv(paths[2], index=False)
     return paths
 
 
