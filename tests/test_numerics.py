@@ -136,7 +136,7 @@ def test_main_returns_the_validation_metric_to_a_sweeper_and_refuses_one_without
 ) -> None:
     record = tmp_path / "returns.json"
     env = {"PYTHONPATH": str(REPO / "tests"), "RECORD_RETURNS": str(record)}
-    tuner = "hydra.sweeper._target_=recording_sweeper.RecordingSweeper"
+    tuner = "hydra.sweeper._target_=hydra_plugins.recording_sweeper.RecordingSweeper"
     one = [*TINY_SWEEP[:-3], "method=one_shot", "seed=0", *isolated(tmp_path / "a"), tuner]
     done = sweep(*one, "objective=val_acc,best_val_acc", timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,5 +1,7 @@
-"""A Hydra sweeper for the tests: Hydra's basic sweeper that also writes what each job returned (what a
-tuner such as Optuna would optimise) to ``$RECORD_RETURNS``. Used by ``hydra.sweeper._target_=``."""
+"""A Hydra sweeper for the tests (Hydra instantiates sweepers from the ``hydra_plugins`` namespace only): the
+basic sweeper, also writing what each job returned (what a tuner such as Optuna would optimise) to
+``$RECORD_RETURNS``. Used as ``hydra.sweeper._target_=hydra_plugins.recording_sweeper.RecordingSweeper`` with
+``tests/`` on PYTHONPATH."""
 
 from __future__ import annotations
 
