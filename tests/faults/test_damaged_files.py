@@ -16,7 +16,7 @@ from conftest import kill_in_epoch
 from ssa_experiments import store
 from ssa_experiments.analysis.aggregate import collect, epochs
 from ssa_experiments.analysis.aggregate import main as aggregate_main
-from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, DamagedFile, read_metrics, read_summary
+from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, read_metrics, read_summary
 from ssa_experiments.run import run
 from ssa_experiments.status import main as status_main
 from ssa_experiments.status import states
@@ -112,8 +112,6 @@ def test_damaged_summary_is_recomputed_not_trusted(
 ) -> None:
     out = tmp_path / "reference"
     (out / SUMMARY).write_text(DAMAGED[damage]((out / SUMMARY).read_text()))
-    with pytest.raises(DamagedFile, match=str(out / SUMMARY)):
-        read_summary(out, trusted=True)
     with caplog.at_level(logging.WARNING):
         again = run(make_cfg(*RUN, run_dir="reference"))
     assert _numbers(again) == _numbers(reference)  # computed again: the same result, not a failed record
