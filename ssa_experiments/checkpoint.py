@@ -24,7 +24,7 @@ from torch import nn
 
 from ssa_experiments.config import ConfigError
 from ssa_experiments.pruning.methods import PruningMethod
-from ssa_experiments.results import atomic_torch_save
+from ssa_experiments.results import DamagedFile, atomic_torch_save
 
 FORMAT = 2  # 1: no RNG states, no device type; refused (its continuation would not be exact)
 
@@ -79,8 +79,15 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path, identity: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Read a checkpoint to the CPU and refuse one that this run cannot continue exactly."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    """Read a checkpoint to the CPU and refuse one that this run cannot continue exactly; one that cannot be
+    read at all (torn by a kill or a full disk) is ``DamagedFile``, naming it."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch's errors for a torn zip, EOF, a bad pickle: the file is no checkpoint
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise DamagedFile(path, f"unreadable ({type(err).__name__}: {reason})") from None
+    if not isinstance(ckpt, dict):
+        raise DamagedFile(path, f"holds a {type(ckpt).__name__}, not a checkpoint")
     if ckpt.get("identity") != identity:
         raise ConfigError("output_dir", f"{path} was written by a different config; not resuming from it")
     if ckpt.get("format") != FORMAT:

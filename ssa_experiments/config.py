@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,9 @@ class StoreConfig:
     """Where runs live, keyed by what they compute (``store.py``); sweeps link to them."""
 
     root: str | None = "outputs/store"  # relative to the launch directory; null: run in Hydra's directory
+    # seconds a process asking for a run that another holds waits for its lock (logging whom it waits for)
+    # before giving up with an error; null: for ever. Not part of any identity (``store`` is not).
+    lock_timeout_s: float | None = 86400.0
 
 
 @dataclass
@@ -310,8 +314,15 @@ def _choice(value: str, allowed: tuple[str, ...] | list[str], name: str) -> None
 
 
 def _positive(value: float, name: str, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    """A finite number > 0 (>= 0 with ``allow_zero``): NaN and infinity are refused, as NaN compares false."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(name, f"must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _in_range(value: float, name: str, low: float, high: float, closed_high: bool = False) -> None:
+    """``low <= value < high`` (``<= high`` with ``closed_high``); NaN is never in range."""
+    if not (low <= value <= high if closed_high else low <= value < high):
+        raise ConfigError(name, f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value}")
 
 
 def validate_schedule(s: Any, prefix: str) -> None:
@@ -321,6 +332,39 @@ def validate_schedule(s: Any, prefix: str) -> None:
         raise ConfigError(f"{prefix}.pct_start", f"must be in (0, 1), got {s.pct_start}")
     if not 0 <= s.decay_start <= s.decay_end <= 1:
         raise ConfigError(f"{prefix}.decay_start", "need 0 <= decay_start <= decay_end <= 1")
+    _positive(s.div_factor, f"{prefix}.div_factor")
+    _positive(s.final_div_factor, f"{prefix}.final_div_factor")
+    _positive(s.gamma, f"{prefix}.gamma")
+    for m in s.milestones:  # fractions of training
+        _in_range(m, f"{prefix}.milestones", 0, 1, closed_high=True)
+    _positive(s.final_ratio, f"{prefix}.final_ratio", allow_zero=True)
+    _positive(s.min_ratio, f"{prefix}.min_ratio", allow_zero=True)
+
+
+def validate_model(m: Any) -> None:
+    """Sizes a model is built from: at least one of each (0 builds nothing and fails deep inside torch)."""
+    for key in ("width", "depth", "widen_factor", "patch_size", "heads"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
+    _in_range(m.dropout, "model.dropout", 0, 1)
+
+
+def check_device(cfg: DictConfig | Config) -> None:
+    """A CUDA device this machine has (torch's view), before anything is written or computed; not part of
+    ``validate``, which judges a config on any machine."""
+    name = str(cfg.device)
+    if not name.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = name.partition(":")[2]
+    if not count:
+        raise ConfigError(
+            "device", f"{name} asked for, but torch sees no GPU on this machine: use cpu or auto"
+        )
+    if index and (not index.isdigit() or int(index) >= count):
+        raise ConfigError("device", f"{name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
 
 
 ENSEMBLE_MASKS = ("anti_random", "random", "magnitude_random")
@@ -391,6 +435,8 @@ def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
     if not 0 <= cfg.sparsity < 1:
         raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
+    if not 0 <= cfg.seed < 2**32:  # numpy's seeds
+        raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
     m = cfg.method
     _choice(m.name, METHODS, "method.name")
     _choice(cfg.model.arch, ARCHS, "model.arch")
@@ -408,6 +454,10 @@ def validate(cfg: DictConfig | Config) -> None:
     _choice(cfg.pruning.scope, ("global", "layerwise"), "pruning.scope")
     _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
     _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
+    _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
+    for beta in cfg.optimizer.betas:
+        _in_range(beta, "optimizer.betas", 0, 1)
+    validate_model(cfg.model)
     validate_schedule(cfg.schedule, "schedule")
     validate_schedule(cfg.parent.schedule, "parent.schedule")
     _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
@@ -467,6 +517,8 @@ def validate(cfg: DictConfig | Config) -> None:
     if cfg.logger.mode is not None:
         _choice(cfg.logger.mode, ("online", "offline", "disabled"), "logger.mode")
     _positive(cfg.logger.init_timeout, "logger.init_timeout")
+    if cfg.store.lock_timeout_s is not None:
+        _positive(cfg.store.lock_timeout_s, "store.lock_timeout_s", allow_zero=True)
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
         raise ConfigError("device", f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
     if cfg.data.name in ("cifar10", "cifar100", "tiny_imagenet"):

@@ -4,6 +4,12 @@ metrics.jsonl    one JSON line per epoch (appended; a resumed run truncates it t
 checkpoint.pt    model, optimizer, method, RNG states, epoch: for resuming (removed once the run completes)
 model.pt         a completed run's pruned network: a plain state_dict, pruned weights exactly zero
 summary.json     written last: its presence with status "completed" means the run is done
+
+A file that is there but cannot be what it claims (a summary torn by a full disk or a copy, ``null``, a
+completed summary without the identity that run.py always writes) is damaged: ``read_summary`` raises
+``DamagedFile`` naming it, so no reader ever takes it for a result (status and aggregate report it as
+``damaged``; a run computes again). ``remove_temporaries`` drops the ``.*.tmp`` files of writes a kill
+interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,20 @@ LOGITS = (
     "logits.pt"  # ensemble members: the evaluated network's logits (members.py writes, ensemble.py reads)
 )
 LOGITS_FORMAT = 1
+STATUSES = ("completed", "failed", "diverged")  # what run.py and train.py write into a summary
+# what a summary must hold to be read as a result; a completed (or diverged) one written by run.py also
+# holds its identity, without which no run trusts it as its own
+READ_KEYS = ("method",)
+TRUST_KEYS = ("identity",)
+
+
+class DamagedFile(ValueError):
+    """A run file that is present but unreadable or not what it claims to be; the message names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged: {reason}")
+        self.path = Path(path)
+        self.reason = reason
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -64,16 +84,27 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return read_metrics_checked(run_dir)[0]
+
+
+def read_metrics_checked(run_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The intact epoch rows before the first torn line, and what is wrong with the file (None: nothing).
+    A kill mid-write tears the last line only; a torn line with rows after it is damage of another kind,
+    and either way the rows after it are not trusted."""
     path = Path(run_dir) / METRICS
     if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
+        return [], None
+    rows: list[dict[str, Any]] = []
+    lines = path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line torn by a kill mid-write: everything before it is intact
-            break
-    return rows
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            return rows, f"line {i + 1} of {len(lines)} is torn: {len(rows)} intact rows before it"
+        rows.append(row)
+    return rows, None
 
 
 def rewrite_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -83,6 +114,51 @@ def rewrite_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     )
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
+def summary_problem(summary: Any, trusted: bool = False) -> str | None:
+    """What makes ``summary`` no result (None: it is one). ``trusted``: also what a run needs to take a
+    completed summary as its own (the identity run.py writes into every completed or diverged summary)."""
+    if not isinstance(summary, dict):
+        return f"holds {json.dumps(summary)[:40]}, not a JSON object"
+    status = summary.get("status")
+    if status not in STATUSES:
+        return f"status {status!r} is none of {', '.join(STATUSES)}"
+    if status == "failed":  # train.py's record of an error: status, error, config
+        return None
+    missing = [k for k in READ_KEYS if summary.get(k) is None]
+    if trusted:
+        missing += [k for k in TRUST_KEYS if not isinstance(summary.get(k), dict) or not summary[k]]
+    return f"a {status} summary without {', '.join(missing)}" if missing else None
+
+
+def read_summary(run_dir: Path, trusted: bool = False) -> dict[str, Any] | None:
+    """The run's summary; None if it has none; ``DamagedFile`` (naming the file) if it is not one."""
     path = Path(run_dir) / SUMMARY
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFile(path, f"not valid JSON ({err})") from None
+    problem = summary_problem(summary, trusted)
+    if problem:
+        raise DamagedFile(path, problem)
+    return summary
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged file out of the way (``<name>.damaged``, replacing an older one): kept for a look,
+    never read again."""
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    return aside
+
+
+def remove_temporaries(run_dir: Path) -> list[Path]:
+    """Remove the ``.<name>.*.tmp`` files of atomic writes that a kill interrupted (only while no one else
+    writes the directory: under the run's lock, or in a directory the run owns)."""
+    removed = []
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        if tmp.is_file() or tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

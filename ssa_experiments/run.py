@@ -31,6 +31,7 @@ from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.config import (
     ConfigError,
     ScheduleConfig,
+    check_device,
     finetune_seed,
     parent_seed,
     run_identity,
@@ -48,12 +49,16 @@ from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.targets import prunable_modules
 from ssa_experiments.results import (
     CHECKPOINT,
+    METRICS,
     MODEL,
     SUMMARY,
+    DamagedFile,
     atomic_torch_save,
     atomic_write_json,
-    read_metrics,
+    read_metrics_checked,
     read_summary,
+    remove_temporaries,
+    set_aside,
 )
 from ssa_experiments.sinks import make_sinks
 
@@ -150,18 +155,61 @@ def lr_trace_sha256(steps: int, lr_fn: LrFn) -> str:
     return hashlib.sha256(lrs.tobytes()).hexdigest()[:16]
 
 
+def previous_summary(out: Path) -> dict[str, Any] | None:
+    """The summary already in ``out``, if it is one a run can trust; a damaged one (torn, not a summary, a
+    completed one without its identity) is named in a warning and set aside: the run computes again."""
+    try:
+        return read_summary(out, trusted=True)
+    except DamagedFile as err:
+        log.warning("%s; set aside as %s, the run is computed again", err, set_aside(err.path).name)
+        return None
+
+
+def resume_point(
+    path: Path, out: Path, identity: dict[str, Any], device: torch.device
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The checkpoint to resume from and the epoch rows it continues, or None: start from epoch 0.
+
+    A checkpoint of another config, version or device type is refused (``ConfigError``). One that cannot
+    be read is set aside, and one whose epochs ``metrics.jsonl`` no longer holds intact (truncated, a torn
+    line) is removed, each named in a warning: resuming from it would report fewer epochs than trained.
+    """
+    try:
+        ckpt = load_checkpoint(path, identity, device)
+    except DamagedFile as err:
+        log.warning("%s; set aside as %s, the run starts again from epoch 0", err, set_aside(path).name)
+        return None
+    rows, problem = read_metrics_checked(out)
+    first_epoch = ckpt["epoch"] + 1
+    if len(rows) < first_epoch:
+        log.warning(
+            "%s holds %d intact epoch rows%s, %s is at epoch %d: not resuming from it, the run starts again "
+            "from epoch 0", out / METRICS, len(rows), f" ({problem})" if problem else "", path, first_epoch,
+        )  # fmt: skip
+        path.unlink()
+        return None
+    return ckpt, rows[:first_epoch]
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune one pruned (or dense) network from the dense parent and write the run directory."""
     validate(cfg)
+    check_device(cfg)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # read-only, a name too long, a file in the way: before anything is computed
+        reason = f"cannot use {out}: {err.strerror or err} (errno {err.errno})"
+        raise ConfigError("output_dir", reason) from None
+    remove_temporaries(out)  # of writes a kill interrupted; this process owns the directory now
     identity = run_identity(cfg)
-    previous = read_summary(out)
+    previous = previous_summary(out)
     if previous is not None and previous.get("identity", identity) != identity:
         raise ConfigError(
             "output_dir", f"{out} holds a run of a different config; choose another run directory"
         )
     if previous is not None and previous.get("status") == "completed":
+        (out / CHECKPOINT).unlink(missing_ok=True)  # a kill between the summary and its removal left it
         if cfg.ensemble.member is not None:  # corrupted sets asked for since: evaluated, never retrained
             return members.complete_evaluations(out, cfg) or previous
         log.info("run already completed in %s: nothing to do", out)
@@ -236,11 +284,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     lr_fn = retraining_lr(cfg.schedule, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
     first_epoch, global_step, history = 0, 0, []
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        first_epoch, global_step = restore(
-            load_checkpoint(ckpt_path, identity, device), model, optimizer, method
-        )
-        history = read_metrics(out)[:first_epoch]
+    resumed = resume_point(ckpt_path, out, identity, device) if ckpt_path.exists() else None
+    if resumed is not None:
+        ckpt, history = resumed
+        first_epoch, global_step = restore(ckpt, model, optimizer, method)
         log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
 
     sinks = make_sinks(cfg, to_container(cfg), identity, out, epochs)

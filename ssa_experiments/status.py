@@ -5,13 +5,15 @@ diverged, incomplete (started, then killed: a re-launch resumes it) and missing 
 yet), lists the failed ones with their one-line errors, and exits 1 while anything failed or diverged. What a
 sweep asked for is read back from its ``multirun.yaml`` (the preset's sweep parameters and the command line),
 expanded as Hydra's basic sweeper expands them, so the jobs a killed sweep never started are counted too.
-Given a store root (``outputs/store``), it reports every stored run. A multirun ends with the same line.
+Given a store root (``outputs/store``), it reports every stored run, also one killed before its first epoch
+(an empty run directory). A run whose ``summary.json`` is damaged (torn, not a summary) is counted
+``damaged`` with the reason, and also makes the exit status 1. A multirun ends with the same line, and
+exits 1 when any of its runs failed, diverged or is damaged (the other runs' results stay).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssa_experiments import store
 from ssa_experiments.config import short_dirname
-from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY
+from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, DamagedFile, read_summary
 
 STATES = ("completed", "running", "failed", "diverged", "incomplete", "missing")
-BAD = ("failed", "diverged")
+DAMAGED = "damaged"  # a summary that is there but is no result: counted in the line only when there is one
+BAD = ("failed", "diverged", "damaged")
 
 
 def asked_for(sweep_dir: Path) -> list[Path] | None:
@@ -56,11 +59,17 @@ def run_state(job_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"job_dir": str(job_dir), "run_dir": str(run_dir.resolve()), "error": None}
     if not job_dir.exists():
         return {**row, "status": "missing"}
-    summary_path = run_dir / SUMMARY
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        return {**row, "status": summary.get("status", "failed"), "error": summary.get("error")}
-    if store.is_running(run_dir.resolve()):
+    try:
+        summary = read_summary(run_dir)
+    except (DamagedFile, OSError) as err:  # one bad file is one bad row, never the whole report
+        return {**row, "status": "damaged", "error": str(err)}
+    if summary is not None:
+        return {**row, "status": summary["status"], "error": summary.get("error")}
+    try:
+        running = store.is_running(run_dir.resolve())
+    except store.StoreError as err:  # e.g. a directory where the lock file belongs
+        return {**row, "status": "damaged", "error": str(err)}
+    if running:
         return {**row, "status": "running"}
     return {**row, "status": "incomplete"}  # started (maybe with a checkpoint to resume from), not running
 
@@ -68,15 +77,18 @@ def run_state(job_dir: Path) -> dict[str, Any]:
 def states(root: Path) -> pd.DataFrame:
     """One row per run ``root`` asked for (a sweep) or holds (a store root, or a tree of run directories)."""
     jobs = asked_for(root)
-    if jobs is None:
-        runs = root / "runs" if (root / "runs").is_dir() else root
-        jobs = sorted({p.parent for name in (SUMMARY, METRICS, CHECKPOINT) for p in runs.rglob(name)})
+    if jobs is None and (root / "runs").is_dir():  # a store root: every run directory is a run, even empty
+        jobs = sorted(p for p in (root / "runs").iterdir() if p.is_dir() and not p.name.endswith(".lock"))
+    elif jobs is None:
+        jobs = sorted({p.parent for name in (SUMMARY, METRICS, CHECKPOINT) for p in root.rglob(name)})
     return pd.DataFrame([run_state(j) for j in jobs], columns=["job_dir", "run_dir", "status", "error"])
 
 
 def summary_line(df: pd.DataFrame, where: str) -> str:
     counts = df["status"].value_counts()
     parts = ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATES)
+    if counts.get(DAMAGED, 0):
+        parts += f", {int(counts[DAMAGED])} {DAMAGED}"
     return f"{where}: {len(df)} runs: {parts}"
 
 
@@ -85,7 +97,23 @@ class SweepStatus(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        print(summary_line(states(sweep), f"sweep {sweep}"), flush=True)
+        df = states(sweep)
+        print(summary_line(df, f"sweep {sweep}"), flush=True)
+        if df["status"].isin(BAD).any():  # the README's promise: a multirun with a bad run exits 1
+            print(f"sweep {sweep}: {failures(df)}; see python -m ssa_experiments.status {sweep}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            raise SystemExit(1)  # not an Exception: Hydra's callback runner lets it through
+
+
+def failures(df: pd.DataFrame) -> str:
+    counts = df["status"].value_counts()
+    return ", ".join(f"{int(counts[s])} {s}" for s in BAD if counts.get(s, 0))
+
+
+def first_line(error: Any) -> str:
+    """The first line of a run's error text; '' when it has none (None, or NaN from pandas)."""
+    lines = error.strip().splitlines() if isinstance(error, str) else []
+    return lines[0] if lines else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         df = states(root)
         for _, r in df[df["status"].isin(BAD)].iterrows():
-            error = (r["error"] or "").strip().splitlines()
-            print(f"  {r['status']:<9} {r['job_dir']}: {error[0] if error else ''}")
+            print(f"  {r['status']:<9} {r['job_dir']}: {first_line(r['error'])}")
         print(summary_line(df, str(root)))
         bad |= bool(df["status"].isin(BAD).any())
     return 1 if bad else 0

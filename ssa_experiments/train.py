@@ -27,10 +27,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments import numerics, store
-from ssa_experiments.config import ConfigError, register_configs, run_identity, to_container, validate
+from ssa_experiments.config import (
+    ConfigError,
+    check_device,
+    register_configs,
+    run_identity,
+    to_container,
+    validate,
+)
 from ssa_experiments.devices import device_for_job
 from ssa_experiments.pruning.errors import LayerCollapse
-from ssa_experiments.results import SUMMARY, atomic_write_json, read_summary
+from ssa_experiments.results import SUMMARY, DamagedFile, atomic_write_json, read_summary
 
 log = logging.getLogger("ssa_experiments")
 # refused before any compute: one line, exit 2, nothing left in the store
@@ -40,23 +47,27 @@ register_configs()
 
 def _record_failure(cfg: DictConfig, err: BaseException, started: float) -> None:
     out = Path(cfg.output_dir)
-    previous = read_summary(out) if (out / SUMMARY).exists() else None
+    try:
+        previous = read_summary(out)
+    except (DamagedFile, OSError):
+        previous = None  # a damaged summary is no result to keep (run() sets one aside before it runs)
     if previous is not None and previous.get("status") == "completed":
         return  # what failed came after the run (evaluations added later): its result stays
-    atomic_write_json(
-        out / SUMMARY,
-        {
-            "status": "failed",
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(),
-            "method": cfg.method.name,
-            "target_sparsity": cfg.sparsity,
-            "seed": cfg.seed,
-            "wall_time_s": time.time() - started,
-            "config": to_container(cfg),
-            **({"collapsed_layers": err.layers} if isinstance(err, LayerCollapse) else {}),
-        },
-    )
+    record = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "traceback": traceback.format_exc(),
+        "method": cfg.method.name,
+        "target_sparsity": cfg.sparsity,
+        "seed": cfg.seed,
+        "wall_time_s": time.time() - started,
+        "config": to_container(cfg),
+        **({"collapsed_layers": err.layers} if isinstance(err, LayerCollapse) else {}),
+    }
+    try:
+        atomic_write_json(out / SUMMARY, record)
+    except OSError as write_err:  # the directory itself is unusable: say so, the original error stands
+        log.error("could not record the failure in %s: %s", out / SUMMARY, write_err)
 
 
 def _in_store(cfg: DictConfig) -> Path | None:
@@ -64,6 +75,7 @@ def _in_store(cfg: DictConfig) -> Path | None:
     if not cfg.store.root:
         return None
     validate(cfg)  # a bad config fails here, before anything is linked or locked
+    check_device(cfg)
     out = store.run_dir(cfg.store.root, run_identity(cfg))
     store.link(Path(cfg.output_dir), out)
     cfg.output_dir = str(out)
@@ -109,21 +121,30 @@ def main(cfg: DictConfig) -> float | None:
                 "tuning on the test set is refused: set data.val_fraction > 0",
             )
         out = _in_store(cfg)
-        with store.claimed(out) if out else nullcontext():  # one writer; a second asker waits, then skips
-            if out and cfg.force:
-                store.discard(out)
+        # one writer; a second asker waits (at most store.lock_timeout_s, saying for whom), then skips
+        with store.claimed(out, cfg.store.lock_timeout_s) if out else nullcontext() as claim:
             try:
+                if out and cfg.force:
+                    store.discard(out)
                 summary = _run_on_a_device(cfg, run)
             except REFUSED:
+                if claim is not None and store.withdraw(job_dir, out):
+                    claim.remove = True  # nothing of the run is left, nor its lock file
                 raise
             except Exception as err:
                 _record_failure(cfg, err, started)
                 raise
     except REFUSED as err:
-        if out is not None:
+        if out is not None and not store.exists(out):  # refused before the lock: no link to nowhere either
             store.withdraw(job_dir, out)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except store.LockTimeout as err:  # nothing was computed or written: the holder's run is untouched
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("%s; the sweep continues without this run", err)
+            return None
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     except Exception as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.error("run failed (%s); recorded in %s, sweep continues", err, Path(cfg.output_dir) / SUMMARY)

@@ -6,7 +6,10 @@
     ssa-aggregate ...                                                          (console script)
 
 Every run directory below a root with a ``summary.json`` becomes one row (JSON only: never ``eval``); a run
-directory with a log or a checkpoint but no summary (a killed run) is a row with status ``incomplete``.
+directory with a log or a checkpoint but no summary (a killed run) is a row with status ``incomplete``; one
+whose summary is damaged (torn, not a summary) a row with status ``damaged``, with a warning naming it. A
+completed run whose ``metrics.jsonl`` holds fewer intact epoch rows than it trained is named in a warning
+(its curves in ``epochs.csv`` stop at the torn line).
 Failed, diverged and incomplete runs are counted and listed, never averaged in. The table has one row per
 method and per value of every config key swept within that method (a sweep over ``method.initial_temperature``
 gives one row per temperature), one column per target sparsity. Under the table, ``budget`` shows per method
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,14 @@ from typing import Any
 import pandas as pd
 
 from ssa_experiments.config import METHOD_KEYS
-from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, read_metrics
+from ssa_experiments.results import (
+    CHECKPOINT,
+    METRICS,
+    SUMMARY,
+    DamagedFile,
+    read_metrics_checked,
+    read_summary,
+)
 from ssa_experiments.sinks import flatten
 
 COLUMNS = [
@@ -79,8 +90,14 @@ def collect(roots: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     seen: set[str] = set()
     for root in roots:
         for path, files in _run_dirs(Path(root), seen):
-            if SUMMARY in files:
-                rows.append(_row(json.loads((path / SUMMARY).read_text()), str(path)))
+            try:
+                summary = read_summary(path) if SUMMARY in files else None
+            except (DamagedFile, OSError) as err:  # one bad file is one row, never the whole table
+                warnings.warn(f"{err}; counted as damaged, not read", stacklevel=2)
+                rows.append({"status": "damaged", "run_dir": str(path), "config": {}})
+                continue
+            if summary is not None:
+                rows.append(_row(summary, str(path)))
             elif METRICS in files or CHECKPOINT in files:  # started, never finished: a hole, shown as such
                 config = _hydra_config(path)
                 method = (config.get("method") or {}).get("name")
@@ -211,8 +228,17 @@ def epochs(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     if not done.empty:
         done = done.assign(setting=settings(done))
-        for run in done[EPOCH_KEYS].to_dict("records"):
-            for row in read_metrics(Path(run["run_dir"])):
+        trained = done["epochs"] if "epochs" in done else pd.Series(None, index=done.index)
+        for run, n in zip(done[EPOCH_KEYS].to_dict("records"), trained, strict=True):
+            metrics, problem = read_metrics_checked(Path(run["run_dir"]))
+            kept = sum(isinstance(r, dict) and "epoch" in r for r in metrics)
+            if problem or (pd.notna(n) and kept < n):
+                warnings.warn(
+                    f"{Path(run['run_dir']) / METRICS}: {kept} of {n if pd.notna(n) else '?'} epoch rows kept"
+                    f"{f' ({problem})' if problem else ''}; that run's curves are incomplete",
+                    stacklevel=2,
+                )
+            for row in metrics:
                 if isinstance(row, dict) and "epoch" in row:  # epoch rows only
                     flat = {k: v for k, v in row.items() if not isinstance(v, dict | list)}
                     rows.append({**flat, **run})

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ssa_experiments.ensemble import DIVERSITY, JSON_NAME, SCORES  # the combiner's report and metrics
-from ssa_experiments.results import read_summary
+from ssa_experiments.results import DamagedFile, read_summary
 
 ENSEMBLES_CSV = "ensembles.csv"
 CURVE_CSV = "ensemble_curve.csv"
@@ -64,7 +64,7 @@ def member_flops(run_dir: str | Path) -> dict[str, Any] | None:
     """A member's ``flops`` record from its summary, or None (no summary, or written before FLOPs were)."""
     try:
         summary = read_summary(Path(run_dir))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, DamagedFile):
         return None
     flops = (summary or {}).get("flops")
     return flops if isinstance(flops, dict) else None

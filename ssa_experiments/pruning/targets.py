@@ -132,7 +132,10 @@ def prunable_modules(
     if keep_first_layer:
         found = found[1:]
     if not found:
-        raise ValueError("the model has no prunable conv/linear layer left after keep_first/last_layer")
+        raise ConfigError(
+            "pruning.keep_first_layer" if keep_first_layer else "pruning.keep_last_layer",
+            "the model has no prunable conv/linear layer left after keep_first_layer/keep_last_layer",
+        )
     refused = [(name, m, reason) for name, m in found if (reason := _unmaskable_reason(m)) is not None]
     if refused:
         name, m, reason = refused[0]
