@@ -273,7 +273,8 @@ def test_decay_of_sampled_out_weights_is_a_config_choice(optimizer: str) -> None
 
 @pytest.mark.parametrize(
     # amp and channels-last change a parent on CUDA only (tests/test_identity.py checks both devices)
-    "change", ["data.pipeline=torch", "train.cpu_threads=2", "train.cpu_numerics=native"]
+    "change",
+    ["data.pipeline=torch", "train.cpu_threads=2", "train.cpu_numerics=native"],
 )
 def test_parent_key_covers_fields_that_change_the_weights(change: str) -> None:
     assert parent_key(compose_config([change])) != parent_key(compose_config([]))
