@@ -21,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ssa_experiments.numerics import MODES as CPU_NUMERICS
 from ssa_experiments.provenance import COMPUTE_VERSION
+from ssa_experiments.results import file_sha256
 
 
 class ConfigError(ValueError):
@@ -624,11 +625,7 @@ def compute_identity(cfg: DictConfig | Config) -> dict[str, Any]:
 
 @functools.cache
 def _content_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def content_sha256(path: str | Path) -> str:

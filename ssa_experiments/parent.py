@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 
 from ssa_experiments.config import compute_identity, data_identity, parent_source_identity, schedule_identity
 from ssa_experiments.pruning.masking import Mask
-from ssa_experiments.results import atomic_torch_save, atomic_write_json
+from ssa_experiments.results import atomic_torch_save, atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # an entry's layout; a change to what a parent computes bumps provenance.COMPUTE_VERSION
@@ -78,14 +78,6 @@ def parent_key(cfg: DictConfig) -> dict[str, Any]:
 
 def key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, torch.Tensor]:
