@@ -5,7 +5,8 @@ One process, Hydra's default (sequential) multirun launcher, exactly as a user t
     python -m ssa_experiments.train -m method=A,B sparsity=x,y seed=0,1 \
         hydra.sweep.dir=<tmp>/sweep parent.cache_dir=<tmp>/cache device=cpu
 
-with a fresh, empty parent cache. Afterwards every run's ``summary.json`` is read: ``parent.source`` is
+with a fresh, empty parent cache and run store. Afterwards every run is read back through the one reader
+(``analysis.aggregate.collect``, which follows the sweep's links into the store): ``parent.source`` is
 ``trained`` (this run trained the dense parent) or ``cache`` (it reused one). The parent's weights depend
 only on model/data/pre-training config and seed, so the whole sweep must train exactly one parent per seed;
 everything else is fine-tuning. Reported: runs, parent trainings per seed, wall time of the whole command
@@ -53,7 +54,7 @@ def main() -> int:
     overrides += args.extra
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
-    sweep_dir, cache_dir = tmp / "sweep", tmp / "cache"
+    sweep_dir, cache_dir, store_dir = tmp / "sweep", tmp / "cache", tmp / "store"
     cmd = [
         sys.executable,
         "-m",
@@ -64,6 +65,7 @@ def main() -> int:
         f"seed={args.seeds}",
         f"hydra.sweep.dir={sweep_dir}",
         f"parent.cache_dir={cache_dir}",
+        f"store.root={store_dir}",
         *overrides,
     ]
     print(machine())
@@ -77,7 +79,9 @@ def main() -> int:
         print(f"RESULT sweep command failed with exit code {proc.returncode}")
         return 1
 
-    summaries = [json.loads(f.read_text()) for f in sorted(sweep_dir.glob("*/summary.json"))]
+    from ssa_experiments.analysis.aggregate import collect
+
+    summaries = [json.loads((Path(d) / "summary.json").read_text()) for d in collect(sweep_dir)["run_dir"]]
     header = (
         f"{'method':<24}{'sparsity':>9}{'seed':>6}{'parent':>9}{'status':>11}{'test_acc':>10}{'wall s':>9}"
     )
