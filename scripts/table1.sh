@@ -4,4 +4,5 @@
 source "$(dirname "$0")/lib.sh" "$@"
 train method=dense sparsity=0
 train method=one_shot,iterative,temperature_annealing pruning.criterion=random,magnitude
+FIGURE_ARGS[table1]="--paired one_shot"
 publish table1
