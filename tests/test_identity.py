@@ -110,3 +110,29 @@ def test_no_unread_precision_key_reaches_a_cpu_identity() -> None:
         "cpu_numerics": "portable",
         "cpu_threads": 1,
     }
+
+
+def test_a_store_written_before_the_compute_version_stays_readable_and_is_not_reused(
+    make_cfg, tmp_path
+) -> None:
+    """A run stored by code before COMPUTE_VERSION 1 (its identity has no ``compute``, its summary no
+    ``provenance``): `aggregate` and `status` still read it as completed, and the same config now maps to
+    another store key, so it is computed anew rather than served as a result of this code."""
+    import json
+
+    from ssa_experiments import store
+    from ssa_experiments.analysis.aggregate import collect
+    from ssa_experiments.status import states
+
+    cfg = make_cfg("method=one_shot", "sparsity=0.5")
+    old_identity = {k: v for k, v in run_identity(cfg).items() if k != "compute"}
+    old_dir = store.run_dir(tmp_path / "store", old_identity)
+    old_dir.mkdir(parents=True)
+    summary = {"status": "completed", "method": "one_shot", "target_sparsity": 0.5, "seed": 0,
+               "test_acc": 50.0, "identity": old_identity,
+               "config": {"method": {"name": "one_shot"}, "seed": 0}}  # fmt: skip
+    (old_dir / "summary.json").write_text(json.dumps(summary))
+    store.link(tmp_path / "sweep" / "method=one_shot", old_dir)
+    assert collect(tmp_path / "sweep")[["status", "test_acc"]].values.tolist() == [["completed", 50.0]]
+    assert states(tmp_path / "store")["status"].tolist() == ["completed"]
+    assert store.run_dir(tmp_path / "store", run_identity(cfg)) != old_dir
