@@ -20,18 +20,18 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed  ## create .venv and install the package with its dev tools
 
 quickstart: install  ## the main job: 5 methods + a tau0 sweep on digits, figures; then MNIST-1D's second table (offline, CPU)
-	$(PY) -m ssa_experiments.train -m experiment=quickstart
-	$(PY) -m ssa_experiments.train -m experiment=quickstart method=temperature_annealing \
+	$(PY) -m ssa_experiments.cli.train -m experiment=quickstart
+	$(PY) -m ssa_experiments.cli.train -m experiment=quickstart method=temperature_annealing \
 		method.initial_temperature=0.25,1.0
-	$(PY) -m ssa_experiments.aggregate outputs/quickstart --csv outputs/quickstart/runs.csv --paired one_shot
-	$(PY) -m ssa_experiments.figures curves --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
-	$(PY) -m ssa_experiments.figures fig1 --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
+	$(PY) -m ssa_experiments.cli.aggregate outputs/quickstart --csv outputs/quickstart/runs.csv --paired one_shot
+	$(PY) -m ssa_experiments.cli.figures curves --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
+	$(PY) -m ssa_experiments.cli.figures fig1 --runs outputs/quickstart/runs.csv --out outputs/quickstart/figures
 	@echo "== second table: where annealing beats one-shot (MNIST-1D, results/study_cpu), 2 joblib workers =="
-	$(PY) -m ssa_experiments.train -m experiment=quickstart_mnist1d method=one_shot,iterative \
+	$(PY) -m ssa_experiments.cli.train -m experiment=quickstart_mnist1d method=one_shot,iterative \
 		method.schedule=cubic hydra/launcher=joblib hydra.launcher.n_jobs=2
-	$(PY) -m ssa_experiments.train -m experiment=quickstart_mnist1d method=temperature_annealing \
+	$(PY) -m ssa_experiments.cli.train -m experiment=quickstart_mnist1d method=temperature_annealing \
 		method.rescore=false,true hydra/launcher=joblib hydra.launcher.n_jobs=2
-	$(PY) -m ssa_experiments.aggregate outputs/quickstart_mnist1d --paired one_shot
+	$(PY) -m ssa_experiments.cli.aggregate outputs/quickstart_mnist1d --paired one_shot
 
 figures: install  ## Figures 1-2, Tables 1-2 and the baselines at CPU scale, end to end (~1 h): writes results/
 	PY=$(PY) scripts/table1.sh --cpu

@@ -82,19 +82,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import ssa_experiments.run as run_module
 import torch
 from hydra import compose, initialize_config_dir
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from omegaconf import DictConfig
 
-import ssa_experiments.run as run_module
-from ssa_experiments.config import register_configs
+from ssa_experiments.config.schema import register_configs
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
-from ssa_experiments.loop import Precision
 from ssa_experiments.models import build_model
-from ssa_experiments.results import CHECKPOINT, SUMMARY
-from ssa_experiments.run import pick_device
+from ssa_experiments.store.files import CHECKPOINT, SUMMARY
+from ssa_experiments.training.devices import pick_device
+from ssa_experiments.training.loop import Precision
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 GOAL = 0.97

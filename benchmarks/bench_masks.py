@@ -51,12 +51,12 @@ from hydra import compose, initialize_config_dir
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from omegaconf import DictConfig
 
-from ssa_experiments.config import register_configs
-from ssa_experiments.loop import Precision
+from ssa_experiments.config.schema import register_configs
 from ssa_experiments.models import build_model
-from ssa_experiments.optim import make_optimizer, set_lr
 from ssa_experiments.pruning.methods import make_method
-from ssa_experiments.run import pick_device
+from ssa_experiments.training.devices import pick_device
+from ssa_experiments.training.loop import Precision
+from ssa_experiments.training.optim import make_optimizer, set_lr
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 METHODS = ("dense", "one_shot", "temperature_annealing", "random_annealing")

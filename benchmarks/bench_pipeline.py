@@ -22,9 +22,9 @@ from collections.abc import Iterator
 import torch
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from ssa_experiments.data.datasets import CIFAR10_STATS, ImageData
+from ssa_experiments.data.base import CIFAR10_STATS, ImageData
 from ssa_experiments.data.loaders import make_batches
-from ssa_experiments.run import pick_device
+from ssa_experiments.training.devices import pick_device
 
 
 def cifar_sized(n: int, seed: int) -> ImageData:

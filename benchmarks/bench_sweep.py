@@ -2,7 +2,7 @@
 
 One process, Hydra's default (sequential) multirun launcher, exactly as a user types it:
 
-    python -m ssa_experiments.train -m method=A,B sparsity=x,y seed=0,1 \
+    python -m ssa_experiments.cli.train -m method=A,B sparsity=x,y seed=0,1 \
         hydra.sweep.dir=<tmp>/sweep parent.cache_dir=<tmp>/cache device=cpu
 
 with a fresh, empty parent cache and run store. Afterwards every run is read back through the one reader
@@ -58,7 +58,7 @@ def main() -> int:
     cmd = [
         sys.executable,
         "-m",
-        "ssa_experiments.train",
+        "ssa_experiments.cli.train",
         "-m",
         f"method={args.methods}",
         f"sparsity={args.sparsities}",

@@ -26,16 +26,16 @@ START=$(date +%s)
 train() {  # one multirun of the preset (a re-run recomputes no completed run: each returns its summary)
     local extra=()
     read -r -a extra <<< "${SWEEP_ARGS:-}"
-    COMMANDS+=("python -m ssa_experiments.train -m experiment=$PRESET $*${SWEEP_ARGS:+ $SWEEP_ARGS}")
-    [[ $PUBLISH_ONLY == 1 ]] || "$PY" -m ssa_experiments.train -m "experiment=$PRESET" "$@" "${extra[@]}"
+    COMMANDS+=("python -m ssa_experiments.cli.train -m experiment=$PRESET $*${SWEEP_ARGS:+ $SWEEP_ARGS}")
+    [[ $PUBLISH_ONLY == 1 ]] || "$PY" -m ssa_experiments.cli.train -m "experiment=$PRESET" "$@" "${extra[@]}"
 }
 
 publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a README saying how they were made
     local minutes=$(( ($(date +%s) - START + 59) / 60 ))
     mkdir -p "$RESULTS"
-    "$PY" -m ssa_experiments.aggregate "$OUT" --csv "$RESULTS/runs.csv" --paired "$PAIRED" | grep -v '^wrote ' > "$RESULTS/table.txt"
+    "$PY" -m ssa_experiments.cli.aggregate "$OUT" --csv "$RESULTS/runs.csv" --paired "$PAIRED" | grep -v '^wrote ' > "$RESULTS/table.txt"
     for figure in "$@"; do
-        "$PY" -m ssa_experiments.figures "$figure" --runs "$RESULTS/runs.csv" --out "$RESULTS" ${FIGURE_ARGS[$figure]:-}
+        "$PY" -m ssa_experiments.cli.figures "$figure" --runs "$RESULTS/runs.csv" --out "$RESULTS" ${FIGURE_ARGS[$figure]:-}
     done
     {
         echo "# $NAME ($PRESET)"
@@ -44,9 +44,9 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         echo
         echo '```'
         printf '%s\n' "${COMMANDS[@]}"
-        echo "python -m ssa_experiments.aggregate $OUT --csv $RESULTS/runs.csv --paired $PAIRED   # also writes epochs.csv, runs_paired.csv"
+        echo "python -m ssa_experiments.cli.aggregate $OUT --csv $RESULTS/runs.csv --paired $PAIRED   # also writes epochs.csv, runs_paired.csv"
         for figure in "$@"; do
-            echo "python -m ssa_experiments.figures $figure --runs $RESULTS/runs.csv --out $RESULTS${FIGURE_ARGS[$figure]:+ ${FIGURE_ARGS[$figure]}}"
+            echo "python -m ssa_experiments.cli.figures $figure --runs $RESULTS/runs.csv --out $RESULTS${FIGURE_ARGS[$figure]:+ ${FIGURE_ARGS[$figure]}}"
         done
         echo '```'
         echo
@@ -61,7 +61,7 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         echo "- Runs: \`runs.csv\` (one row per run, full config), curves: \`epochs.csv\`."
         echo
         [[ -f "$RESULTS/notes.md" ]] && { cat "$RESULTS/notes.md"; echo; }
-        echo "## Table (\`python -m ssa_experiments.aggregate\`)"
+        echo "## Table (\`python -m ssa_experiments.cli.aggregate\`)"
         echo
         echo '```'
         cat "$RESULTS/table.txt"

@@ -28,4 +28,4 @@ train method=temperature_annealing method.rescore=true method.schedule=linear me
 FIGURE_ARGS[curves]="--sparsity 0.99"
 FIGURE_ARGS[table]="--paired one_shot"
 publish table curves
-"$PY" -m ssa_experiments.figures schedules --sparsity 0.99 --out "$RESULTS"
+"$PY" -m ssa_experiments.cli.figures schedules --sparsity 0.99 --out "$RESULTS"

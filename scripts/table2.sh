@@ -2,7 +2,7 @@
 # Table 2: Prune-and-Tune ensembles (6 children of one dense parent, 50% sparsity, anti-random masks, 10
 # one-cycle tuning epochs) with one-shot, temperature-annealed and random-annealed children, against a dense
 # ensemble (6 networks, each from its own parent: ensemble.independent_parents=true); 3 seeds = 3 ensembles
-# per method. Then the members are combined (python -m ssa_experiments.ensemble) into the table (accuracy,
+# per method. Then the members are combined (python -m ssa_experiments.cli.ensemble) into the table (accuracy,
 # NLL, ECE, corrupted data, diversity, training FLOPs) and the ensemble-size figure.
 #   scripts/table2.sh --cpu   digits, the small CNN; 72 runs, 21 parents; two joblib workers (SWEEP_ARGS=""
 #                             for one process): 7 min 17 s on 2 idle cores -> results/table2/
@@ -20,20 +20,20 @@ train ${DATA[@]+"${DATA[@]}"} method=one_shot,temperature_annealing,random_annea
 
 COMBINED=$OUT/combined
 ENSEMBLE_COMMANDS=(
-    "python -m ssa_experiments.ensemble $OUT --size --out $COMBINED"
-    "python -m ssa_experiments.figures table2 --runs $COMBINED/ensemble.json --out $RESULTS"
-    "python -m ssa_experiments.figures ensemble_size --runs $RESULTS/ensembles.csv --out $RESULTS"
+    "python -m ssa_experiments.cli.ensemble $OUT --size --out $COMBINED"
+    "python -m ssa_experiments.cli.figures table2 --runs $COMBINED/ensemble.json --out $RESULTS"
+    "python -m ssa_experiments.cli.figures ensemble_size --runs $RESULTS/ensembles.csv --out $RESULTS"
 )
-"$PY" -m ssa_experiments.ensemble "$OUT" --size --out "$COMBINED" > "$OUT/ensemble.txt"
+"$PY" -m ssa_experiments.cli.ensemble "$OUT" --size --out "$COMBINED" > "$OUT/ensemble.txt"
 mkdir -p "$RESULTS"
 cp "$COMBINED/ensemble.json" "$COMBINED/ensemble.csv" "$RESULTS/"
-"$PY" -m ssa_experiments.figures table2 --runs "$COMBINED/ensemble.json" --out "$RESULTS"
-"$PY" -m ssa_experiments.figures ensemble_size --runs "$RESULTS/ensembles.csv" --out "$RESULTS"
+"$PY" -m ssa_experiments.cli.figures table2 --runs "$COMBINED/ensemble.json" --out "$RESULTS"
+"$PY" -m ssa_experiments.cli.figures ensemble_size --runs "$RESULTS/ensembles.csv" --out "$RESULTS"
 publish  # the runs (aggregate: one row per member) and the README
 
 {
     echo
-    echo "## Ensembles (\`python -m ssa_experiments.ensemble\`, then the table and the figure)"
+    echo "## Ensembles (\`python -m ssa_experiments.cli.ensemble\`, then the table and the figure)"
     echo
     echo '```'
     printf '%s\n' "${ENSEMBLE_COMMANDS[@]}"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ssa_experiments.config import ConfigError, ModelConfig
+from ssa_experiments.config.schema import ConfigError, ModelConfig
 
 
 def small_cnn(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:

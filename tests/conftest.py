@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ssa_experiments import numerics
+from ssa_experiments.repro import numerics
 
 numerics.enter("portable")  # before torch starts: the tests compute what a default run computes
 
@@ -17,9 +17,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
-from ssa_experiments.config import OptimizerConfig, register_configs
-from ssa_experiments.optim import make_optimizer
+from ssa_experiments.config.schema import OptimizerConfig, register_configs
 from ssa_experiments.pruning.methods import PruningMethod
+from ssa_experiments.training.optim import make_optimizer
 
 os.environ.setdefault("WANDB_MODE", "offline")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -39,7 +39,7 @@ FAST = [
 
 def kill_in_epoch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     """Make the n-th fine-tuning epoch die like a kill (no summary written); parent epochs do not count."""
-    from ssa_experiments import run as run_module
+    from ssa_experiments.training import run as run_module
 
     real = run_module.train_epoch
     calls = {"n": 0}
@@ -64,8 +64,8 @@ def assert_resumes_identically(
     """Kill a run of ``overrides`` (in tmp_path/"killed") in fine-tuning epoch ``kill_epoch``, resume it:
     every metrics row but the epoch time, the test accuracy and the saved model are those of ``reference``,
     the summary of the uninterrupted run in tmp_path/"reference". Returns the resumed run's summary."""
-    from ssa_experiments.results import read_metrics
-    from ssa_experiments.run import run
+    from ssa_experiments.store.files import read_metrics
+    from ssa_experiments.training.run import run
 
     kill_in_epoch(monkeypatch, kill_epoch)
     with pytest.raises(KeyboardInterrupt):

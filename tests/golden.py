@@ -4,7 +4,11 @@
 They guard ``provenance.COMPUTE_VERSION``: a change that alters any number fails the test until the version
 is bumped and the values renewed in the same commit, so the run store never serves an old result as new;
 a refactor proves that it changed no number and no store key by passing it untouched. Portable CPU
-numerics (the default), one thread: the same bits on every x86-64 machine with AVX2.
+numerics (the default), one thread.
+
+The values are pinned per CPU vendor: portable numerics were measured to give the same bits on AVX2 and on
+AVX-512 machines of one vendor, but not between an AMD EPYC and an Intel Xeon (MKL follows another code path
+on each; README, "Numbers that travel"). The store keys are one set for every vendor, and the test checks it.
 """
 
 from __future__ import annotations
@@ -64,10 +68,11 @@ def compute(work: Path) -> dict[str, Any]:
     ``repr``: every bit), the digest of its final weights, of its parent's weights, and its store key."""
     from hydra import compose, initialize_config_dir
 
-    from ssa_experiments import store
-    from ssa_experiments.config import register_configs, run_identity
-    from ssa_experiments.provenance import COMPUTE_VERSION
-    from ssa_experiments.run import run
+    from ssa_experiments.config.identity import run_identity
+    from ssa_experiments.config.schema import register_configs
+    from ssa_experiments.repro.provenance import COMPUTE_VERSION
+    from ssa_experiments.store import runs as store
+    from ssa_experiments.training.run import run
 
     register_configs()
     conf = str(Path(__file__).resolve().parents[1] / "conf")
@@ -93,6 +98,19 @@ def compute(work: Path) -> dict[str, Any]:
         entry["store_key"] = store.run_dir("", run_identity(cfg)).name
         out["runs"][name] = entry
     return out
+
+
+def cpu_vendor() -> str:
+    """The CPU vendor (``vendor_id`` of /proc/cpuinfo: GenuineIntel, AuthenticAMD): the values' platform."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
 
 
 def read() -> dict[str, Any]:

@@ -14,7 +14,6 @@ from ssa_experiments.analysis.aggregate import (
     epochs,
     epochs_csv,
     from_wandb,
-    main,
     paired_csv,
     read_epochs,
     read_runs,
@@ -22,7 +21,8 @@ from ssa_experiments.analysis.aggregate import (
     table,
     write_csv,
 )
-from ssa_experiments.results import atomic_write_json
+from ssa_experiments.cli.aggregate import main
+from ssa_experiments.store.files import atomic_write_json
 
 
 def write(root: Path, name: str, **summary: object) -> None:

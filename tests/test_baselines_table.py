@@ -9,8 +9,8 @@ import pytest
 from test_figures import accuracy, write_run
 
 from ssa_experiments.analysis import aggregate
-from ssa_experiments.analysis.figures import main
 from ssa_experiments.analysis.tables import baselines
+from ssa_experiments.cli.figures import main
 
 RETRAINING = {  # column label -> what write_run is given
     "one-cycle": {"lr": "one_cycle"},

@@ -10,7 +10,8 @@ import pytest
 from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 
-from ssa_experiments.config import ConfigError, validate
+from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.config.validate import validate
 
 BAD = [
     (["sparsity=1.0"], "sparsity"),
@@ -97,7 +98,7 @@ def test_defaults_are_valid() -> None:
 def test_cli_bad_input_one_line_exit_code_no_results(tmp_path: Path, args: list[str], expected: str) -> None:
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", *args, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "ssa_experiments.cli.train", *args, f"hydra.run.dir={run_dir}"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -29,15 +29,9 @@ from conftest import (
 from conftest import tiny as tiny_weights
 from torch import nn
 
-from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
-from ssa_experiments.config import (
-    MethodConfig,
-    OptimizerConfig,
-    PruningConfig,
-    run_identity,
-    validate,
-)
-from ssa_experiments.optim import make_optimizer
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import MethodConfig, OptimizerConfig, PruningConfig
+from ssa_experiments.config.validate import validate
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import (
     DropConnectTarget,
@@ -46,8 +40,10 @@ from ssa_experiments.pruning.methods import (
     StochasticConstant,
     make_method,
 )
-from ssa_experiments.results import read_metrics
-from ssa_experiments.run import run
+from ssa_experiments.store.files import read_metrics
+from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from ssa_experiments.training.optim import make_optimizer
+from ssa_experiments.training.run import run
 
 CONTROLS = ["stochastic_constant", "dropconnect_target", "soft_annealing"]
 SEED = 0

@@ -16,8 +16,9 @@ import pytest
 import torch
 from fixtures_data import make_cifar10
 
-from ssa_experiments.config import DataConfig
-from ssa_experiments.data.datasets import CIFAR10_STATS, ImageData, channel_stats, load_data, split_validation
+from ssa_experiments.config.schema import DataConfig
+from ssa_experiments.data.base import CIFAR10_STATS, ImageData
+from ssa_experiments.data.datasets import channel_stats, load_data, split_validation
 from ssa_experiments.data.loaders import DeviceBatches, TorchBatches, make_batches
 
 CPU = torch.device("cpu")

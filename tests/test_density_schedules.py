@@ -17,8 +17,9 @@ import torch
 from conftest import fixed_batches, lockstep, small
 from torch import nn
 
-from ssa_experiments.config import ANNEAL_SCHEDULES, ITERATIVE_SCHEDULES, MethodConfig
-from ssa_experiments.config import PruningConfig as Pruning
+from ssa_experiments.config.methods import ANNEAL_SCHEDULES, ITERATIVE_SCHEDULES
+from ssa_experiments.config.schema import MethodConfig
+from ssa_experiments.config.schema import PruningConfig as Pruning
 from ssa_experiments.pruning.methods import PruningMethod, make_method
 from ssa_experiments.pruning.schedules import (
     ANNEAL_SHAPES,

@@ -13,15 +13,10 @@ import torch
 from fixtures_data import make_cifar10, make_cifar100, make_tiny_imagenet
 from scipy import stats
 
-from ssa_experiments.config import ConfigError, DataConfig
+from ssa_experiments.config.schema import ConfigError, DataConfig
 from ssa_experiments.data import disk
-from ssa_experiments.data.datasets import (
-    CIFAR10_STATS,
-    CIFAR100_STATS,
-    TINY_IMAGENET_STATS,
-    ImageData,
-    load_data,
-)
+from ssa_experiments.data.base import CIFAR10_STATS, CIFAR100_STATS, TINY_IMAGENET_STATS, ImageData
+from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
 
 CIFAR_CFG = DataConfig(name="cifar10", crop_padding=4, flip=True)

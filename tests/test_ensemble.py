@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ssa_experiments import ensemble as ens
-from ssa_experiments.results import atomic_torch_save, atomic_write_json
-from ssa_experiments.store import link
+from ssa_experiments.cli.ensemble import main as ensemble_main
+from ssa_experiments.ensembles import combine as ens
+from ssa_experiments.store.files import atomic_torch_save, atomic_write_json
+from ssa_experiments.store.runs import link
 
 SPLITS = ("test", "val", "corrupt/gaussian_noise/1", "corrupt/gaussian_noise/3", "corrupt/contrast/1")
 
@@ -227,7 +228,7 @@ def test_report_has_every_split_and_corruption_means(tmp_path: Path) -> None:
         corrupt = [e["splits"][n]["ensemble"][metric] for n in SPLITS[2:]]
         assert e["splits"]["corrupt/mean"]["ensemble"][metric] == pytest.approx(sum(corrupt) / 3), metric
     # the per-ensemble frame Table 2 and the figures read has them too, for the ensemble and its mean member
-    from ssa_experiments.analysis.ensembles import ensemble_rows
+    from ssa_experiments.ensembles.report import ensemble_rows
 
     (row,) = ensemble_rows(report).to_dict("records")
     for prefix in ("", "corrupt_"):
@@ -257,7 +258,7 @@ def test_cli_writes_json_and_tidy_csv(tmp_path: Path) -> None:
         (job / ".hydra").mkdir()
         (job / ".hydra" / "config.yaml").write_text(f"ensemble:\n  member: {i}\n  size: 4\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.ensemble", str(sweep), "--size", "3"],
+        [sys.executable, "-m", "ssa_experiments.cli.ensemble", str(sweep), "--size", "3"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -287,7 +288,7 @@ def test_cli_writes_json_and_tidy_csv(tmp_path: Path) -> None:
 
 
 def test_cli_without_members_fails(tmp_path: Path) -> None:
-    assert ens.main([str(tmp_path)]) == 1
+    assert ensemble_main([str(tmp_path)]) == 1
 
 
 def test_cli_names_splits_some_members_lack_and_the_remedy(tmp_path: Path, capsys) -> None:
@@ -296,7 +297,7 @@ def test_cli_names_splits_some_members_lack_and_the_remedy(tmp_path: Path, capsy
     payload = torch.load(tmp_path / "m1" / "logits.pt", weights_only=True)
     del payload["splits"]["corrupt/contrast/1"]  # member 1 was not asked for it
     atomic_torch_save(tmp_path / "m1" / "logits.pt", payload)
-    assert ens.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert ensemble_main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "left out corrupt/contrast/1" in printed and "without retraining" in printed
     (e,) = json.loads((tmp_path / "out" / "ensemble.json").read_text())["ensembles"]

@@ -16,25 +16,18 @@ import pytest
 import torch
 from conftest import compose_config
 
-from ssa_experiments.config import (
-    ConfigError,
-    MethodConfig,
-    ModelConfig,
-    PruningConfig,
-    derived_seed,
-    finetune_seed,
-    parent_seed,
-    run_identity,
-    validate,
-)
-from ssa_experiments.members import with_parent_seed
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, MethodConfig, ModelConfig, PruningConfig
+from ssa_experiments.config.seeds import derived_seed, finetune_seed, parent_seed
+from ssa_experiments.config.validate import validate
+from ssa_experiments.ensembles.members import with_parent_seed
 from ssa_experiments.models import build_model
-from ssa_experiments.parent import parent_key
 from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.targets import MemberMasks, member_scores
-from ssa_experiments.results import LOGITS, read_summary
-from ssa_experiments.run import run
-from ssa_experiments.store import run_key
+from ssa_experiments.store.files import LOGITS, read_summary
+from ssa_experiments.store.runs import run_key
+from ssa_experiments.training.parent import parent_key
+from ssa_experiments.training.run import run
 
 REPO = Path(__file__).resolve().parents[1]
 MEMBER = ["ensemble.size=2", "ensemble.corruptions=[gaussian_noise,contrast]", "ensemble.severities=[1,3]"]
@@ -282,14 +275,14 @@ def test_a_non_member_run_has_the_same_numbers_whatever_the_ensemble_keys(make_c
 
 @pytest.mark.slow
 def test_four_member_ensemble_through_the_sweep_and_the_combiner(tmp_path: Path) -> None:
-    """4 annealed children of one parent, swept by Hydra, then ``python -m ssa_experiments.ensemble``."""
+    """4 annealed children of one parent, swept by Hydra, then ``python -m ssa_experiments.cli.ensemble``."""
     if not (REPO / "ssa_experiments" / "ensemble.py").exists():
         pytest.skip("the combiner (ssa_experiments/ensemble.py) is not there yet")
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "ssa_experiments.train", "-m", "data=synthetic", "model.width=8",
+            sys.executable, "-m", "ssa_experiments.cli.train", "-m", "data=synthetic", "model.width=8",
             "parent.epochs=2", "train.finetune_epochs=2", "train.batch_size=64", "device=cpu",
             "method=temperature_annealing", "method.anneal_epochs=1", "sparsity=0.5", "ensemble.size=4",
             "ensemble.member=0,1,2,3", "ensemble.corruptions=[gaussian_noise]", "ensemble.severities=[2]",
@@ -305,7 +298,7 @@ def test_four_member_ensemble_through_the_sweep_and_the_combiner(tmp_path: Path)
     assert all((p.parent / LOGITS).exists() for p in sweep.glob("*/run/summary.json"))
     out = tmp_path / "combined"
     combined = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.ensemble", str(sweep), "--out", str(out)],
+        [sys.executable, "-m", "ssa_experiments.cli.ensemble", str(sweep), "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert combined.returncode == 0, combined.stderr[-3000:]
@@ -346,8 +339,8 @@ def fake_member(root: Path, method: str, seed: int, member: int, independent: bo
 
 
 def test_table2_and_ensemble_size_from_a_combiner_report(tmp_path: Path) -> None:
-    from ssa_experiments.analysis.figures import main as figures
-    from ssa_experiments.ensemble import combine
+    from ssa_experiments.cli.figures import main as figures
+    from ssa_experiments.ensembles.combine import combine
 
     for method, independent in (("dense", True), ("one_shot", False), ("temperature_annealing", False)):
         for seed in (0, 1):

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 
 from ssa_experiments.analysis import aggregate
-from ssa_experiments.analysis.figures import best_config, fig1, main, matches, prepare
+from ssa_experiments.analysis.figures import best_config, fig1, matches, prepare
 from ssa_experiments.analysis.tables import markdown, table1
-from ssa_experiments.results import atomic_write_json
+from ssa_experiments.cli.aggregate import main as aggregate_main
+from ssa_experiments.cli.figures import main
+from ssa_experiments.store.files import atomic_write_json
 
 EPOCHS = 8
 SPARSITIES = (0.5, 0.9)
@@ -120,7 +122,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
     out = {}
     for kind in ("fig1", "fig2", "table1"):
         root = write_tree(tmp_path_factory.mktemp(kind) / "tree", kind)
-        aggregate.main([str(root), "--csv", str(root.parent / "runs.csv")])
+        aggregate_main([str(root), "--csv", str(root.parent / "runs.csv")])
         out[kind] = (root, root.parent / "runs.csv")
     return out
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssa_experiments import flops
+from ssa_experiments.ensembles import flops
 
 
 def test_linear_model_forward_flops_by_hand() -> None:

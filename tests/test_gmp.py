@@ -17,12 +17,14 @@ import torch
 from conftest import assert_resumes_identically, compose_config
 from torch import nn
 
-from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, run_identity, validate
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, MethodConfig, PruningConfig
+from ssa_experiments.config.validate import validate
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import PruningMethod, make_method
 from ssa_experiments.pruning.schedules import is_pruning_step, iterative_sparsity, step_epoch
-from ssa_experiments.results import read_metrics
-from ssa_experiments.run import run
+from ssa_experiments.store.files import read_metrics
+from ssa_experiments.training.run import run
 
 SF, N, SPE = 0.9, 2, 4
 WEIGHTS = 1000  # one prunable layer: the mask's sparsity is round(s * 1000) / 1000

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 
-from ssa_experiments import config as config_module
-from ssa_experiments.config import run_identity, validate
+from ssa_experiments.config import identity as config_module
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.validate import validate
 from ssa_experiments.data.loaders import training_steps_per_epoch
-from ssa_experiments.parent import parent_key
+from ssa_experiments.training.parent import parent_key
 
 BASE = ["output_dir=/tmp/unused", "method=one_shot", "sparsity=0.9", "device=cpu"]
 
@@ -120,9 +121,9 @@ def test_a_store_written_before_the_compute_version_stays_readable_and_is_not_re
     another store key, so it is computed anew rather than served as a result of this code."""
     import json
 
-    from ssa_experiments import store
     from ssa_experiments.analysis.aggregate import collect
-    from ssa_experiments.status import states
+    from ssa_experiments.store import runs as store
+    from ssa_experiments.store.status import states
 
     cfg = make_cfg("method=one_shot", "sparsity=0.5")
     old_identity = {k: v for k, v in run_identity(cfg).items() if k != "compute"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ssa_experiments.devices import claim_gpu, device_for_job, gpu_ids
+from ssa_experiments.training.devices import claim_gpu, device_for_job, gpu_ids
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = str(REPO / "conf")
@@ -44,9 +44,9 @@ def isolated(root: Path) -> list[str]:
 
 
 def sweep(*overrides: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``python -m ssa_experiments.train -m ...`` from the repo root, bounded by ``timeout`` seconds."""
+    """``python -m ssa_experiments.cli.train -m ...`` from the repo root, bounded by ``timeout`` seconds."""
     return subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "-m", *overrides],
+        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *overrides],
         cwd=REPO,
         env={**os.environ, "WANDB_MODE": "offline", **(env or {})},
         capture_output=True,
@@ -124,7 +124,7 @@ def test_two_claims_get_different_gpus(tmp_path: Path) -> None:
 def test_claim_in_another_process_gets_another_gpu(tmp_path: Path) -> None:
     """The real case: joblib workers are processes. The lock is the OS's, so it holds across them."""
     code = (
-        "import sys; from ssa_experiments.devices import claim_gpu\n"
+        "import sys; from ssa_experiments.training.devices import claim_gpu\n"
         "with claim_gpu(2, sys.argv[1], env={}) as d: print(d)\n"
     )
     with claim_gpu(2, tmp_path, env={}) as mine:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssa_experiments.config import ConfigError, run_identity
-from ssa_experiments.members import complete_evaluations, missing_evaluations
-from ssa_experiments.results import LOGITS, METRICS, MODEL, SUMMARY, read_summary
-from ssa_experiments.run import run
-from ssa_experiments.store import run_dir
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.ensembles.members import complete_evaluations, missing_evaluations
+from ssa_experiments.store.files import LOGITS, METRICS, MODEL, SUMMARY, read_summary
+from ssa_experiments.store.runs import run_dir
+from ssa_experiments.training.run import run
 
 REPO = Path(__file__).resolve().parents[1]
 MEMBER = (
@@ -125,11 +126,12 @@ def test_a_lost_logits_file_is_written_again(make_cfg) -> None:
 
 @pytest.mark.slow
 def test_relaunching_the_member_with_more_corruptions_through_the_cli(tmp_path: Path) -> None:
-    """``python -m ssa_experiments.train`` again with more corruptions: the same store directory, the
+    """``python -m ssa_experiments.cli.train`` again with more corruptions: the same store directory, the
     member's training files untouched, the new sets in its summary."""
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     common = [
-        sys.executable, "-m", "ssa_experiments.train", "data=synthetic", "model.width=8", "parent.epochs=2",
+        sys.executable, "-m", "ssa_experiments.cli.train", "data=synthetic", "model.width=8",
+        "parent.epochs=2",
         "train.finetune_epochs=2", "train.batch_size=64", "device=cpu", "method=one_shot", "sparsity=0.5",
         "ensemble.size=2", "ensemble.member=0", "ensemble.severities=[2]", "logger.progress=none",
         f"parent.cache_dir={tmp_path / 'parents'}", f"store.root={tmp_path / 'store'}",

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from ssa_experiments.config import MethodConfig, OptimizerConfig, PruningConfig
-from ssa_experiments.optim import make_optimizer
+from ssa_experiments.config.schema import MethodConfig, OptimizerConfig, PruningConfig
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import (
     annealed_probabilities,
     make_method,
     sample_keep,
 )
+from ssa_experiments.training.optim import make_optimizer
 
 
 def model() -> nn.Module:

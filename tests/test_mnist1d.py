@@ -17,14 +17,10 @@ import pytest
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
 
-from ssa_experiments.config import ConfigError, DataConfig, ModelConfig, validate
-from ssa_experiments.data.datasets import (
-    MNIST1D_SEED,
-    ImageData,
-    load_data,
-    mnist1d_cache_dir,
-    mnist1d_cache_file,
-)
+from ssa_experiments.config.schema import ConfigError, DataConfig, ModelConfig
+from ssa_experiments.config.validate import validate
+from ssa_experiments.data.base import ImageData
+from ssa_experiments.data.datasets import MNIST1D_SEED, load_data, mnist1d_cache_dir, mnist1d_cache_file
 from ssa_experiments.data.loaders import DeviceBatches, TorchBatches
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.pruning.targets import prunable_modules
@@ -214,7 +210,7 @@ def test_cnn1d_parameter_counts(width: int, params: int, prunable: int) -> None:
 
 
 def test_one_shot_on_mnist1d_end_to_end(make_cfg, tmp_path: Path) -> None:
-    from ssa_experiments.run import run
+    from ssa_experiments.training.run import run
 
     cfg = make_cfg(
         "data=mnist1d",
@@ -235,8 +231,8 @@ def test_num_samples_is_in_the_identity_of_mnist1d_runs_only() -> None:
     """A key only MNIST-1D reads never changes the store keys or cached parents of the other data sets."""
     from conftest import compose_config
 
-    from ssa_experiments.config import run_identity
-    from ssa_experiments.parent import parent_key
+    from ssa_experiments.config.identity import run_identity
+    from ssa_experiments.training.parent import parent_key
 
     digits = [
         compose_config(["data=digits", "output_dir=/tmp/x", f"data.num_samples={n}"]) for n in (5000, 800)

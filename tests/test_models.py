@@ -7,7 +7,7 @@ import torch
 from test_timm_layers import effective_weights, zero_fraction
 from torch.nn.utils import parametrize
 
-from ssa_experiments.config import ConfigError, MethodConfig, ModelConfig, PruningConfig
+from ssa_experiments.config.schema import ConfigError, MethodConfig, ModelConfig, PruningConfig
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.pruning.masking import mask_sparsity
 from ssa_experiments.pruning.methods import make_method

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ssa_experiments.analysis.aggregate import collect
-from ssa_experiments.analysis.noise import main, noise_floor, pairing_key
-from ssa_experiments.results import atomic_write_json
+from ssa_experiments.analysis.noise import noise_floor, pairing_key
+from ssa_experiments.cli.noise import main
+from ssa_experiments.store.files import atomic_write_json
 
 
 def write(root: Path, mode: str, method: str, seed: int, acc: float) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_launchers import REPO, TINY_SWEEP, isolated, sweep
 
-from ssa_experiments import numerics
+from ssa_experiments.repro import numerics
 
 AVX2 = numerics.capability() == numerics.PORTABLE_CAPABILITY  # this test process runs portable (conftest)
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in numerics.PORTABLE_ENV}
@@ -39,7 +39,7 @@ def test_environment_mode_is_all_three_or_none() -> None:
 
 def test_the_entry_points_import_no_torch_before_the_numerics_are_set() -> None:
     done = python(
-        "import sys, ssa_experiments.train, ssa_experiments.status, ssa_experiments.config; "
+        "import sys, ssa_experiments.cli.train, ssa_experiments.cli.status, ssa_experiments.config; "
         "print('torch' in sys.modules)"
     )
     assert done.returncode == 0, done.stderr
@@ -49,7 +49,7 @@ def test_the_entry_points_import_no_torch_before_the_numerics_are_set() -> None:
 @pytest.mark.skipif(not AVX2, reason="portable numerics need an x86-64 CPU with AVX2")
 def test_enter_portable_before_torch_gives_avx2_kernels() -> None:
     done = python(
-        "from ssa_experiments import numerics; numerics.enter('portable'); import torch; "
+        "from ssa_experiments.repro import numerics; numerics.enter('portable'); import torch; "
         "numerics.check('portable'); print(torch.backends.cpu.get_cpu_capability(), numerics.active_mode())"
     )
     assert done.returncode == 0, done.stderr
@@ -57,22 +57,23 @@ def test_enter_portable_before_torch_gives_avx2_kernels() -> None:
 
 
 def test_a_process_that_started_torch_in_another_mode_is_refused_in_one_line() -> None:
-    done = python("import torch\nfrom ssa_experiments import numerics\nnumerics.enter('portable')")
+    done = python("import torch\nfrom ssa_experiments.repro import numerics\nnumerics.enter('portable')")
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        "ssa_experiments.numerics.NumericsError: train.cpu_numerics=portable: this process"
+        "ssa_experiments.repro.numerics.NumericsError: train.cpu_numerics=portable: this process"
     )
     assert "before importing torch" in last
     native_then_portable = python(
-        "from ssa_experiments import numerics; numerics.enter('native'); import torch; "
+        "from ssa_experiments.repro import numerics; numerics.enter('native'); import torch; "
         "numerics.enter('portable')"
     )
     assert "NumericsError" in native_then_portable.stderr
 
 
 def test_an_unknown_mode_fails_validation(make_cfg) -> None:
-    from ssa_experiments.config import ConfigError, validate
+    from ssa_experiments.config.schema import ConfigError
+    from ssa_experiments.config.validate import validate
 
     with pytest.raises(ConfigError, match=r"train\.cpu_numerics"):
         validate(make_cfg("train.cpu_numerics=fast"))
@@ -80,9 +81,9 @@ def test_an_unknown_mode_fails_validation(make_cfg) -> None:
 
 @pytest.mark.skipif(not AVX2, reason="portable numerics need an x86-64 CPU with AVX2")
 def test_run_records_provenance_and_refuses_a_mismatched_mode(make_cfg) -> None:
-    from ssa_experiments.numerics import NumericsError
-    from ssa_experiments.provenance import COMPUTE_VERSION
-    from ssa_experiments.run import run
+    from ssa_experiments.repro.numerics import NumericsError
+    from ssa_experiments.repro.provenance import COMPUTE_VERSION
+    from ssa_experiments.training.run import run
 
     summary = run(make_cfg("method=one_shot", "sparsity=0.5"))
     p = summary["provenance"]
@@ -107,7 +108,7 @@ def test_cli_sets_the_mode_before_torch_and_joblib_workers_inherit_it(tmp_path: 
     from ssa_experiments.analysis.aggregate import collect
 
     par = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "-m", *TINY_SWEEP, *isolated(tmp_path / "j"),
+        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *TINY_SWEEP, *isolated(tmp_path / "j"),
          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
         cwd=REPO, env={**CLEAN_ENV, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -118,7 +119,7 @@ def test_cli_sets_the_mode_before_torch_and_joblib_workers_inherit_it(tmp_path: 
         p = json.loads((Path(run_dir) / "summary.json").read_text())["provenance"]
         assert (p["cpu_numerics"], p["cpu_capability"]) == ("portable", "AVX2")
     native = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "-m", *TINY_SWEEP, *isolated(tmp_path / "n"),
+        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *TINY_SWEEP, *isolated(tmp_path / "n"),
          "train.cpu_numerics=native", "seed=0", "method=one_shot"],
         cwd=REPO, env={**CLEAN_ENV, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

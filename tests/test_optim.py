@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssa_experiments.config import OptimizerConfig, ScheduleConfig
-from ssa_experiments.optim import lr_at, make_optimizer
+from ssa_experiments.config.schema import OptimizerConfig, ScheduleConfig
+from ssa_experiments.training.lr import lr_at
+from ssa_experiments.training.optim import make_optimizer
 
 
 @pytest.mark.parametrize("total", [50, 97, 1000])

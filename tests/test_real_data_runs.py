@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures_data import make_cifar10, make_tiny_imagenet
 
-from ssa_experiments.run import run
+from ssa_experiments.training.run import run
 
 ONE_STEP_PER_EPOCH = [
     "train.batch_size=8", "train.max_steps_per_epoch=1", "parent.epochs=1", "train.finetune_epochs=2",
@@ -38,7 +38,7 @@ def test_tiny_imagenet_small_cnn(make_cfg, tmp_path: Path, pipeline: str) -> Non
 @pytest.mark.slow
 def test_cli_missing_cifar_names_the_path(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "data=cifar10", "model=resnet18",
+        [sys.executable, "-m", "ssa_experiments.cli.train", "data=cifar10", "model=resnet18",
          "method=temperature_annealing", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

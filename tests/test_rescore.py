@@ -27,18 +27,14 @@ from conftest import (
 )
 from torch import nn
 
-from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
-from ssa_experiments.config import (
-    ConfigError,
-    MethodConfig,
-    PruningConfig,
-    run_identity,
-    validate,
-)
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, MethodConfig, PruningConfig
+from ssa_experiments.config.validate import validate
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import PruningMethod, RandomAnnealing, make_method
-from ssa_experiments.results import read_metrics
-from ssa_experiments.run import run
+from ssa_experiments.store.files import read_metrics
+from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from ssa_experiments.training.run import run
 
 SEED = 0
 # The tiny model (conftest): |w| all distinct; at sparsity 0.5 the parent's target (PARENT_TARGET) removes

@@ -16,11 +16,13 @@ import pytest
 import torch
 from conftest import compose_config
 
-from ssa_experiments import run as run_module
-from ssa_experiments.config import ConfigError, ParentConfig, ScheduleConfig, run_identity, validate
-from ssa_experiments.optim import lr_at, lr_replay_start, retraining_lr
-from ssa_experiments.parent import epoch_file, parent_key
-from ssa_experiments.run import lr_trace_sha256, run
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, ParentConfig, ScheduleConfig
+from ssa_experiments.config.validate import validate
+from ssa_experiments.training import run as run_module
+from ssa_experiments.training.lr import lr_at, lr_replay_start, retraining_lr
+from ssa_experiments.training.parent import epoch_file, parent_key
+from ssa_experiments.training.run import lr_trace_sha256, run
 
 SWA = ScheduleConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
 # parent_swa_style over 4 epochs x 3 steps = 12 steps: x = step / 12; flat 0.1 to x = 0.5, then
@@ -260,7 +262,7 @@ def test_a_retrained_parent_that_differs_is_reported_and_the_cached_one_used(
     make_cfg, tmp_path, monkeypatch, caplog
 ) -> None:
     """As on a nondeterministic device: the cached parent.pt no longer equals what training gives."""
-    from ssa_experiments.parent import file_sha256
+    from ssa_experiments.training.parent import file_sha256
 
     states = record_start_states(monkeypatch)
     first = run(make_cfg("method=dense", *REWIND, run_dir="a"))

@@ -16,18 +16,20 @@ import torch
 from conftest import assert_resumes_identically, compose_config, kill_in_epoch
 from torch import nn
 
-from ssa_experiments import loop as loop_module
-from ssa_experiments.config import ConfigError, MethodConfig, PruningConfig, run_identity, validate
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, MethodConfig, PruningConfig
+from ssa_experiments.config.validate import validate
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
-from ssa_experiments.loop import Precision, recalibrated
 from ssa_experiments.models import build_model
-from ssa_experiments.optim import make_optimizer
-from ssa_experiments.parent import parent_key
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import LayerCollapse, make_method
-from ssa_experiments.results import read_metrics, read_summary
-from ssa_experiments.run import best_by_validation, run
+from ssa_experiments.store.files import read_metrics, read_summary
+from ssa_experiments.training import loop as loop_module
+from ssa_experiments.training.loop import Precision, recalibrated
+from ssa_experiments.training.optim import make_optimizer
+from ssa_experiments.training.parent import parent_key
+from ssa_experiments.training.run import best_by_validation, run
 
 GRADUAL = ("iterative", "random_annealing", "temperature_annealing")
 
@@ -353,7 +355,7 @@ def test_layer_collapse_cli_one_line_and_recorded(make_cfg, tmp_path) -> None:
     parent = _parent_with_a_tiny_first_layer(make_cfg, tmp_path)
     run_dir = tmp_path / "cli"
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "data=synthetic", "model.width=8", "device=cpu",
+        [sys.executable, "-m", "ssa_experiments.cli.train", "data=synthetic", "model.width=8", "device=cpu",
          "method=one_shot", "sparsity=0.5", f"parent.path={parent}", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip

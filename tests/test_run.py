@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import kill_in_epoch
 
-from ssa_experiments.results import read_metrics, read_summary
-from ssa_experiments.run import run
+from ssa_experiments.store.files import read_metrics, read_summary
+from ssa_experiments.training.run import run
 
 METHODS = ["dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"]
 
@@ -121,7 +121,7 @@ def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatc
 def _train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     """The CLI in a subprocess, run from ``tmp_path`` with its parent cache there."""
     return subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", *args, f"parent.cache_dir={tmp_path / 'cache'}"],
+        [sys.executable, "-m", "ssa_experiments.cli.train", *args, f"parent.cache_dir={tmp_path / 'cache'}"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
 
@@ -203,7 +203,8 @@ def test_parallel_jobs_train_the_parent_once(tmp_path: Path) -> None:
     """Two processes that need the same parent at the same time: the file lock makes one wait and reuse."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ssa_experiments.train", *FAST_CLI, "parent.epochs=5", "method=one_shot",
+            [sys.executable, "-m", "ssa_experiments.cli.train", *FAST_CLI, "parent.epochs=5",
+             "method=one_shot",
              f"sparsity={s}", f"hydra.run.dir={tmp_path / f'job{i}'}",
              f"parent.cache_dir={tmp_path / 'cache'}"],
             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -222,7 +223,7 @@ def test_the_same_run_asked_for_twice_at_once_is_computed_once(tmp_path: Path) -
     """Two processes start the same run: one computes it, the other waits on the store's lock, reuses it."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ssa_experiments.train", *FAST_CLI, "method=one_shot",
+            [sys.executable, "-m", "ssa_experiments.cli.train", *FAST_CLI, "method=one_shot",
              f"hydra.run.dir={tmp_path / f'job{i}'}", f"parent.cache_dir={tmp_path / 'cache'}"],
             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -239,7 +240,7 @@ def test_the_same_run_asked_for_twice_at_once_is_computed_once(tmp_path: Path) -
 
 def test_a_run_dir_of_another_config_is_refused(make_cfg, tmp_path: Path) -> None:
     """Re-running into a directory that holds another config's results must not silently reuse them."""
-    from ssa_experiments.config import ConfigError
+    from ssa_experiments.config.schema import ConfigError
 
     run(make_cfg("method=one_shot", "sparsity=0.5"))
     again = run(make_cfg("method=one_shot", "sparsity=0.5", "device=cpu"))  # same identity: skipped
@@ -267,7 +268,7 @@ def test_a_two_key_sweep_never_shares_a_directory(tmp_path: Path) -> None:
 
 
 def test_long_sweep_directory_names_are_shortened_uniquely() -> None:
-    from ssa_experiments.config import short_dirname
+    from ssa_experiments.config.schema import short_dirname
 
     assert short_dirname("method=one_shot,seed=0") == "method=one_shot,seed=0"
     a, b = short_dirname("x" * 200 + "a"), short_dirname("x" * 200 + "b")

@@ -190,7 +190,14 @@ def test_slurm_sweep_gives_the_local_results(cluster: Cluster, tmp_path: Path) -
     (method, seed) as from the same sweep run by the default sequential launcher (CPU runs are deterministic
     per seed). The local sweep runs at the same time, in another directory, to keep the test short."""
     local = subprocess.Popen(
-        [sys.executable, "-m", "ssa_experiments.train", "-m", *DIGITS_SWEEP, *isolated(tmp_path / "local")],
+        [
+            sys.executable,
+            "-m",
+            "ssa_experiments.cli.train",
+            "-m",
+            *DIGITS_SWEEP,
+            *isolated(tmp_path / "local"),
+        ],
         cwd=REPO,
         env={**os.environ, "WANDB_MODE": "offline"},
         stdout=subprocess.PIPE,
@@ -234,7 +241,7 @@ def test_scancel_mid_sweep_ends_the_sweep_and_keeps_other_results(cluster: Clust
     out_dir = tmp_path / "sweep"
     log = (tmp_path / "sweep.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ssa_experiments.train", "-m", *TINY, "train.finetune_epochs=3",
+        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *TINY, "train.finetune_epochs=3",
          "method=one_shot", "seed=0,1,2,3", *isolated(tmp_path), *SLURM],
         cwd=REPO, env={**os.environ, "WANDB_MODE": "offline", **cluster.env}, stdout=log,
         stderr=subprocess.STDOUT,

@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ssa_experiments import store
 from ssa_experiments.analysis.aggregate import collect
-from ssa_experiments.config import run_identity
-from ssa_experiments.sinks import progress_kind
-from ssa_experiments.status import asked_for, states
-from ssa_experiments.status import main as status_main
+from ssa_experiments.cli.status import main as status_main
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.store import runs as store
+from ssa_experiments.store.status import asked_for, states
+from ssa_experiments.training.sinks import progress_kind
 
 FAST_CLI = ["data=synthetic", "model.width=8", "parent.epochs=1", "train.finetune_epochs=2", "device=cpu"]
 
 
 def _train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "-m", *FAST_CLI, *args,
+        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *FAST_CLI, *args,
          f"parent.cache_dir={cwd / 'cache'}"],
         capture_output=True, text=True, timeout=300, cwd=cwd,
     )  # fmt: skip

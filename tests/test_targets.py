@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ssa_experiments.config import ConfigError
+from ssa_experiments.config.schema import ConfigError
 from ssa_experiments.pruning.targets import (
     classifier_heads,
     magnitude_scores,

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from ssa_experiments.config import ConfigError, MethodConfig, ModelConfig, PruningConfig
+from ssa_experiments.config.schema import ConfigError, MethodConfig, ModelConfig, PruningConfig
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.masking import attach_masks, mask_sparsity, set_mask, weight_name
 from ssa_experiments.pruning.methods import make_method

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import kill_in_epoch
 
-from ssa_experiments.results import read_metrics
-from ssa_experiments.run import run
-from ssa_experiments.sinks import flatten, wandb_run_id
+from ssa_experiments.store.files import flatten, read_metrics
+from ssa_experiments.training.run import run
+from ssa_experiments.training.sinks import wandb_run_id
 
 WANDB = ("logger=wandb", "logger.mode=offline")
 

@@ -1,8 +1,8 @@
 """Read results back: ``collect(roots)`` is the one way, ``table`` the usual view of it.
 
-    python -m ssa_experiments.aggregate ROOT [ROOT ...] [--metric test_acc] [--csv runs.csv]
+    python -m ssa_experiments.cli.aggregate ROOT [ROOT ...] [--metric test_acc] [--csv runs.csv]
         [--paired [REF]] [--level 0.95] [--bootstrap-seed 0]
-    python -m ssa_experiments.aggregate --wandb ENTITY/PROJECT [--group G]     (same frame, from W&B)
+    python -m ssa_experiments.cli.aggregate --wandb ENTITY/PROJECT [--group G]     (same frame, from W&B)
     ssa-aggregate ...                                                          (console script)
 
 Every run directory below a root with a ``summary.json`` becomes one row (JSON only: never ``eval``); a run
@@ -30,7 +30,6 @@ NAME.csv`` the tidy numbers also go to ``NAME_paired.csv`` next to it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import warnings
@@ -40,16 +39,16 @@ from typing import Any
 
 import pandas as pd
 
-from ssa_experiments.config import METHOD_KEYS
-from ssa_experiments.results import (
+from ssa_experiments.config.methods import METHOD_KEYS
+from ssa_experiments.store.files import (
     CHECKPOINT,
     METRICS,
     SUMMARY,
     DamagedFile,
+    flatten,
     read_metrics_checked,
     read_summary,
 )
-from ssa_experiments.sinks import flatten
 
 COLUMNS = [
     "method", "target_sparsity", "seed", "status", "test_acc", "val_acc", "best_epoch", "best_val_acc",
@@ -349,80 +348,3 @@ def budget(df: pd.DataFrame) -> pd.DataFrame:
         return ", ".join(sorted(shown))
 
     return done.groupby("method")[cols].agg(distinct)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("roots", nargs="*", help="sweep or outputs directories (any number)")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
-    parser.add_argument("--group", help="with --wandb: only this W&B group")
-    parser.add_argument("--metric", default="test_acc")
-    parser.add_argument(
-        "--csv",
-        help="also write every run (whole config included) to this CSV file, and its epochs next to it",
-    )
-    parser.add_argument(
-        "--paired", nargs="?", const="one_shot", metavar="REF",
-        help="also compare every setting with REF seed by seed (default REF: one_shot)",
-    )  # fmt: skip
-    parser.add_argument("--level", type=float, default=0.95, help="--paired: the bootstrap CI's level")
-    parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired: the bootstrap's seed")
-    args = parser.parse_args(argv)
-    if not 0 < args.level < 1:
-        parser.error(f"--level must be in (0, 1), got {args.level}")
-    if bool(args.roots) == bool(args.wandb):
-        parser.error("give run directories or --wandb ENTITY/PROJECT (one of the two)")
-    if args.wandb:
-        import wandb
-
-        filters = {"group": args.group} if args.group else None
-        df, where = from_wandb(wandb.Api().runs(args.wandb, filters=filters)), f"W&B {args.wandb}"
-    else:
-        df, where = collect(args.roots), ", ".join(args.roots)
-    if df.empty:
-        raise SystemExit(f"no runs under {where}")
-    if args.csv:
-        print(f"wrote {write_csv(df, args.csv)}")
-        rows = epochs(df)
-        if not rows.empty:
-            print(f"wrote {write_epochs_csv(rows, epochs_csv(args.csv))}")
-    counts = df["status"].value_counts().to_dict()
-    print(f"{len(df)} runs under {where}: {counts}")
-    holes = df[df["status"] != "completed"]
-    for _, r in holes.iterrows():  # never averaged in: listed, so a sweep's holes are visible
-        print(f"  not in the table: {r['status']:<10} {r['run_dir']}")
-    print(f"{args.metric} (%), mean ± std over seeds; columns: target sparsity of prunable weights")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
-        print(table(df, args.metric).to_string())
-        print("budget per method (steps, epochs on the final mask, LR trace digest):")
-        print(budget(df).to_string())
-        if args.paired:
-            _print_paired(df, args)
-
-
-def _print_paired(df: pd.DataFrame, args: argparse.Namespace) -> None:
-    """The ``--paired`` table under the usual one (and its CSV next to ``--csv``)."""
-    from ssa_experiments.analysis import paired
-
-    numbers = paired.paired(df, args.paired, args.metric, args.level, seed=args.bootstrap_seed)
-    print(paired.header(args.metric, args.paired, args.level))
-    if numbers.empty:
-        print(
-            f"  no pairs: no completed {args.paired} run shares a seed, sparsity and config with another run"
-        )
-    else:
-        print(paired.wide(numbers).to_string())
-        if (numbers["n_pairs"] == 1).any():
-            print("  [1 seed: no CI]: one pair only, an interval from one seed says nothing about the spread")
-    if args.csv:
-        path = paired_csv(args.csv)
-        numbers.assign(metric=args.metric, level=args.level, bootstrap_seed=args.bootstrap_seed).to_csv(
-            path, index=False
-        )
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """The paper's figures and tables, drawn from result trees or from committed CSVs.
 
-    python -m ssa_experiments.figures NAME --runs CSV_OR_DIRS... --out DIR
+    python -m ssa_experiments.cli.figures NAME --runs CSV_OR_DIRS... --out DIR
         [--select-on val|test] [--sparsity S] [--where key=value ...]
 
 NAME is one of
@@ -18,9 +18,9 @@ NAME is one of
            --sparsity, --n, --tau0, --epochs)
   baselines  method × retraining (one-cycle, fine-tune, LR rewind, weight rewind), one table per sparsity
            (baselines_sS), as Markdown, LaTeX and CSV
-  table2   Table 2, ensembles (analysis/ensembles.py): accuracy, NLL, ECE, corrupted data, diversity and
+  table2   Table 2, ensembles (ensembles/report.py): accuracy, NLL, ECE, corrupted data, diversity and
            training FLOPs per method, mean ± std over seeds; --runs: the combiner's ensemble.json
-           (``python -m ssa_experiments.ensemble ... --size``) or an ensembles.csv; also writes ensembles.csv
+           (``ssa-ensemble ... --size``) or an ensembles.csv; also writes ensembles.csv
            and ensemble_curve.csv, from which it can be redrawn
   ensemble_size  ensemble accuracy, NLL and ECE vs the number of members k, one line per method, mean ±
            std over seeds; --runs as for table2
@@ -46,7 +46,6 @@ applies to every run, and a run without the key is dropped.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import re
@@ -65,12 +64,11 @@ from ssa_experiments.analysis.aggregate import (
     epochs,
     epochs_csv,
     read_epochs,
-    read_runs,
 )
 from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.analysis.tables import natural, stats
 from ssa_experiments.pruning.schedules import initial_density, iterative_sparsity, schedule_factor
-from ssa_experiments.sinks import flatten
+from ssa_experiments.store.files import flatten
 
 matplotlib.use("Agg")  # files only: no display needed, the same output on every machine
 
@@ -616,7 +614,7 @@ def ensemble_size(curve: pd.DataFrame, where: str, ci: Bootstrap | None = None) 
     test = curve[curve["split"] == "test"] if "split" in curve else curve
     if test.empty or "k" not in test:
         raise SystemExit(
-            f"ensemble_size needs the combiner's size curve (python -m ssa_experiments.ensemble ... --size); "
+            f"ensemble_size needs the combiner's size curve (ssa-ensemble ... --size); "
             f"found none under {where}"
         )
     metrics = [(m, t) for m, t in ENSEMBLE_METRICS if m in test and test[m].notna().any()]
@@ -625,7 +623,7 @@ def ensemble_size(curve: pd.DataFrame, where: str, ci: Bootstrap | None = None) 
         len(data_sets), len(metrics), figsize=(4.2 * len(metrics), 3.4 * len(data_sets) + 0.8),
         layout="constrained", squeeze=False,
     )  # fmt: skip
-    from ssa_experiments.analysis.ensembles import label_rank
+    from ssa_experiments.ensembles.report import label_rank
 
     labels = sorted(test["label"].unique(), key=label_rank)
     for row, data in enumerate(data_sets):
@@ -657,7 +655,7 @@ def ensemble_outputs(
     name: str, sources: list[str], out: Path, where: str, ci: Bootstrap | None = None
 ) -> list[Path]:
     """table2 (and the CSVs it is drawn from) or the ensemble_size figure, from combiner reports or CSVs."""
-    from ssa_experiments.analysis import ensembles
+    from ssa_experiments.ensembles import report as ensembles
 
     rows, curve = ensembles.load(sources)
     if rows.empty:
@@ -668,109 +666,3 @@ def ensemble_outputs(
     if not all(str(s).endswith(".csv") for s in sources):  # drawn from reports: keep what they gave
         paths += ensembles.write_csvs(rows, curve, out)
     return paths
-
-
-def main(argv: list[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m ssa_experiments.figures",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "name",
-        choices=[
-            "fig1", "fig2", "curves", "table1", "table", "baselines", "table2", "ensemble_size", "schedules",
-        ],
-    )  # fmt: skip
-    parser.add_argument("--runs", nargs="+", help="runs CSVs (aggregate --csv) and/or run trees")
-    parser.add_argument("--out", required=True, help="directory for the files")
-    parser.add_argument(
-        "--select-on", choices=["val", "test"], default="val",
-        help="metric choosing the best configuration (test: the paper's, optimistic)",
-    )  # fmt: skip
-    parser.add_argument("--sparsity", type=float, help="curves: the target sparsity (default: the highest)")
-    parser.add_argument("--where", nargs="+", default=[], metavar="KEY=VALUE", help="keep matching runs only")
-    parser.add_argument("--n", type=int, default=5, help="schedules: annealing epochs n")
-    parser.add_argument("--tau0", type=float, default=0.5, help="schedules: initial temperature")
-    parser.add_argument("--epochs", type=int, default=10, help="schedules: fine-tuning epochs")
-    parser.add_argument(
-        "--paired", metavar="REF",
-        help="table1, table, baselines: also NAME_paired.md/.tex/.csv, every cell against REF (a method or "
-        "a setting) seed by seed: mean difference [bootstrap CI] wins/n",
-    )  # fmt: skip
-    parser.add_argument(
-        "--errorbars", choices=["std", "ci"], default="std",
-        help="fig1, fig2, curves, ensemble_size: ± std over seeds, or the bootstrap CI of the mean over "
-        "seeds",
-    )  # fmt: skip
-    parser.add_argument("--level", type=float, default=0.95, help="--paired, --errorbars ci: the CI's level")
-    parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired, --errorbars ci: its seed")
-    args = parser.parse_args(argv)
-    if not 0 < args.level < 1:
-        parser.error(f"--level must be in (0, 1), got {args.level}")
-    if args.paired and args.name not in ("table1", "table", "baselines"):
-        parser.error(f"--paired applies to table1, table and baselines, not {args.name}")
-    boot = Bootstrap(args.level, seed=args.bootstrap_seed)
-    ci = boot if args.errorbars == "ci" else None
-    if args.name == "schedules":  # drawn from the formulas, no runs needed
-        s = 0.99 if args.sparsity is None else args.sparsity
-        paths = save(schedules_figure(s, args.n, args.tau0, args.epochs), Path(args.out), f"schedules_s{s:g}")
-        print(*paths, sep="\n")
-        return paths
-    if not args.runs:
-        parser.error(f"{args.name} needs --runs")
-    where = ", ".join(args.runs)
-    if args.name in ("table2", "ensemble_size"):  # drawn from the combiner's report, not from runs
-        paths = ensemble_outputs(args.name, args.runs, Path(args.out), where, ci)
-        for path in paths:
-            print(path)
-        return paths
-    df = read_runs(args.runs)
-    filters = parse_where(args.where)
-    done = prepare(df, filters) if not df.empty else df
-    if done.empty:
-        shown = f" matching {' '.join(args.where)}" if filters else ""
-        raise SystemExit(f"no completed runs under {where}{shown}")
-    by, out = f"{args.select_on}_acc", Path(args.out)
-    ref = args.paired
-    if args.name == "table1":
-        paths = tables.write(tables.table1(done), out, "table1", "criterion / method", spread_dense=True)
-        if ref:
-            paths += tables.write_paired(
-                tables.table1_paired(done, ref, boot=boot),
-                out,
-                "table1",
-                "criterion / method",
-                ref,
-                boot=boot,
-            )
-    elif args.name == "table":
-        paths = tables.write(tables.settings_table(done), out, "table", "setting")
-        if ref:
-            paths += tables.write_paired(
-                tables.settings_paired(done, ref, boot=boot), out, "table", "setting", ref, boot=boot
-            )
-    elif args.name == "baselines":
-        long, paths = tables.baselines(done), []
-        dense = long[long["sparsity"] == 0]  # the dense reference: the first row of every sparsity's table
-        for s, part in long[long["sparsity"] > 0].groupby("sparsity"):
-            both = pd.concat([dense, part])
-            paths += tables.write(both, out, f"baselines_s{s:g}", "method", column="retraining")
-        if ref:  # a sparsity where nothing pairs has no paired table
-            diffs = tables.baselines_paired(done, ref, boot=boot)
-            for s, part in diffs[diffs["sparsity"] > 0].groupby("sparsity"):
-                paths += tables.write_paired(
-                    part, out, f"baselines_s{s:g}", "method", ref, column="retraining", boot=boot
-                )
-    elif args.name == "curves":
-        fig, s = curves(done, load_epochs(args.runs, df), args.sparsity, where, ci)
-        paths = save(fig, out, f"curves_s{s:g}")
-    else:
-        paths = save({"fig1": fig1, "fig2": fig2}[args.name](done, by, where, ci), out, args.name)
-    for path in paths:
-        print(path)
-    return paths
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """How much of a spread is floating-point chaos rather than the seed: the noise floor.
 
-    python -m ssa_experiments.analysis.noise ROOT_A ROOT_B [--metric test_acc] [--csv noise.csv]
+    python -m ssa_experiments.cli.noise ROOT_A ROOT_B [--metric test_acc] [--csv noise.csv]
 
 ROOT_A and ROOT_B hold the same runs computed two ways that should not matter, e.g. ``train.cpu_numerics``
 portable and native (the same arithmetic in another summation order). Runs are paired by their identity
@@ -12,14 +12,13 @@ smaller than the noise floor is not a difference this setting can resolve, whate
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ssa_experiments.analysis.aggregate import collect, completed, settings
+from ssa_experiments.analysis.aggregate import completed, settings
 
 # What may differ between the two roots of a pair (everything else of the identity must agree).
 NOISE_KEYS = (("compute", "cpu_numerics"),)
@@ -67,22 +66,3 @@ def noise_floor(a: pd.DataFrame, b: pd.DataFrame, metric: str = "test_acc") -> p
             "noise_to_seed": g["abs_diff"].mean() / seed_std if seed_std else float("nan"),
         })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="runs computed one way (e.g. a sweep with train.cpu_numerics=portable)")
-    parser.add_argument("b", help="the same runs computed the other way (train.cpu_numerics=native)")
-    parser.add_argument("--metric", default="test_acc")
-    parser.add_argument("--csv", help="also write the table here")
-    args = parser.parse_args(argv)
-    table = noise_floor(collect(args.a), collect(args.b), args.metric)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(f"noise floor of {args.metric} (points): |A - B| per run vs the seed std within A")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-
-
-if __name__ == "__main__":
-    main()

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ssa_experiments.analysis.aggregate import NOT_SETTINGS, completed, setting_rank
-from ssa_experiments.sinks import flatten
+from ssa_experiments.store.files import flatten
 
 COLUMNS = [
     "setting",

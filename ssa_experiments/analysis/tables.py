@@ -5,9 +5,9 @@ Cells are the final-epoch test accuracy, mean ± std over seeds (n seeds), of co
 (setting, sparsity, seed). The best mean of each column is in bold; the dense reference is never bolded: it
 is what the pruned networks are measured against, not a competitor. Reached through the figures command:
 
-    python -m ssa_experiments.figures table1 --runs CSV_OR_DIRS... --out DIR
-    python -m ssa_experiments.figures table --runs CSV_OR_DIRS... --out DIR
-    python -m ssa_experiments.figures baselines --runs CSV_OR_DIRS... --out DIR   # one table per sparsity
+    python -m ssa_experiments.cli.figures table1 --runs CSV_OR_DIRS... --out DIR
+    python -m ssa_experiments.cli.figures table --runs CSV_OR_DIRS... --out DIR
+    python -m ssa_experiments.cli.figures baselines --runs CSV_OR_DIRS... --out DIR   # one table per sparsity
 
 With ``--paired REF`` each of these also writes NAME_paired.md/.tex/.csv: per cell, the mean over seeds of the
 difference to REF's run of the same seed (same parent), its percentile bootstrap interval and the seeds won
@@ -28,7 +28,7 @@ import pandas as pd
 from ssa_experiments.analysis import paired
 from ssa_experiments.analysis.aggregate import completed
 from ssa_experiments.analysis.paired import Bootstrap
-from ssa_experiments.sinks import flatten
+from ssa_experiments.store.files import flatten
 
 ORDER = ["dense", "one_shot", "iterative", "random_annealing", "temperature_annealing"]
 NAMES = {
@@ -519,7 +519,7 @@ def table2(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _ensemble_rank(text: str) -> tuple[int, str]:
-    from ssa_experiments.analysis.ensembles import label_rank
+    from ssa_experiments.ensembles.report import label_rank
 
     return label_rank(text)
 

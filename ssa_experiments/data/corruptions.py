@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ssa_experiments.results import atomic_torch_save
+from ssa_experiments.store.files import atomic_torch_save
 
 # Hendrycks' make_cifar_c.py parameters, severity 1..5.
 PARAMETERS: dict[str, tuple[float, ...]] = {

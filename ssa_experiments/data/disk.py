@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssa_experiments.config import ConfigError, DataConfig
-from ssa_experiments.data.datasets import CIFAR10_STATS, CIFAR100_STATS, TINY_IMAGENET_STATS, ImageData
+from ssa_experiments.config.schema import ConfigError, DataConfig
+from ssa_experiments.data.base import CIFAR10_STATS, CIFAR100_STATS, TINY_IMAGENET_STATS, ImageData
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

@@ -28,7 +28,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from ssa_experiments.data.datasets import ImageData, load_data
+from ssa_experiments.data.base import ImageData
+from ssa_experiments.data.datasets import load_data
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = Literal["train", "val", "test"]

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssa_experiments.config import MethodConfig, PruningConfig
+from ssa_experiments.config.schema import MethodConfig, PruningConfig
 from ssa_experiments.pruning.errors import LayerCollapse
 from ssa_experiments.pruning.masking import (
     Mask,

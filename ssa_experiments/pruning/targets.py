@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ssa_experiments.config import ConfigError, derived_seed
+from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.config.seeds import derived_seed
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # Where torchvision (and many hand-written) models keep their classifier, tried in this order when the model

@@ -15,9 +15,10 @@ import pytest
 import torch
 from conftest import compose_config
 
-from ssa_experiments import store
-from ssa_experiments.config import ConfigError, check_device, validate
-from ssa_experiments.run import run
+from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.config.validate import check_device, validate
+from ssa_experiments.store import runs as store
+from ssa_experiments.training.run import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +115,7 @@ def test_cli_refuses_in_one_line_exit_2_nothing_in_the_store(
 ) -> None:
     job = tmp_path / "job"
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.train", "method=one_shot", *FAST_CLI, *args,
+        [sys.executable, "-m", "ssa_experiments.cli.train", "method=one_shot", *FAST_CLI, *args,
          f"hydra.run.dir={job}", f"parent.cache_dir={tmp_path / 'cache'}"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
         env={**_env(), "PYTHONPATH": str(REPO)},

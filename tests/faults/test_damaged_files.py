@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import kill_in_epoch
 
-from ssa_experiments import store
 from ssa_experiments.analysis.aggregate import collect, epochs
-from ssa_experiments.analysis.aggregate import main as aggregate_main
-from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, read_metrics, read_summary
-from ssa_experiments.run import run
-from ssa_experiments.status import main as status_main
-from ssa_experiments.status import states
+from ssa_experiments.cli.aggregate import main as aggregate_main
+from ssa_experiments.cli.status import main as status_main
+from ssa_experiments.store import runs as store
+from ssa_experiments.store.files import CHECKPOINT, METRICS, SUMMARY, read_metrics, read_summary
+from ssa_experiments.store.status import states
+from ssa_experiments.training.run import run
 
 RUN = ("method=one_shot", "sparsity=0.5")
 

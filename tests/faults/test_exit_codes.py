@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ssa_experiments.status import SweepStatus
+from ssa_experiments.store.status import SweepStatus
 
 GOOD = {"status": "completed", "method": "one_shot", "target_sparsity": 0.5, "seed": 0, "test_acc": 50.0}
 
@@ -34,7 +34,7 @@ def test_a_multirun_with_a_bad_run_exits_1(tmp_path: Path, capsys, bad: str) -> 
     captured = capsys.readouterr()
     counts = f"{int(bad == 'failed')} failed, {int(bad == 'diverged')} diverged"
     assert f"1 completed, 0 running, {counts}" in captured.out
-    assert f"sweep {sweep}: 1 {bad}; see python -m ssa_experiments.status {sweep}" in captured.err
+    assert f"sweep {sweep}: 1 {bad}; see python -m ssa_experiments.cli.status {sweep}" in captured.err
     assert json.loads((sweep / "job0" / "summary.json").read_text()) == GOOD  # the good run's result stays
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ssa_experiments import store
-from ssa_experiments.config import run_identity
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.store import runs as store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_a_stopped_holder_is_named_as_stopped(tmp_path: Path) -> None:
     up after store.lock_timeout_s instead of waiting for ever in silence."""
     run_dir = tmp_path / "runs" / "r"
     code = (
-        "import sys, time; from pathlib import Path; from ssa_experiments import store\n"
+        "import sys, time; from pathlib import Path; from ssa_experiments.store import runs as store\n"
         "c = store.acquire(store.lock_path(Path(sys.argv[1])))\nprint('held', flush=True)\ntime.sleep(120)\n"
     )
     holder = subprocess.Popen(
@@ -101,7 +101,7 @@ def test_cli_gives_up_on_a_held_run_in_one_line_exit_1(tmp_path: Path) -> None:
     run_dir = store.run_dir(root, run_identity(compose_config([*args, "output_dir=/tmp/unused"])))
     with store.claimed(run_dir):
         proc = subprocess.run(
-            [sys.executable, "-m", "ssa_experiments.train", *args, "store.lock_timeout_s=1",
+            [sys.executable, "-m", "ssa_experiments.cli.train", *args, "store.lock_timeout_s=1",
              f"hydra.run.dir={tmp_path / 'job'}", f"parent.cache_dir={tmp_path / 'cache'}"],
             capture_output=True, text=True, timeout=180, cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"},

@@ -26,28 +26,19 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ssa_experiments import members, numerics, provenance
-from ssa_experiments.checkpoint import load_checkpoint, restore, save_checkpoint
-from ssa_experiments.config import (
-    ConfigError,
-    ScheduleConfig,
-    check_device,
-    finetune_seed,
-    parent_seed,
-    run_identity,
-    to_container,
-    validate,
-)
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, ScheduleConfig, to_container
+from ssa_experiments.config.seeds import finetune_seed, parent_seed
+from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import Batches, RunBatches, make_batches
-from ssa_experiments.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
+from ssa_experiments.ensembles import members
 from ssa_experiments.models import build_model, count_params
-from ssa_experiments.optim import LrFn, lr_at, lr_replay_start, make_optimizer, retraining_lr
-from ssa_experiments.parent import EpochHook, load_parent, rewind_weights
 from ssa_experiments.pruning.masking import export_state_dict
 from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.targets import prunable_modules
-from ssa_experiments.results import (
+from ssa_experiments.repro import numerics, provenance
+from ssa_experiments.store.files import (
     CHECKPOINT,
     METRICS,
     MODEL,
@@ -60,7 +51,13 @@ from ssa_experiments.results import (
     remove_temporaries,
     set_aside,
 )
-from ssa_experiments.sinks import make_sinks
+from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from ssa_experiments.training.devices import pick_device
+from ssa_experiments.training.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
+from ssa_experiments.training.lr import LrFn, lr_at, lr_replay_start, retraining_lr
+from ssa_experiments.training.optim import make_optimizer
+from ssa_experiments.training.parent import EpochHook, load_parent, rewind_weights
+from ssa_experiments.training.sinks import make_sinks
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +66,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def fit(

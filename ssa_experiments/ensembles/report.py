@@ -1,4 +1,4 @@
-"""The combiner's report (``python -m ssa_experiments.ensemble``, its ``ensemble.json``) as two tidy frames,
+"""The combiner's report (``ssa-ensemble``, its ``ensemble.json``) as two tidy frames,
 what Table 2 and the ensemble-size figure are drawn from:
 
     ensembles.csv        one row per ensemble (a method at one seed): its test metrics, its mean member's,
@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from ssa_experiments.ensemble import DIVERSITY, JSON_NAME, SCORES  # the combiner's report and metrics
-from ssa_experiments.results import DamagedFile, read_summary
+from ssa_experiments.ensembles.combine import DIVERSITY, JSON_NAME, SCORES
+from ssa_experiments.store.files import DamagedFile, read_summary
 
 ENSEMBLES_CSV = "ensembles.csv"
 CURVE_CSV = "ensemble_curve.csv"

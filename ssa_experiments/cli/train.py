@@ -1,4 +1,4 @@
-"""Command-line entry point: ``python -m ssa_experiments.train [overrides]`` (also ``ssa-train``).
+"""Command-line entry point: ``python -m ssa_experiments.cli.train [overrides]`` (also ``ssa-train``).
 
 Thin by design: compose the config (Hydra), put the process in the config's CPU numerics before torch
 starts (``numerics.py``: this module's imports are torch-free for that reason), place the run in the store
@@ -26,18 +26,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ssa_experiments import numerics, store
-from ssa_experiments.config import (
-    ConfigError,
-    check_device,
-    register_configs,
-    run_identity,
-    to_container,
-    validate,
-)
-from ssa_experiments.devices import device_for_job
+from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.schema import ConfigError, register_configs, to_container
+from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.pruning.errors import LayerCollapse
-from ssa_experiments.results import SUMMARY, DamagedFile, atomic_write_json, read_summary
+from ssa_experiments.repro import numerics
+from ssa_experiments.store import runs as store
+from ssa_experiments.store.files import SUMMARY, DamagedFile, atomic_write_json, read_summary
+from ssa_experiments.training.devices import device_for_job
 
 log = logging.getLogger("ssa_experiments")
 # refused before any compute: one line, exit 2, nothing left in the store
@@ -106,13 +102,13 @@ def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     started = time.time()
     job_dir, out = Path(cfg.output_dir), None
     try:
         numerics.enter(cfg.train.cpu_numerics)  # before anything imports torch
-        from ssa_experiments.run import run  # imports torch; also keeps --help fast
+        from ssa_experiments.training.run import run
 
         if _serves_a_sweeper() and not cfg.data.val_fraction:
             raise ConfigError(

@@ -34,8 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ssa_experiments.config import ConfigError
-from ssa_experiments.results import CHECKPOINT, METRICS, MODEL, SUMMARY
+from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.store.files import CHECKPOINT, METRICS, MODEL, SUMMARY
 
 log = logging.getLogger(__name__)
 LINK = "run"  # in a sweep's job directory: the run it asked for, in the store

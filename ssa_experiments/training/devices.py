@@ -24,8 +24,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / "ssa-gpu-locks"
 
@@ -111,3 +115,13 @@ def device_for_job(
     else:
         with claim_gpu(n_gpus, lock_dir, env=env, timeout=timeout) as device:
             yield device or "cpu"
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device of ``device`` (auto: CUDA when there is one). torch is imported here, not at the top:
+    this module is on the CLI's import chain, which must stay torch-free until the CPU numerics are set."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -171,3 +171,15 @@ def remove_temporaries(run_dir: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """``{"method": {"name": "x"}} -> {"method.name": "x"}``: the keys W&B shows and the CLI overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, sep, name))
+        else:
+            flat[name] = value
+    return flat

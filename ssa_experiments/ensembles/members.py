@@ -1,7 +1,7 @@
 """What makes a run an ensemble member (``ensemble.member`` set; README, "Ensembles"), beyond its mask.
 
 A member is an ordinary run: ``run.py`` asks here for its seeds' config, its mask spec and, once it has
-completed, for the outputs the combiner (``python -m ssa_experiments.ensemble``) reads without retraining:
+completed, for the outputs the combiner (``python -m ssa_experiments.cli.ensemble``) reads without retraining:
 
     logits.pt   torch.save of
                 {"format": 1, "splits": {name: {"logits": float16 (N, C), "targets": int64 (N)}}}
@@ -35,15 +35,17 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from ssa_experiments import flops, numerics, provenance
-from ssa_experiments.config import ConfigError, finetune_seed, parent_seed
+from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.config.seeds import finetune_seed, parent_seed
+from ssa_experiments.data.base import ImageData
 from ssa_experiments.data.corruptions import corrupted_splits, split_name
-from ssa_experiments.data.datasets import ImageData, load_data
+from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import Batches, DeviceBatches, RunBatches, TorchBatches, make_batches
-from ssa_experiments.loop import Precision
+from ssa_experiments.ensembles import flops
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.targets import MemberMasks, prunable_modules
-from ssa_experiments.results import (
+from ssa_experiments.repro import numerics, provenance
+from ssa_experiments.store.files import (
     LOGITS,
     LOGITS_FORMAT,
     MODEL,
@@ -52,6 +54,7 @@ from ssa_experiments.results import (
     atomic_write_json,
     read_summary,
 )
+from ssa_experiments.training.loop import Precision
 
 log = logging.getLogger(__name__)
 CORRUPTION_SEED = 0  # fixed: every member and method is evaluated on the very same corrupted images
@@ -237,7 +240,7 @@ def complete_evaluations(out: Path, cfg: DictConfig) -> dict[str, Any] | None:
     precision, ``train.cpu_threads``), merged into ``logits.pt`` and the summary's corrupted-data accuracies
     (each file replaced atomically, ``logits.pt`` first). Returns the updated summary; None when nothing is
     missing. Raises ConfigError (``train.save_model``) when the member was stored without ``model.pt``."""
-    from ssa_experiments.run import pick_device  # run.py imports this module
+    from ssa_experiments.training.devices import pick_device
 
     out = Path(out)
     summary = read_summary(out)

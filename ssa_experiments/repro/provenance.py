@@ -69,7 +69,7 @@ def software_and_machine(numerics_mode: str | None) -> dict[str, Any]:
     """The summary's ``provenance`` field: versions, the CPU kernels torch used, the numerics mode."""
     import torch
 
-    from ssa_experiments import numerics
+    from ssa_experiments.repro import numerics
 
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {

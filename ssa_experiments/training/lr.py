@@ -11,44 +11,16 @@ run uses (and digests into its ``lr_trace_sha256``), still a pure function of th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 
-import torch
-
-from ssa_experiments.config import PARENT_DERIVED_SCHEDULES, OptimizerConfig, ParentConfig, ScheduleConfig
+from ssa_experiments.config.schema import (
+    PARENT_DERIVED_SCHEDULES,
+    ParentConfig,
+    ScheduleConfig,
+)
 
 LrFn = Callable[[int], float]  # global step (0-based) -> learning rate
-
-
-def make_optimizer(
-    params: Iterable[torch.nn.Parameter],
-    cfg: OptimizerConfig,
-    lr: float,
-    self_decayed: Iterable[torch.Tensor] = (),
-) -> torch.optim.Optimizer:
-    """SGD or AdamW. ``self_decayed`` parameters get a group without weight decay whose
-    ``masked_weight_decay`` tells a pruning method to apply the decay itself (to sampled-in weights only)."""
-    own = {id(p) for p in self_decayed}
-    params = list(params)
-    groups: list[dict] = [{"params": [p for p in params if id(p) not in own]}]
-    if own:
-        groups.append({
-            "params": [p for p in params if id(p) in own],
-            "weight_decay": 0.0,
-            "masked_weight_decay": cfg.weight_decay,
-        })  # fmt: skip
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
-        )
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
 
 
 def _cos(start: float, end: float, pct: float) -> float:
@@ -129,8 +101,3 @@ def retraining_lr(
         assert start is not None
         return partial(_shifted, start * steps_per_epoch, parent_total, parent.schedule)
     return partial(lr_at, total_steps=finetune_epochs * steps_per_epoch, cfg=schedule)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr

@@ -30,9 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ssa_experiments.config import compute_identity, data_identity, parent_source_identity, schedule_identity
+from ssa_experiments.config.identity import (
+    compute_identity,
+    data_identity,
+    parent_source_identity,
+    schedule_identity,
+)
 from ssa_experiments.pruning.masking import Mask
-from ssa_experiments.results import atomic_torch_save, atomic_write_json, file_sha256
+from ssa_experiments.store.files import atomic_torch_save, atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # an entry's layout; a change to what a parent computes bumps provenance.COMPUTE_VERSION

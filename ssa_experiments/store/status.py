@@ -1,4 +1,4 @@
-"""Where a sweep stands: ``python -m ssa_experiments.status SWEEP_OR_STORE [...]`` (also ``ssa-status``).
+"""Where a sweep stands: ``python -m ssa_experiments.cli.status SWEEP_OR_STORE [...]`` (also ``ssa-status``).
 
 Counts the runs a sweep asked for by what they are now: completed, running (its lock is held), failed,
 diverged, incomplete (started, then killed: a re-launch resumes it) and missing (asked for, no directory
@@ -13,7 +13,6 @@ exits 1 when any of its runs failed, diverged or is damaged (the other runs' res
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ssa_experiments import store
-from ssa_experiments.config import short_dirname
-from ssa_experiments.results import CHECKPOINT, METRICS, SUMMARY, DamagedFile, read_summary
+from ssa_experiments.config.schema import short_dirname
+from ssa_experiments.store import runs as store
+from ssa_experiments.store.files import CHECKPOINT, METRICS, SUMMARY, DamagedFile, read_summary
 
 STATES = ("completed", "running", "failed", "diverged", "incomplete", "missing")
 DAMAGED = "damaged"  # a summary that is there but is no result: counted in the line only when there is one
@@ -100,7 +99,7 @@ class SweepStatus(Callback):
         df = states(sweep)
         print(summary_line(df, f"sweep {sweep}"), flush=True)
         if df["status"].isin(BAD).any():  # the README's promise: a multirun with a bad run exits 1
-            print(f"sweep {sweep}: {failures(df)}; see python -m ssa_experiments.status {sweep}",
+            print(f"sweep {sweep}: {failures(df)}; see python -m ssa_experiments.cli.status {sweep}",
                   file=sys.stderr, flush=True)  # fmt: skip
             raise SystemExit(1)  # not an Exception: Hydra's callback runner lets it through
 
@@ -114,26 +113,3 @@ def first_line(error: Any) -> str:
     """The first line of a run's error text; '' when it has none (None, or NaN from pandas)."""
     lines = error.strip().splitlines() if isinstance(error, str) else []
     return lines[0] if lines else ""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("roots", nargs="+", help="sweep directories or store roots")
-    args = parser.parse_args(argv)
-    bad = False
-    for root in map(Path, args.roots):
-        if not root.exists():
-            print(f"error: {root} does not exist", file=sys.stderr)
-            return 2
-        df = states(root)
-        for _, r in df[df["status"].isin(BAD)].iterrows():
-            print(f"  {r['status']:<9} {r['job_dir']}: {first_line(r['error'])}")
-        print(summary_line(df, str(root)))
-        bad |= bool(df["status"].isin(BAD).any())
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

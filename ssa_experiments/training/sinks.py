@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ssa_experiments.results import METRICS, append_metrics, rewrite_metrics
+from ssa_experiments.store.files import METRICS, append_metrics, flatten, rewrite_metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +104,6 @@ def progress_kind(setting: str, tty: bool, multirun: bool) -> str:
     if multirun:
         return "none"
     return "bar" if tty else "lines"
-
-
-def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
-    """``{"method": {"name": "x"}} -> {"method.name": "x"}``: the keys W&B shows and the CLI overrides use."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten(value, sep, name))
-        else:
-            flat[name] = value
-    return flat
 
 
 def wandb_run_id(identity: dict[str, Any], out: Path) -> str:

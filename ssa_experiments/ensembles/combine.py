@@ -1,6 +1,6 @@
 """Combine ensemble members' saved predictions, without retraining (the paper's Table 2; README, "Ensembles").
 
-    python -m ssa_experiments.ensemble RUNS_OR_SWEEP [...] [--size [K]] [--out DIR] [--max-subsets 50]
+    python -m ssa_experiments.cli.ensemble RUNS_OR_SWEEP [...] [--size [K]] [--out DIR] [--max-subsets 50]
     ssa-ensemble ...                                                        (console script)
 
 Members are the completed runs with ``ensemble.member`` set and a ``logits.pt`` (``members.py``), found under
@@ -40,19 +40,17 @@ kind × k × member × metric; kinds ``ensemble`` (all members), ``member``, ``m
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import random
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from ssa_experiments import numerics
+from ssa_experiments.repro import numerics
 
 if not numerics.torch_started():  # the combiner's float sums in the default (portable) CPU numerics too
     numerics.enter("portable")
@@ -61,9 +59,15 @@ import pandas as pd
 import torch
 
 from ssa_experiments.analysis.aggregate import _hydra_config, collect
-from ssa_experiments.config import NOT_IDENTITY
-from ssa_experiments.results import LOGITS, LOGITS_FORMAT, atomic_write_bytes, atomic_write_json, read_summary
-from ssa_experiments.sinks import flatten
+from ssa_experiments.config.identity import NOT_IDENTITY
+from ssa_experiments.store.files import (
+    LOGITS,
+    LOGITS_FORMAT,
+    atomic_write_bytes,
+    atomic_write_json,
+    flatten,
+    read_summary,
+)
 
 ECE_BINS = 15
 MAX_SUBSETS = 50
@@ -532,49 +536,3 @@ def describe(report: Mapping[str, Any]) -> str:
         if corrupt:
             lines.append(f"  corrupt/mean  ensemble acc {corrupt['ensemble']['acc']:.2f}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("roots", nargs="+", help="sweep directories, store roots or run directories")
-    parser.add_argument(
-        "--size", nargs="?", type=int, const=0, default=None, metavar="K",
-        help="ensemble-size curve for k = 1..K (no value: up to every member)",
-    )  # fmt: skip
-    parser.add_argument("--out", help=f"where {JSON_NAME} and {CSV_NAME} go (default: the first root)")
-    parser.add_argument("--max-subsets", type=int, default=MAX_SUBSETS, help="subsets averaged per k")
-    parser.add_argument("--subset-seed", type=int, default=0, help="seed of the subsets drawn per k")
-    args = parser.parse_args(argv)
-    for root in args.roots:
-        if not Path(root).exists():
-            print(f"error: {root} does not exist", file=sys.stderr)
-            return 2
-    if args.size is not None and args.size < 0:
-        parser.error("--size must be positive")
-    report = combine(args.roots, args.size, args.max_subsets, args.subset_seed)
-    for s in report["skipped"]:
-        if s["reason"] != "not an ensemble member":
-            print(f"  skipped {s['run_dir']}: {s['reason']}")
-    if not report["ensembles"]:
-        print(f"error: no ensemble members (completed, with {LOGITS}) under {', '.join(args.roots)}",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    out = args.out or (args.roots[0] if Path(args.roots[0]).is_dir() else Path(args.roots[0]).parent)
-    print(describe(report))
-    for e in report["ensembles"]:
-        missing = e["splits_missing_in_some_members"]  # combined over the splits every member saved
-        if missing:
-            print(
-                f"  {e['id']}: left out {', '.join(missing)} (saved by some members only); launching the "
-                "members again with ensemble.corruptions/severities that include them evaluates them on the "
-                "stored members, without retraining"
-            )
-    for path in write_report(report, out):
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -84,12 +84,12 @@ def check(mode: str) -> None:
         raise NumericsError(
             f"train.cpu_numerics=portable: torch runs {capability()} kernels, not {PORTABLE_CAPABILITY}: "
             "torch was imported before the portable settings, or this CPU has no AVX2 (then use "
-            "train.cpu_numerics=native); from Python, call ssa_experiments.numerics.enter('portable') "
+            "train.cpu_numerics=native); from Python, call ssa_experiments.repro.numerics.enter('portable') "
             "before importing torch"
         )
     found = {k: os.environ.get(k) for k in PORTABLE_ENV}
     raise NumericsError(
         f"train.cpu_numerics={mode}: this process started in {active or 'a mixed'} mode ({found}), and the "
         "mode cannot change once torch runs: run each mode in its own process (or sweep), or from Python "
-        f"call ssa_experiments.numerics.enter({mode!r}) before importing torch"
+        f"call ssa_experiments.repro.numerics.enter({mode!r}) before importing torch"
     )

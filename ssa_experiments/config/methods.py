@@ -1,0 +1,130 @@
+"""The method registry: one declaration per pruning method, and every fact about it that is not its code.
+
+Validation (which keys a method takes), the run identity (the ``method.*`` keys a method never reads are
+dropped, so they cannot split one computation into two store keys), the pruning factory (which class runs
+it) and the figures (its colour) all read these declarations. Adding a method is one class under
+``pruning/``, one ``MethodSpec`` here and one ``conf/method/<name>.yaml``.
+
+Torch-free on purpose: the CLI validates a config (and ``--help`` answers) before torch is imported, which
+is also what lets it set the CPU numerics first (``repro/numerics.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# pruning/schedules.py: shapes in keep-probability space, then curves in expected-density space
+ANNEAL_SCHEDULES = ("linear", "cosine", "exponential", "cubic", "geometric", "density_linear")
+ITERATIVE_SCHEDULES = ("linear", "polynomial", "cubic", "geometric")  # cubic: another name of polynomial
+# the keys every annealing method reads: its schedule over n epochs and how masks are drawn and decayed
+ANNEALING_KEYS = ("anneal_epochs", "schedule", "granularity", "resample", "decay_rate", "decay_sampled_out")
+# method.* keys at the value that computes what runs did before the key existed: dropped from the identity
+# there, so one computation has one identity however it is spelled
+METHOD_KEY_DEFAULTS = {"rescore": False, "prune_every_steps": 0}
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one family of a method's runs is drawn: a colour for its line, a colour map for its settings."""
+
+    family: str  # the legend entry: the method's name, or e.g. "iterative (cubic)" for a schedule
+    color: str
+    cmap: str
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the framework needs to know about a method without importing it.
+
+    ``reads`` are the ``method.*`` keys (besides ``name``) its run depends on; every other key is dropped
+    from its identity. ``gradual``: it reaches the target sparsity at epoch ``method.anneal_epochs`` (else
+    at the start). Whether it takes τ0 or re-scores is whether it reads ``initial_temperature`` or
+    ``rescore``: one fact, stated once.
+    """
+
+    name: str
+    target: str  # "module:Class", imported when a run starts
+    reads: tuple[str, ...]
+    gradual: bool
+    styles: tuple[Style, ...]
+
+    @property
+    def takes_tau0(self) -> bool:
+        return "initial_temperature" in self.reads
+
+    @property
+    def rescores(self) -> bool:
+        return "rescore" in self.reads
+
+
+def _spec(name: str, cls: str, reads: tuple[str, ...], gradual: bool, *styles: Style) -> MethodSpec:
+    return MethodSpec(name, f"ssa_experiments.pruning.methods:{cls}", reads, gradual, styles)
+
+
+ITERATIVE_KEYS = ("anneal_epochs", "schedule", "prune_every_steps")
+# P is constant until epoch n: no schedule to follow, nothing to interpolate within an epoch; its target is
+# fixed from the start, so there is nothing to re-score
+CONSTANT_KEYS = ("anneal_epochs", "resample", "decay_sampled_out", "initial_temperature")
+SOFT_KEYS = tuple(k for k in ANNEALING_KEYS if k != "resample")  # nothing is sampled: P(t) is the train mask
+REGISTRY: tuple[MethodSpec, ...] = (
+    _spec("dense", "PruningMethod", (), False, Style("dense", "black", "Greys")),
+    _spec("one_shot", "OneShot", (), False, Style("one_shot", "tab:gray", "Greys")),
+    _spec(
+        "iterative",
+        "Iterative",
+        ITERATIVE_KEYS,
+        True,
+        Style("iterative (linear)", "tab:blue", "Blues"),
+        Style("iterative (cubic)", "tab:purple", "Purples"),
+    ),
+    _spec(
+        "random_annealing",
+        "RandomAnnealing",
+        (*ANNEALING_KEYS, "max_initial_probability", "rescore"),
+        True,
+        Style("random_annealing", "tab:orange", "Oranges"),
+    ),
+    _spec(
+        "temperature_annealing",
+        "TemperatureAnnealing",
+        (*ANNEALING_KEYS, "initial_temperature", "rescore"),
+        True,
+        Style("temperature_annealing", "tab:red", "Reds"),
+    ),
+    _spec(
+        "stochastic_constant",
+        "StochasticConstant",
+        CONSTANT_KEYS,
+        True,
+        Style("stochastic_constant", "tab:brown", "YlOrBr"),
+    ),
+    # the weights outside the target are zeroed at the start: nothing to re-choose from, no re-scoring
+    _spec(
+        "dropconnect_target",
+        "DropConnectTarget",
+        (*ANNEALING_KEYS, "initial_drop_rate"),
+        True,
+        Style("dropconnect_target", "tab:olive", "YlGn"),
+    ),
+    _spec(
+        "soft_annealing",
+        "SoftAnnealing",
+        (*SOFT_KEYS, "initial_temperature", "rescore"),
+        True,
+        Style("soft_annealing", "tab:pink", "RdPu"),
+    ),
+)
+SPECS = {s.name: s for s in REGISTRY}
+
+
+def spec(name: str) -> MethodSpec:
+    return SPECS[name]
+
+
+# The views the rest of the code reads, all derived from the declarations above.
+METHODS = tuple(SPECS)
+METHOD_KEYS = {s.name: s.reads for s in REGISTRY}
+GRADUAL_METHODS = tuple(s.name for s in REGISTRY if s.gradual)  # reach the target at epoch n
+TAU0_METHODS = tuple(s.name for s in REGISTRY if s.takes_tau0)  # read method.initial_temperature
+RESCORE_METHODS = tuple(s.name for s in REGISTRY if s.rescores)  # read method.rescore
+STYLES = {st.family: st for s in REGISTRY for st in s.styles}  # figure families, in legend order

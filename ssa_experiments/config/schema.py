@@ -1,0 +1,293 @@
+"""The config schema and every bad-input rule, in one place.
+
+The dataclasses are registered in Hydra's ConfigStore and ``conf/config.yaml`` extends them, so a key that is
+not in the schema (a typo) or a value of the wrong type fails at composition, before any compute.
+``validate`` adds the rules a type cannot express (ranges, cross-field rules, paths that must exist).
+Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the field so the user knows what to change."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field_name = field_name
+
+
+@dataclass
+class ModelConfig:
+    arch: str = MISSING  # registry key in models.py: small_cnn | mlp | resnet | wide_resnet | vit | timm
+    name: str = ""  # timm model name when arch=timm; informative otherwise
+    width: int = 16  # base channels (CNNs, ResNets), hidden units (MLP), embed dim (ViT)
+    depth: int = 2  # conv/linear blocks (small models), ResNet/WRN depth, ViT blocks
+    widen_factor: int = 1  # Wide-ResNet k
+    patch_size: int = 4  # ViT
+    heads: int = 4  # ViT
+    dropout: float = 0.0
+    pretrained: bool = False  # timm only; needs weights available locally (no network here)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed through to timm.create_model
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # digits | synthetic | mnist1d | cifar10 | cifar100 | tiny_imagenet
+    root: str | None = None  # disk data sets: directory; default $SSA_DATA_DIR, then ./data
+    pipeline: str = "device"  # device: whole set on the training device, batched aug; torch: DataLoader
+    image_size: int = 16  # digits (upsampled from 8x8) and synthetic
+    crop_padding: int = 0  # random crop with this padding (CIFAR: 4)
+    flip: bool = False  # random horizontal flip
+    num_workers: int = 2  # torch pipeline only
+    # validation split carved from the training set (stratified), fixed by split_seed (not the run's seed),
+    # so every run of a sweep selects on the same images; 0: no validation split, no "best epoch"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    # synthetic only
+    num_train: int = 512
+    num_test: int = 256
+    num_classes: int = 10
+    channels: int = 3
+    # mnist1d only: samples generated (train 80 %, test 20 %); 5000 is the published 4000/1000 split
+    num_samples: int = 5000
+
+
+@dataclass
+class MethodConfig:
+    # dense | one_shot | iterative | random_annealing | temperature_annealing; controls (README):
+    # stochastic_constant | dropconnect_target | soft_annealing
+    name: str = MISSING
+    anneal_epochs: int = 0  # n: epochs over which iterative pruning / annealing reaches the target
+    # annealing: linear|cosine|exponential|cubic (curves of the keep-probability p), geometric|density_linear
+    # (of the expected density); iterative: linear|polynomial (also called cubic)|geometric
+    schedule: str = "linear"
+    granularity: str = "epoch"  # annealing: probabilities updated per epoch or per step
+    resample: str = "step"  # stochastic masks: fresh Bernoulli sample every step or every epoch
+    # tau0 in (0, 1]: temperature_annealing, stochastic_constant, soft_annealing
+    initial_temperature: float = 0.5
+    initial_drop_rate: float = 0.5  # dropconnect_target: r0 in (0, 1), drop rate of target weights at t = 0
+    max_initial_probability: float = 1.0  # random_annealing: p_i(0) ~ U(0, this)
+    decay_rate: float = 5.0  # exponential annealing schedule: s(x) = (e^{-kx} - e^{-k}) / (1 - e^{-k})
+    # whether weight decay acts on weights sampled out of the current step's mask during annealing
+    # (true: the plain optimizer, as a masked parameter is decayed by any PyTorch optimizer)
+    decay_sampled_out: bool = True
+    # temperature_annealing, random_annealing, soft_annealing: re-choose the target from the current weights
+    # at the start of each epoch 1..n-1, as iterative re-scores (false: fixed from the parent, the paper's)
+    rescore: bool = False
+    # iterative: 0 = a pruning step at the start of each epoch 1..n; k > 0 = gradual magnitude pruning, a step
+    # every k training steps at the schedule's sparsity at t = epoch + step/steps_per_epoch; target at epoch n
+    prune_every_steps: int = 0
+
+
+@dataclass
+class PruningConfig:
+    criterion: str = "magnitude"  # magnitude | random: scores that choose the target subnetwork
+    scope: str = "global"  # global | layerwise threshold
+    keep_first_layer: bool = False  # paper/authors' code: the first conv IS pruned
+    keep_last_layer: bool = True  # paper/authors' code: the classifier is NOT pruned
+    allow_layer_collapse: bool = False  # a target that empties a whole layer fails the run unless true
+
+
+@dataclass
+class ScheduleConfig:
+    """A learning-rate schedule: ``lr`` is the peak (one_cycle) or base LR; the rest shape it."""
+
+    # one_cycle | cosine | constant | step | parent_swa_style; retraining baselines read off the parent's
+    # schedule (optim.retraining_lr; their other fields are not read): finetune | lr_rewind
+    name: str = MISSING
+    lr: float = 0.1
+    pct_start: float = 0.1  # one_cycle warm-up fraction
+    div_factor: float = 100.0  # one_cycle: start at lr / div_factor
+    final_div_factor: float = 1e4  # one_cycle: end at start / final_div_factor
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of training
+    gamma: float = 0.1  # step: factor at each milestone
+    decay_start: float = 0.5  # parent_swa_style: linear decay from here (fraction of training) ...
+    decay_end: float = 0.9  # ... to here, then constant
+    final_ratio: float = 0.01  # parent_swa_style: final LR = lr * final_ratio (0.1 -> 0.001)
+    min_ratio: float = 0.0  # cosine: final LR = lr * min_ratio
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adamw
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+
+
+@dataclass
+class TrainConfig:
+    finetune_epochs: int = 10
+    batch_size: int = 128
+    label_smoothing: float = 0.0
+    amp: bool = True  # bf16 autocast, used only on CUDA
+    channels_last: bool = True  # used only on CUDA with 4-D inputs
+    checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
+    max_steps_per_epoch: int = 0  # >0: cap steps per epoch (smoke tests); 0: full epochs
+    save_model: bool = True  # a completed run writes model.pt: the pruned network as a plain state_dict
+    # torch's CPU threads in every run, whatever the launcher gives its workers: CPU results depend on the
+    # thread count (the order of float sums), so it is fixed here and part of a run's (and parent's) identity.
+    # 1: a sweep parallelises over processes (hydra/launcher=joblib, SLURM), and every launcher gives the
+    # same numbers; raise it for one large run on a CPU. It does not change what a GPU computes.
+    cpu_threads: int = 1
+    # portable: CPU kernels capped at AVX2 (numerics.py), so a CPU run gives the same bits on every x86-64
+    # machine with AVX2, with or without AVX-512; native: torch's own choice for this CPU (faster, its own
+    # numbers). Part of a CPU run's (and parent's) identity; a GPU's numbers do not depend on it.
+    cpu_numerics: str = "portable"
+
+
+@dataclass
+class EvalConfig:
+    # Evaluate a pruned network with BatchNorm statistics recalibrated for its own (target) mask: this many
+    # training batches through a copy in train mode, no gradient, the training state untouched. 0: use the
+    # running statistics accumulated in training (which mix networks: sampled masks, denser earlier masks).
+    bn_recalibration_batches: int = 20
+
+
+@dataclass
+class EnsembleConfig:
+    """A run as one member (child) of a Prune-and-Tune ensemble (README, "Ensembles"); ``member: null`` (the
+    default) is an ordinary run, and none of these keys is then part of its identity.
+
+    A member's target mask is a function of (parent, ``member``, ``seed``) only, so members train in parallel
+    under any launcher and are re-created exactly; ``masks`` replaces ``pruning.criterion`` for members. Its
+    fine-tuning randomness (data order, annealing samples) comes from a seed derived from (``seed``, member),
+    so two members never share a batch order; the parent keeps ``seed`` unless ``independent_parents``.
+    """
+
+    member: int | None = None  # index in [0, size); null: not an ensemble member
+    size: int = 6  # the ensemble's number of members (validation only: it never changes a member's numbers)
+    # anti_random: members 2j and 2j+1 rank the weights by one random permutation (seeded by (seed, j)),
+    #   the odd one reversed: at 50% sparsity their masks are exact complements on the prunable weights;
+    # random: a random permutation of its own per member; magnitude_random: |w| * exp(noise * N(0, 1))
+    masks: str = "anti_random"
+    # magnitude_random: std of the log-normal factor on |w|; 0.5 makes two members share ~78% of their
+    # kept weights at 50% sparsity (~84% with the plain magnitude mask), against 50% for random masks
+    noise: float = 0.5
+    # true: each member's dense parent is trained from a seed derived from (seed, member): the dense ensemble
+    # trained from scratch; false: every member is pruned from the one parent of ``seed`` (Prune and Tune)
+    independent_parents: bool = False
+    # corrupted copies of the test set every member is also evaluated on (data/corruptions.py)
+    corruptions: list[str] = field(
+        default_factory=lambda: ["gaussian_noise", "shot_noise", "gaussian_blur", "contrast"]
+    )
+    severities: list[int] = field(default_factory=lambda: [1, 3, 5])
+
+
+@dataclass
+class ParentConfig:
+    epochs: int = 20
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(name="parent_swa_style", lr=0.1))
+    path: str | None = None  # bring your own trained checkpoint (a state_dict file)
+    cache_dir: str = "${oc.env:SSA_CACHE_DIR,.cache/parents}"  # relative to the launch directory
+    cache: bool = True
+    # weight rewinding (Frankle et al.): the mask from the trained parent, the weights of the end of this
+    # parent epoch (0: the initialisation); null: the trained parent's weights
+    rewind_epoch: int | None = None
+    # parent epochs whose weights the cache entry keeps (besides rewind_epoch): set it in a sweep's preset so
+    # the parent is trained once for every rewinding run; not part of the parent's key nor of a run's identity
+    save_epochs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    """Where runs are logged besides their own files (which are always written, and written first)."""
+
+    name: str = "local"  # local | wandb (a mirror of the local files)
+    # per-epoch progress: bar (tqdm, on a terminal) | lines (one log line per epoch) | none | auto: a bar on a
+    # terminal, lines otherwise (SLURM, CI logs), none inside multirun workers (their one-line result stays)
+    progress: str = "auto"
+    project: str = "ssa-experiments"  # wandb
+    entity: str | None = None  # wandb: your user or team; null: W&B's default
+    group: str | None = None  # wandb; null: the experiment preset's name, else the sweep directory's name
+    job_type: str | None = None  # wandb; null: the method's name
+    tags: list[str] = field(default_factory=list)  # wandb; model, data, method and sparsity are added
+    mode: str | None = None  # wandb: online | offline | disabled; null: W&B decides (WANDB_MODE, else online)
+    init_timeout: float = 60.0  # wandb: seconds before a hanging init is given up (the run goes on)
+
+
+@dataclass
+class StoreConfig:
+    """Where runs live, keyed by what they compute (``store.py``); sweeps link to them."""
+
+    root: str | None = "outputs/store"  # relative to the launch directory; null: run in Hydra's directory
+    # seconds a process asking for a run that another holds waits for its lock (logging whom it waits for)
+    # before giving up with an error; null: for ever. Not part of any identity (``store`` is not).
+    lock_timeout_s: float | None = 86400.0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    method: MethodConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    logger: LoggerConfig = MISSING
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    parent: ParentConfig = field(default_factory=ParentConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    sparsity: float = 0.9  # fraction of prunable weights removed in the target subnetwork
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    output_dir: str = "${hydra:runtime.output_dir}"
+    store: StoreConfig = field(default_factory=StoreConfig)
+    force: bool = False  # recompute a run the store already holds
+    # what main() returns to a Hydra sweeper that optimises (Optuna, Nevergrad): a validation metric of the
+    # summary, never a test one, so tuning never selects on the test set
+    objective: str = "val_acc"
+
+
+def short_dirname(overrides: str, max_len: int = 120) -> str:
+    """A sweep job's directory from its overrides (Hydra's ``override_dirname``): every swept key is in the
+    name, so two configs never share a directory; a name longer than ``max_len`` keeps its start and ends
+    with a hash of the whole, so it stays unique and within file-name limits."""
+    name = overrides.replace("/", "_") or "default"
+    if len(name) <= max_len:
+        return name
+
+    return f"{name[: max_len - 17]}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("ssa_dirname", short_dirname, replace=True)
+
+
+PARENT_DERIVED_SCHEDULES = ("finetune", "lr_rewind")  # retraining baselines: the parent's LR, replayed
+LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style", *PARENT_DERIVED_SCHEDULES)
+DATA_SETS = ("digits", "synthetic", "mnist1d", "cifar10", "cifar100", "tiny_imagenet")  # data/datasets.py
+# what main() may return to a sweeper: validation metrics of the summary only
+OBJECTIVES = ("val_acc", "best_val_acc", "val_loss")
+SIGNAL_DATA_SETS = ("mnist1d",)  # (N, C, L) signals: only the 1-D models (SIGNAL_ARCHS) take them
+
+
+def resolve_root(cfg: DataConfig) -> Path:
+    """Where a disk data set lives: ``data.root`` if set, else ``$SSA_DATA_DIR``, else ``./data``."""
+    root = cfg.root or os.environ.get("SSA_DATA_DIR") or "data"
+    return Path(root).expanduser()
+
+
+ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm", "cnn1d")
+SIGNAL_ARCHS = ("cnn1d",)
+
+
+ENSEMBLE_MASKS = ("anti_random", "random", "magnitude_random")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, for summary.json."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]

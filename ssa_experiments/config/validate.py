@@ -1,0 +1,267 @@
+"""The config schema and every bad-input rule, in one place.
+
+The dataclasses are registered in Hydra's ConfigStore and ``conf/config.yaml`` extends them, so a key that is
+not in the schema (a typo) or a value of the wrong type fails at composition, before any compute.
+``validate`` adds the rules a type cannot express (ranges, cross-field rules, paths that must exist).
+Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ssa_experiments.config.methods import (
+    ANNEAL_SCHEDULES,
+    GRADUAL_METHODS,
+    ITERATIVE_SCHEDULES,
+    METHODS,
+    RESCORE_METHODS,
+    TAU0_METHODS,
+)
+from ssa_experiments.config.schema import (
+    ARCHS,
+    DATA_SETS,
+    ENSEMBLE_MASKS,
+    LR_SCHEDULES,
+    OBJECTIVES,
+    PARENT_DERIVED_SCHEDULES,
+    SIGNAL_ARCHS,
+    SIGNAL_DATA_SETS,
+    Config,
+    ConfigError,
+    resolve_root,
+)
+from ssa_experiments.repro.numerics import MODES as CPU_NUMERICS
+
+
+def check_num_samples(n: int) -> None:
+    """MNIST-1D's generator makes ``n // 10`` samples per class, so ``n`` must be a multiple of 10 (else the
+    set is silently smaller than asked), and at least 100 (10 per class, a test set of 20)."""
+    if n < 100 or n % 10:
+        raise ConfigError("data.num_samples", f"must be a multiple of 10 and >= 100, got {n}")
+
+
+def _choice(value: str, allowed: tuple[str, ...] | list[str], name: str) -> None:
+    if value not in allowed:
+        raise ConfigError(name, f"unknown value {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _positive(value: float, name: str, allow_zero: bool = False) -> None:
+    """A finite number > 0 (>= 0 with ``allow_zero``): NaN and infinity are refused, as NaN compares false."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(name, f"must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _in_range(value: float, name: str, low: float, high: float, closed_high: bool = False) -> None:
+    """``low <= value < high`` (``<= high`` with ``closed_high``); NaN is never in range."""
+    if not (low <= value <= high if closed_high else low <= value < high):
+        raise ConfigError(name, f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value}")
+
+
+def validate_schedule(s: Any, prefix: str) -> None:
+    _choice(s.name, LR_SCHEDULES, f"{prefix}.name")
+    _positive(s.lr, f"{prefix}.lr")
+    if not 0 < s.pct_start < 1:
+        raise ConfigError(f"{prefix}.pct_start", f"must be in (0, 1), got {s.pct_start}")
+    if not 0 <= s.decay_start <= s.decay_end <= 1:
+        raise ConfigError(f"{prefix}.decay_start", "need 0 <= decay_start <= decay_end <= 1")
+    _positive(s.div_factor, f"{prefix}.div_factor")
+    _positive(s.final_div_factor, f"{prefix}.final_div_factor")
+    _positive(s.gamma, f"{prefix}.gamma")
+    for m in s.milestones:  # fractions of training
+        _in_range(m, f"{prefix}.milestones", 0, 1, closed_high=True)
+    _positive(s.final_ratio, f"{prefix}.final_ratio", allow_zero=True)
+    _positive(s.min_ratio, f"{prefix}.min_ratio", allow_zero=True)
+
+
+def validate_model(m: Any) -> None:
+    """Sizes a model is built from: at least one of each (0 builds nothing and fails deep inside torch)."""
+    for key in ("width", "depth", "widen_factor", "patch_size", "heads"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
+    _in_range(m.dropout, "model.dropout", 0, 1)
+
+
+def check_device(cfg: DictConfig | Config) -> None:
+    """A CUDA device this machine has (torch's view), before anything is written or computed; not part of
+    ``validate``, which judges a config on any machine."""
+    name = str(cfg.device)
+    if not name.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = name.partition(":")[2]
+    if not count:
+        raise ConfigError(
+            "device", f"{name} asked for, but torch sees no GPU on this machine: use cpu or auto"
+        )
+    if index and (not index.isdigit() or int(index) >= count):
+        raise ConfigError("device", f"{name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+
+
+def validate_ensemble(cfg: DictConfig | Config) -> None:
+    """The ``ensemble.*`` rules, checked for every run (a default run's values are valid), so a bad preset
+    fails before its first member trains."""
+    e = cfg.ensemble
+    _choice(e.masks, ENSEMBLE_MASKS, "ensemble.masks")
+    _positive(e.size, "ensemble.size")
+    _positive(e.noise, "ensemble.noise", allow_zero=True)
+    if e.masks == "anti_random" and e.size % 2:
+        raise ConfigError(
+            "ensemble.size", f"anti_random masks come in pairs: needs an even size, not {e.size}"
+        )
+    if e.member is not None and not 0 <= e.member < e.size:
+        raise ConfigError("ensemble.member", f"must be in [0, ensemble.size={e.size}), got {e.member}")
+    if e.independent_parents and cfg.parent.path is not None:
+        raise ConfigError(
+            "ensemble.independent_parents",
+            "each member trains its own parent from a derived seed, parent.path brings one: unset one",
+        )
+    from ssa_experiments.data.corruptions import CORRUPTIONS, SEVERITIES  # torch: imported when needed only
+
+    for name in e.corruptions:
+        _choice(name, CORRUPTIONS, "ensemble.corruptions")
+    bad = [s for s in e.severities if s not in SEVERITIES]
+    if bad:
+        raise ConfigError("ensemble.severities", f"{bad} not in {list(SEVERITIES)}")
+
+
+def validate_retraining(cfg: DictConfig | Config) -> None:
+    """The retraining baselines' rules: a derived schedule needs a parent schedule to read, LR rewinding must
+    stay within the parent's epochs, and weight rewinding needs epoch checkpoints of a parent trained here."""
+    p, t = cfg.parent, cfg.train.finetune_epochs
+    if p.schedule.name in PARENT_DERIVED_SCHEDULES:
+        raise ConfigError("parent.schedule.name", f"{p.schedule.name!r} is a fine-tuning schedule only")
+    if cfg.schedule.name in PARENT_DERIVED_SCHEDULES and p.epochs <= 0:
+        raise ConfigError(
+            "parent.epochs",
+            f"schedule={cfg.schedule.name} replays the parent's LR schedule: set parent.epochs and "
+            "parent.schedule to those the parent was trained with",
+        )
+    for k in p.save_epochs:
+        if not 0 <= k < p.epochs:
+            raise ConfigError("parent.save_epochs", f"each must be in [0, parent.epochs={p.epochs}), got {k}")
+    k = p.rewind_epoch
+    if k is not None:
+        if p.path is not None:
+            raise ConfigError(
+                "parent.rewind_epoch",
+                "needs the parent's epoch checkpoints, which parent.path (final weights only) does not have",
+            )
+        if not 0 <= k < p.epochs:
+            raise ConfigError("parent.rewind_epoch", f"must be in [0, parent.epochs={p.epochs}), got {k}")
+    # lr_rewind replays the parent's epochs from parent.epochs - t (from k when rewinding): all must exist
+    most = p.epochs - (0 if k is None else k)
+    if cfg.schedule.name == "lr_rewind" and t > most:
+        after = "" if k is None else f" after parent.rewind_epoch={k}"
+        raise ConfigError(
+            "train.finetune_epochs",
+            f"schedule=lr_rewind replays {t} parent epochs, the parent has {most}{after}: need <= {most}",
+        )
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Raise ConfigError for the first bad value; called before any data is read or model built."""
+    if not 0 <= cfg.sparsity < 1:
+        raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
+    if not 0 <= cfg.seed < 2**32:  # numpy's seeds
+        raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
+    m = cfg.method
+    _choice(m.name, METHODS, "method.name")
+    _choice(cfg.model.arch, ARCHS, "model.arch")
+    _choice(cfg.data.name, DATA_SETS, "data.name")
+    if (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
+        raise ConfigError(
+            "model.arch",
+            f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
+            f"({', '.join(SIGNAL_DATA_SETS)}) need a 1-D model ({', '.join(SIGNAL_ARCHS)}), images a 2-D one",
+        )
+    if cfg.data.name == "mnist1d":
+        check_num_samples(cfg.data.num_samples)
+    _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
+    _choice(cfg.pruning.criterion, ("magnitude", "random"), "pruning.criterion")
+    _choice(cfg.pruning.scope, ("global", "layerwise"), "pruning.scope")
+    _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
+    _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
+    _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
+    for beta in cfg.optimizer.betas:
+        _in_range(beta, "optimizer.betas", 0, 1)
+    validate_model(cfg.model)
+    validate_schedule(cfg.schedule, "schedule")
+    validate_schedule(cfg.parent.schedule, "parent.schedule")
+    _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
+    _positive(cfg.train.batch_size, "train.batch_size")
+    _positive(cfg.train.cpu_threads, "train.cpu_threads")
+    _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
+    _choice(cfg.objective, OBJECTIVES, "objective")
+    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
+    validate_retraining(cfg)
+    if not 0 <= cfg.train.label_smoothing < 1:
+        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
+    if m.name == "iterative":
+        _choice(m.schedule, ITERATIVE_SCHEDULES, "method.schedule")
+    else:
+        _choice(m.schedule, ANNEAL_SCHEDULES, "method.schedule")
+    _choice(m.granularity, ("epoch", "step"), "method.granularity")
+    _choice(m.resample, ("step", "epoch"), "method.resample")
+    if m.name in TAU0_METHODS and not 0 < m.initial_temperature <= 1:
+        raise ConfigError("method.initial_temperature", f"must be in (0, 1], got {m.initial_temperature}")
+    if m.name == "random_annealing" and not 0 < m.max_initial_probability <= 1:
+        raise ConfigError(
+            "method.max_initial_probability", f"must be in (0, 1], got {m.max_initial_probability}"
+        )
+    if m.name == "dropconnect_target" and not 0 < m.initial_drop_rate < 1:  # kept weights scale by 1/(1 - r)
+        raise ConfigError("method.initial_drop_rate", f"must be in (0, 1), got {m.initial_drop_rate}")
+    _positive(m.decay_rate, "method.decay_rate")
+    _positive(m.prune_every_steps, "method.prune_every_steps", allow_zero=True)
+    if m.prune_every_steps and m.name != "iterative":
+        raise ConfigError(
+            "method.prune_every_steps",
+            f"is read by method=iterative only (gradual magnitude pruning), not {m.name}",
+        )
+    if m.rescore and m.name not in RESCORE_METHODS:
+        raise ConfigError(
+            "method.rescore",
+            f"is read by {', '.join(RESCORE_METHODS)} only, not {m.name} (iterative always re-scores; the "
+            "controls fix P or the target from the start)",
+        )
+    if m.rescore and cfg.pruning.criterion == "random":
+        raise ConfigError(
+            "method.rescore", "pruning.criterion=random draws the same scores again: nothing to re-score"
+        )
+    if m.name in GRADUAL_METHODS:
+        _positive(m.anneal_epochs, "method.anneal_epochs")
+        if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
+            raise ConfigError(
+                "method.anneal_epochs",
+                f"{m.anneal_epochs} must be < train.finetune_epochs={cfg.train.finetune_epochs} "
+                "(the target mask is in force from epoch anneal_epochs on; at least one epoch must train it)",
+            )
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
+    _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)
+    validate_ensemble(cfg)
+    _choice(cfg.logger.name, ("local", "wandb"), "logger.name")
+    _choice(cfg.logger.progress, ("auto", "bar", "lines", "none"), "logger.progress")
+    if cfg.logger.mode is not None:
+        _choice(cfg.logger.mode, ("online", "offline", "disabled"), "logger.mode")
+    _positive(cfg.logger.init_timeout, "logger.init_timeout")
+    if cfg.store.lock_timeout_s is not None:
+        _positive(cfg.store.lock_timeout_s, "store.lock_timeout_s", allow_zero=True)
+    if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith("cuda"):
+        raise ConfigError("device", f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
+    if cfg.data.name in ("cifar10", "cifar100", "tiny_imagenet"):
+        root = resolve_root(cfg.data)
+        if not root.is_dir():
+            raise ConfigError(
+                "data.root",
+                f"data directory {str(root)!r} does not exist; set data.root=... or SSA_DATA_DIR to a copy "
+                f"of {cfg.data.name} (see README, 'Data sets')",
+            )
+    if cfg.parent.path is not None and not Path(cfg.parent.path).is_file():
+        raise ConfigError("parent.path", f"no checkpoint file at {cfg.parent.path!r}")
