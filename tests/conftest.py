@@ -1,207 +1,25 @@
-"""Shared fixtures: compose the real configs (conf/) and shrink them, as a user's overrides would; and the
-helpers several test files share (a killed and resumed run, small models trained step by step)."""
+"""pytest's set-up for every test: portable CPU numerics before torch starts (the tests compute what a default
+run computes), W&B offline, the schema registered with Hydra, and the ``make_cfg`` fixture. What tests share
+beyond fixtures is in ``helpers.py``."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from ssa_experiments.repro import numerics
 
-numerics.enter("portable")  # before torch starts: the tests compute what a default run computes
+numerics.enter("portable")  # before torch starts
 
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
+from helpers import FAST, compose_config
 from omegaconf import DictConfig
-from torch import nn
 
-from ssa_experiments.config.schema import OptimizerConfig, register_configs
-from ssa_experiments.pruning.methods import PruningMethod
-from ssa_experiments.training.optim import make_optimizer
+from ssa_experiments.config.schema import register_configs
 
 os.environ.setdefault("WANDB_MODE", "offline")
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
-
-# A tiny, fast configuration: synthetic data, the small CNN, a few epochs.
-FAST = [
-    "data=synthetic",
-    "model=small_cnn",
-    "model.width=8",
-    "parent.epochs=2",
-    "train.finetune_epochs=3",
-    "train.batch_size=64",
-    "device=cpu",
-]
-
-
-def kill_in_epoch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    """Make the n-th fine-tuning epoch die like a kill (no summary written); parent epochs do not count."""
-    from ssa_experiments.training import run as run_module
-
-    real = run_module.train_epoch
-    calls = {"n": 0}
-
-    def dies(*args, **kwargs):
-        calls["n"] += args[8] is not None  # the method: None while the dense parent trains
-        if calls["n"] == n:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies)
-
-
-def assert_resumes_identically(
-    make_cfg: Callable[..., DictConfig],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    overrides: tuple[str, ...],
-    reference: dict,
-    kill_epoch: int,
-) -> dict:
-    """Kill a run of ``overrides`` (in tmp_path/"killed") in fine-tuning epoch ``kill_epoch``, resume it:
-    every metrics row but the epoch time, the test accuracy and the saved model are those of ``reference``,
-    the summary of the uninterrupted run in tmp_path/"reference". Returns the resumed run's summary."""
-    from ssa_experiments.store.files import read_metrics
-    from ssa_experiments.training.run import run
-
-    kill_in_epoch(monkeypatch, kill_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
-    assert len(read_metrics(tmp_path / "killed")) == kill_epoch - 1  # the epochs before the kill
-    monkeypatch.undo()
-    resumed = run(make_cfg(*overrides, run_dir="killed"))
-
-    def rows(run_dir: str) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_metrics(tmp_path / run_dir)]
-
-    assert rows("killed") == rows("reference")  # every epoch's losses, accuracies and sparsities
-    assert resumed["test_acc"] == reference["test_acc"]
-    a, b = torch.load(tmp_path / "killed" / "model.pt"), torch.load(tmp_path / "reference" / "model.pt")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights and masks
-    return resumed
-
-
-# -- the 12-weight model of the hand-computed tests ----------------------------------------------------------
-
-# |w| all distinct, so at sparsity 0.5 (6 of 12 weights, one global threshold, both layers pruned) the
-# magnitude target removes 0.1, 0.15, 0.2, 0.25, 0.3, 0.35: the first three of layer 0, row 0 of layer 2.
-TINY_W0 = [[0.1, -0.2], [0.3, -0.4], [0.5, -0.6]]
-TINY_W2 = [[0.15, -0.25, 0.35], [-0.45, 0.55, -0.65]]
-TINY_TARGET = {
-    "0": torch.tensor([[False, False], [False, True], [True, True]]),
-    "2": torch.tensor([[False, False, False], [True, True, True]]),
-}
-
-
-def tiny(b0: list[float] | None = None) -> nn.Sequential:
-    """2 -> 3 -> 2 with the weights TINY_W0, TINY_W2; the biases b0 and 0 where b0 is given, else as
-    initialised."""
-    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor(TINY_W0))
-        net[2].weight.copy_(torch.tensor(TINY_W2))
-        if b0 is not None:
-            net[0].bias.copy_(torch.tensor(b0))
-            net[2].bias.zero_()
-    return net
-
-
-# -- step-level training of a small model, for the methods' own tests ---------------------------------------
-
-
-def small() -> nn.Sequential:
-    """An 8 -> 16 -> 4 MLP, the same weights at every call."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
-def fixed_batches(steps: int, epochs: int, seed: int = 2) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-    """batches[epoch][step]: 16 random inputs for ``small`` and their labels, drawn in order from ``seed``."""
-    data = torch.Generator().manual_seed(seed)
-    return [
-        [
-            (torch.randn(16, 8, generator=data), torch.randint(0, 4, (16,), generator=data))
-            for _ in range(steps)
-        ]
-        for _ in range(epochs)
-    ]
-
-
-def start_with_optimizer(m: PruningMethod, net: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Start ``m`` on ``net`` and bind it the default optimizer (SGD: Nesterov, weight decay) at ``lr``."""
-    m.start(net)
-    opt = make_optimizer(net.parameters(), OptimizerConfig(), lr, m.self_decayed_params())
-    m.bind_optimizer(opt)
-    return opt
-
-
-def optimizer_step(
-    net: nn.Module, m: PruningMethod, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float
-) -> None:
-    """One training step on (x, y) after ``m.before_step``: cross-entropy, the method's hook, the update."""
-    opt.zero_grad()
-    nn.functional.cross_entropy(net.train()(x), y).backward()
-    m.before_optimizer_step(lr)
-    opt.step()
-
-
-def train_epochs(
-    net: nn.Module,
-    m: PruningMethod,
-    opt: torch.optim.Optimizer,
-    batches: list[list[tuple[torch.Tensor, torch.Tensor]]],
-    epochs: range,
-    lr: float,
-    record_target: bool = False,
-) -> list[torch.Tensor]:
-    """Train on ``batches[epoch]`` for each of ``epochs``; returns every step's train masks (flattened, in
-    layer order), each epoch's preceded by the target after ``begin_epoch`` where ``record_target``."""
-    seen = []
-    for epoch in epochs:
-        steps = len(batches[epoch])
-        m.begin_epoch(epoch, steps)
-        if record_target:
-            seen.append(torch.cat([k.flatten() for k in m.keep.values()]).float())
-        for step, (x, y) in enumerate(batches[epoch]):
-            m.before_step(epoch, step, steps)
-            seen.append(torch.cat([mk.train_mask.flatten() for mk in m.masks.values()]))
-            optimizer_step(net, m, opt, x, y, lr)
-    return seen
-
-
-def lockstep(
-    nets: dict[str, nn.Module],
-    methods: dict[str, PruningMethod],
-    batches: list[list[tuple[torch.Tensor, torch.Tensor]]],
-    lr: float,
-) -> Iterator[tuple[int, int]]:
-    """Start each method on its net with the default optimizer at ``lr``, then train all of them on the same
-    ``batches[epoch][step]``, one step at a time: yields (epoch, step) after each step, for the caller's
-    checks."""
-    opts = {k: start_with_optimizer(m, nets[k], lr) for k, m in methods.items()}
-    for epoch, epoch_batches in enumerate(batches):
-        steps = len(epoch_batches)
-        for m in methods.values():
-            m.begin_epoch(epoch, steps)
-        for step, (x, y) in enumerate(epoch_batches):
-            for k, m in methods.items():
-                m.before_step(epoch, step, steps)
-                optimizer_step(nets[k], m, opts[k], x, y, lr)
-            yield epoch, step
-
-
-def same_state(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two models' state dicts hold the same tensors, exactly, in the same order."""
-    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-    return all(torch.equal(x, y) for x, y in pairs)
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_resumes_identically, compose_config, kill_in_epoch
+from helpers import assert_resumes_identically, compose_config, kill_in_epoch
 from torch import nn
 
 from ssa_experiments.config.identity import run_identity

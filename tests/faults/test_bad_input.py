@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from helpers import compose_config
 
 from ssa_experiments.config.schema import ConfigError
 from ssa_experiments.config.validate import check_device, validate

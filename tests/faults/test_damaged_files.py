@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import kill_in_epoch
+from helpers import kill_in_epoch
 
 from ssa_experiments.analysis.aggregate import collect, epochs
 from ssa_experiments.cli.aggregate import main as aggregate_main

@@ -93,7 +93,7 @@ def test_the_lock_timeout_is_not_part_of_a_run(make_cfg) -> None:
 
 @pytest.mark.slow
 def test_cli_gives_up_on_a_held_run_in_one_line_exit_1(tmp_path: Path) -> None:
-    from conftest import compose_config
+    from helpers import compose_config
 
     args = ["method=one_shot", "data=synthetic", "model.width=8", "parent.epochs=1",
             "train.finetune_epochs=2", "device=cpu"]  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_in_epoch
+from helpers import kill_in_epoch
 
 from ssa_experiments.store.files import read_metrics, read_summary
 from ssa_experiments.training.run import run

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from helpers import compose_config
 
 from ssa_experiments.config import identity as config_module
 from ssa_experiments.config.identity import run_identity

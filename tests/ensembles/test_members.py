@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import compose_config
+from helpers import compose_config
 
 from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import ConfigError, MethodConfig, ModelConfig, PruningConfig
@@ -29,7 +29,7 @@ from ssa_experiments.store.runs import run_key
 from ssa_experiments.training.parent import parent_key
 from ssa_experiments.training.run import run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MEMBER = ["ensemble.size=2", "ensemble.corruptions=[gaussian_noise,contrast]", "ensemble.severities=[1,3]"]
 
 

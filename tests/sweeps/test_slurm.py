@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_launchers import REPO, accuracies, isolated, sweep
+from helpers import REPO, accuracies, isolated, sweep
 
 SCRIPT = REPO / "scripts" / "slurm_local.sh"
 SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "munged")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import kill_in_epoch
+from helpers import kill_in_epoch
 
 from ssa_experiments.store.files import flatten, read_metrics
 from ssa_experiments.training.run import run

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from helpers import compose_config
 from hydra.errors import ConfigCompositionException
 
 from ssa_experiments.config.schema import ConfigError

@@ -14,7 +14,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import fixed_batches, lockstep, small
+from helpers import fixed_batches, lockstep, small
 from torch import nn
 
 from ssa_experiments.config.methods import ANNEAL_SCHEDULES, ITERATIVE_SCHEDULES

@@ -20,7 +20,7 @@ from ssa_experiments.store.files import LOGITS, METRICS, MODEL, SUMMARY, read_su
 from ssa_experiments.store.runs import run_dir
 from ssa_experiments.training.run import run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MEMBER = (
     "method=temperature_annealing",
     "method.anneal_epochs=1",

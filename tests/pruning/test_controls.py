@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TARGET as TARGET
-from conftest import (
+from helpers import TINY_TARGET as TARGET
+from helpers import (
     TINY_W0,
     TINY_W2,
     assert_resumes_identically,
@@ -26,7 +26,7 @@ from conftest import (
     start_with_optimizer,
     train_epochs,
 )
-from conftest import tiny as tiny_weights
+from helpers import tiny as tiny_weights
 from torch import nn
 
 from ssa_experiments.config.identity import run_identity

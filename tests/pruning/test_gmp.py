@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_resumes_identically, compose_config
+from helpers import assert_resumes_identically, compose_config
 from torch import nn
 
 from ssa_experiments.config.identity import run_identity

@@ -229,7 +229,7 @@ def test_one_shot_on_mnist1d_end_to_end(make_cfg, tmp_path: Path) -> None:
 
 def test_num_samples_is_in_the_identity_of_mnist1d_runs_only() -> None:
     """A key only MNIST-1D reads never changes the store keys or cached parents of the other data sets."""
-    from conftest import compose_config
+    from helpers import compose_config
 
     from ssa_experiments.config.identity import run_identity
     from ssa_experiments.training.parent import parent_key

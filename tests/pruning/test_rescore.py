@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TARGET as PARENT_TARGET
-from conftest import (
+from helpers import TINY_TARGET as PARENT_TARGET
+from helpers import (
     assert_resumes_identically,
     compose_config,
     fixed_batches,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_launchers import REPO, TINY_SWEEP, isolated, sweep
+from helpers import REPO, TINY_SWEEP, isolated, sweep
 
 from ssa_experiments.repro import numerics
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import compose_config
+from helpers import compose_config
 
 from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import ConfigError, ParentConfig, ScheduleConfig

@@ -13,57 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import TINY_SWEEP, accuracies, compose_hydra, isolated, sweep
 
 from ssa_experiments.training.devices import claim_gpu, device_for_job, gpu_ids
-
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = str(REPO / "conf")
-# Four tiny runs (two methods x two seeds): one dense parent per seed, the rest is process start-up.
-TINY_SWEEP = [
-    "data=synthetic", "model.width=8", "parent.epochs=2", "train.finetune_epochs=2", "train.batch_size=64",
-    "device=cpu", "method=one_shot,temperature_annealing", "seed=0,1", "method.anneal_epochs=1",
-]  # fmt: skip
-
-
-def compose_hydra(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-
-
-def isolated(root: Path) -> list[str]:
-    """Overrides that keep a sweep's every output under ``root`` (sweep dir, parent cache, run store), so that
-    two sweeps compared with each other each compute their runs instead of finding the other's."""
-    cfg = compose_hydra()
-    out = [f"hydra.sweep.dir={root / 'sweep'}", f"parent.cache_dir={root / 'parents'}"]
-    if "store" in cfg:
-        out.append(f"store.root={root / 'store'}")
-    if "progress" in cfg.logger:
-        out.append("logger.progress=none")
-    return out
-
-
-def sweep(*overrides: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``python -m ssa_experiments.cli.train -m ...`` from the repo root, bounded by ``timeout`` seconds."""
-    return subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *overrides],
-        cwd=REPO,
-        env={**os.environ, "WANDB_MODE": "offline", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def accuracies(sweep_dir: Path) -> dict[tuple[str, int], float]:
-    """test_acc per (method, seed) of the completed runs under ``sweep_dir``, read as the analysis does."""
-    from ssa_experiments.analysis.aggregate import collect
-
-    df = collect(sweep_dir)
-    done = df[df["status"] == "completed"]
-    return {(r.method, int(r.seed)): float(r.test_acc) for r in done.itertuples()}
-
 
 # ---- the launcher configs --------------------------------------------------------------------------------
 
