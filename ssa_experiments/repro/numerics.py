@@ -1,4 +1,5 @@
-"""CPU numerics that travel: the same bits on every x86-64 machine with AVX2, with or without AVX-512.
+"""CPU numerics that travel: the same bits on x86-64 machines with AVX2 of one vendor, with or without AVX-512
+(not between Intel and AMD: README, "Numbers that travel").
 
 torch picks its CPU kernels by the instruction set it finds (ATen's dispatch, oneDNN's ISA, MKL's code
 path), and kernels of different vector widths sum floats in different orders. On a pruned network at 99 %
