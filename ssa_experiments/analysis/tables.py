@@ -457,6 +457,50 @@ def write_paired(
     return paths
 
 
+# ---- the files of each table, and of its paired table against ``reference`` when one is given -----------
+
+
+def write_table1(
+    done: pd.DataFrame, out: Path, reference: str | None = None, boot: Bootstrap | None = None
+) -> list[Path]:
+    """table1.md/.tex/.csv (and table1_paired.* against ``reference``) under ``out``."""
+    paths = write(table1(done), out, "table1", "criterion / method", spread_dense=True)
+    if reference:
+        paired_long = table1_paired(done, reference, boot=boot)
+        paths += write_paired(paired_long, out, "table1", "criterion / method", reference, boot=boot)
+    return paths
+
+
+def write_settings(
+    done: pd.DataFrame, out: Path, reference: str | None = None, boot: Bootstrap | None = None
+) -> list[Path]:
+    """table.md/.tex/.csv, aggregate's settings × sparsity (and table_paired.*), under ``out``."""
+    paths = write(settings_table(done), out, "table", "setting")
+    if reference:
+        paired_long = settings_paired(done, reference, boot=boot)
+        paths += write_paired(paired_long, out, "table", "setting", reference, boot=boot)
+    return paths
+
+
+def write_baselines(
+    done: pd.DataFrame, out: Path, reference: str | None = None, boot: Bootstrap | None = None
+) -> list[Path]:
+    """baselines_sS.md/.tex/.csv, one table per sparsity S with the dense reference as its first row (and
+    baselines_sS_paired.* where something pairs at S) under ``out``."""
+    long, paths = baselines(done), []
+    dense = long[long["sparsity"] == 0]
+    for s, part in long[long["sparsity"] > 0].groupby("sparsity"):
+        both = pd.concat([dense, part])
+        paths += write(both, out, f"baselines_s{s:g}", "method", column="retraining")
+    if reference:  # a sparsity where nothing pairs has no paired table
+        diffs = baselines_paired(done, reference, boot=boot)
+        for s, part in diffs[diffs["sparsity"] > 0].groupby("sparsity"):
+            paths += write_paired(
+                part, out, f"baselines_s{s:g}", "method", reference, column="retraining", boot=boot
+            )
+    return paths
+
+
 # ---- Table 2: ensembles (the combiner's report, read by analysis/ensembles.py) ----------------------------
 
 # (field of ensembles.csv, column title, best, number format, scale): ensemble test metrics, then cost

@@ -1,43 +1,130 @@
 """``python -m ssa_experiments.cli.figures NAME`` (also ``ssa-figures``): draw one figure or table. What
-each NAME draws is in ``ssa_experiments.analysis.figures``, whose docstring is the ``--help`` text."""
+each NAME draws is in ``ssa_experiments.analysis.figures``, whose docstring is the ``--help`` text.
+
+``COMMANDS`` is the whole dispatch: per NAME, what it is drawn from and the function that writes it. A new
+figure is one module under ``analysis/figures/``, one handler here and one row there (and its line in the
+``--help`` text).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from ssa_experiments.analysis import figures, tables
-from ssa_experiments.analysis.aggregate import (
-    read_runs,
-)
-from ssa_experiments.analysis.figures import (
-    curves,
-    ensemble_outputs,
-    fig1,
-    fig2,
-    load_epochs,
-    parse_where,
-    prepare,
-    save,
-    schedules_figure,
-)
+from ssa_experiments.analysis.aggregate import read_runs
+from ssa_experiments.analysis.figures.curves import curves, load_epochs
+from ssa_experiments.analysis.figures.ensemble import write_ensemble_size, write_table2
+from ssa_experiments.analysis.figures.fig1 import fig1
+from ssa_experiments.analysis.figures.fig2 import fig2
+from ssa_experiments.analysis.figures.schedules import schedules_figure
+from ssa_experiments.analysis.figures.select import parse_where, prepare
+from ssa_experiments.analysis.figures.style import save
 from ssa_experiments.analysis.paired import Bootstrap
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
+@dataclass(frozen=True)
+class Request:
+    """What a handler is given: the flags, and for a NAME drawn from runs, the runs read (``runs``) and
+    those it draws (``done``: ``prepare``'s frame)."""
+
+    args: argparse.Namespace
+    where: str = ""  # the inputs, as error messages name them
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    done: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.args.out)
+
+    @property
+    def by(self) -> str:
+        """The metric that chooses the best configuration."""
+        return f"{self.args.select_on}_acc"
+
+    @property
+    def boot(self) -> Bootstrap:
+        return Bootstrap(self.args.level, seed=self.args.bootstrap_seed)
+
+    @property
+    def ci(self) -> Bootstrap | None:
+        """The error bars' interval: None for ± std."""
+        return self.boot if self.args.errorbars == "ci" else None
+
+
+def _fig1(r: Request) -> list[Path]:
+    return save(fig1(r.done, r.by, r.where, r.ci), r.out, "fig1")
+
+
+def _fig2(r: Request) -> list[Path]:
+    return save(fig2(r.done, r.by, r.where, r.ci), r.out, "fig2")
+
+
+def _curves(r: Request) -> list[Path]:
+    fig, s = curves(r.done, load_epochs(r.args.runs, r.runs), r.args.sparsity, r.where, r.ci)
+    return save(fig, r.out, f"curves_s{s:g}")
+
+
+def _table1(r: Request) -> list[Path]:
+    return tables.write_table1(r.done, r.out, r.args.paired, r.boot)
+
+
+def _table(r: Request) -> list[Path]:
+    return tables.write_settings(r.done, r.out, r.args.paired, r.boot)
+
+
+def _baselines(r: Request) -> list[Path]:
+    return tables.write_baselines(r.done, r.out, r.args.paired, r.boot)
+
+
+def _table2(r: Request) -> list[Path]:
+    return write_table2(r.args.runs, r.out, r.where)
+
+
+def _ensemble_size(r: Request) -> list[Path]:
+    return write_ensemble_size(r.args.runs, r.out, r.where, r.ci)
+
+
+def _schedules(r: Request) -> list[Path]:
+    s = 0.99 if r.args.sparsity is None else r.args.sparsity
+    return save(schedules_figure(s, r.args.n, r.args.tau0, r.args.epochs), r.out, f"schedules_s{s:g}")
+
+
+@dataclass(frozen=True)
+class Command:
+    draw: Callable[[Request], list[Path]]
+    # runs: completed runs (runs CSVs or trees, --runs); report: the combiner's report or its CSVs (--runs);
+    # formulas: nothing but the flags
+    source: Literal["runs", "report", "formulas"]
+    paired: bool = False  # takes --paired
+
+
+COMMANDS = {  # in the order of the usage line's choices
+    "fig1": Command(_fig1, "runs"),
+    "fig2": Command(_fig2, "runs"),
+    "curves": Command(_curves, "runs"),
+    "table1": Command(_table1, "runs", paired=True),
+    "table": Command(_table, "runs", paired=True),
+    "baselines": Command(_baselines, "runs", paired=True),
+    "table2": Command(_table2, "report"),
+    "ensemble_size": Command(_ensemble_size, "report"),
+    "schedules": Command(_schedules, "formulas"),
+}
+PAIRED = [name for name, command in COMMANDS.items() if command.paired]
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ssa_experiments.cli.figures",
         description=figures.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "name",
-        choices=[
-            "fig1", "fig2", "curves", "table1", "table", "baselines", "table2", "ensemble_size", "schedules",
-        ],
-    )  # fmt: skip
+    parser.add_argument("name", choices=list(COMMANDS))
     parser.add_argument("--runs", nargs="+", help="runs CSVs (aggregate --csv) and/or run trees")
     parser.add_argument("--out", required=True, help="directory for the files")
     parser.add_argument(
@@ -51,7 +138,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--epochs", type=int, default=10, help="schedules: fine-tuning epochs")
     parser.add_argument(
         "--paired", metavar="REF",
-        help="table1, table, baselines: also NAME_paired.md/.tex/.csv, every cell against REF (a method or "
+        help=f"{', '.join(PAIRED)}: also NAME_paired.md/.tex/.csv, every cell against REF (a method or "
         "a setting) seed by seed: mean difference [bootstrap CI] wins/n",
     )  # fmt: skip
     parser.add_argument(
@@ -61,68 +148,37 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )  # fmt: skip
     parser.add_argument("--level", type=float, default=0.95, help="--paired, --errorbars ci: the CI's level")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired, --errorbars ci: its seed")
-    args = parser.parse_args(argv)
-    if not 0 < args.level < 1:
-        parser.error(f"--level must be in (0, 1), got {args.level}")
-    if args.paired and args.name not in ("table1", "table", "baselines"):
-        parser.error(f"--paired applies to table1, table and baselines, not {args.name}")
-    boot = Bootstrap(args.level, seed=args.bootstrap_seed)
-    ci = boot if args.errorbars == "ci" else None
-    if args.name == "schedules":  # drawn from the formulas, no runs needed
-        s = 0.99 if args.sparsity is None else args.sparsity
-        paths = save(schedules_figure(s, args.n, args.tau0, args.epochs), Path(args.out), f"schedules_s{s:g}")
-        print(*paths, sep="\n")
-        return paths
-    if not args.runs:
-        parser.error(f"{args.name} needs --runs")
-    where = ", ".join(args.runs)
-    if args.name in ("table2", "ensemble_size"):  # drawn from the combiner's report, not from runs
-        paths = ensemble_outputs(args.name, args.runs, Path(args.out), where, ci)
-        for path in paths:
-            print(path)
-        return paths
-    df = read_runs(args.runs)
+    return parser
+
+
+def _completed(args: argparse.Namespace, where: str) -> Request:
+    """The runs under ``--runs`` and those passing ``--where``; none completed is an error."""
+    runs = read_runs(args.runs)
     filters = parse_where(args.where)
-    done = prepare(df, filters) if not df.empty else df
+    done = prepare(runs, filters) if not runs.empty else runs
     if done.empty:
         shown = f" matching {' '.join(args.where)}" if filters else ""
         raise SystemExit(f"no completed runs under {where}{shown}")
-    by, out = f"{args.select_on}_acc", Path(args.out)
-    ref = args.paired
-    if args.name == "table1":
-        paths = tables.write(tables.table1(done), out, "table1", "criterion / method", spread_dense=True)
-        if ref:
-            paths += tables.write_paired(
-                tables.table1_paired(done, ref, boot=boot),
-                out,
-                "table1",
-                "criterion / method",
-                ref,
-                boot=boot,
-            )
-    elif args.name == "table":
-        paths = tables.write(tables.settings_table(done), out, "table", "setting")
-        if ref:
-            paths += tables.write_paired(
-                tables.settings_paired(done, ref, boot=boot), out, "table", "setting", ref, boot=boot
-            )
-    elif args.name == "baselines":
-        long, paths = tables.baselines(done), []
-        dense = long[long["sparsity"] == 0]  # the dense reference: the first row of every sparsity's table
-        for s, part in long[long["sparsity"] > 0].groupby("sparsity"):
-            both = pd.concat([dense, part])
-            paths += tables.write(both, out, f"baselines_s{s:g}", "method", column="retraining")
-        if ref:  # a sparsity where nothing pairs has no paired table
-            diffs = tables.baselines_paired(done, ref, boot=boot)
-            for s, part in diffs[diffs["sparsity"] > 0].groupby("sparsity"):
-                paths += tables.write_paired(
-                    part, out, f"baselines_s{s:g}", "method", ref, column="retraining", boot=boot
-                )
-    elif args.name == "curves":
-        fig, s = curves(done, load_epochs(args.runs, df), args.sparsity, where, ci)
-        paths = save(fig, out, f"curves_s{s:g}")
+    return Request(args, where, runs, done)
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    cli = parser()
+    args = cli.parse_args(argv)
+    command = COMMANDS[args.name]
+    if not 0 < args.level < 1:
+        cli.error(f"--level must be in (0, 1), got {args.level}")
+    if args.paired and not command.paired:
+        cli.error(f"--paired applies to {', '.join(PAIRED[:-1])} and {PAIRED[-1]}, not {args.name}")
+    if command.source == "formulas":
+        request = Request(args)
+    elif not args.runs:
+        cli.error(f"{args.name} needs --runs")
+    elif command.source == "report":
+        request = Request(args, ", ".join(args.runs))
     else:
-        paths = save({"fig1": fig1, "fig2": fig2}[args.name](done, by, where, ci), out, args.name)
+        request = _completed(args, ", ".join(args.runs))
+    paths = command.draw(request)
     for path in paths:
         print(path)
     return paths

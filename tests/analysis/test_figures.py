@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ssa_experiments.analysis import aggregate
-from ssa_experiments.analysis.figures import best_config, fig1, matches, prepare
+from ssa_experiments.analysis import aggregate, figures
+from ssa_experiments.analysis.figures.fig1 import fig1
+from ssa_experiments.analysis.figures.select import best_config, matches, prepare
 from ssa_experiments.analysis.tables import markdown, table1
 from ssa_experiments.cli.aggregate import main as aggregate_main
-from ssa_experiments.cli.figures import main
+from ssa_experiments.cli.figures import COMMANDS, PAIRED, main
 from ssa_experiments.store.files import atomic_write_json
 
 EPOCHS = 8
@@ -144,14 +146,26 @@ def test_best_configuration_is_chosen_on_validation_not_test() -> None:
     assert on_test["setting"] == "temperature_annealing method.initial_temperature=1.0"
 
 
-@pytest.mark.parametrize("name", ["fig1", "fig2", "curves", "table1", "table"])
+def test_the_command_table_is_the_help_s_list() -> None:
+    """Every NAME the --help text describes has a row in COMMANDS and no row is undocumented; the names
+    that take --paired are the ones the help says do."""
+    doc = figures.__doc__ or ""
+    listing = doc[doc.index("NAME is one of") : doc.index("Each figure is written")]
+    assert sorted(re.findall(r"^  (\w+)  ", listing, flags=re.M)) == sorted(COMMANDS)
+    assert "``--paired REF`` (table1, table, baselines)" in doc and PAIRED == ["table1", "table", "baselines"]
+
+
+@pytest.mark.parametrize("name", [n for n, command in COMMANDS.items() if command.source == "runs"])
 @pytest.mark.parametrize("source", ["tree", "csv"])
 def test_every_command_writes_its_files(
     trees: dict[str, tuple[Path, Path]], tmp_path: Path, name: str, source: str
 ) -> None:
-    tree, csv = trees["table1" if name.startswith("table") else "fig2" if name == "fig2" else "fig1"]
+    """Each command drawn from runs, from a tree and from its CSVs (schedules: below; table2 and
+    ensemble_size: tests/ensembles/test_members.py, from a combiner's report)."""
+    kind = "fig1" if name in ("fig1", "curves") else "fig2" if name == "fig2" else "table1"
+    tree, csv = trees[kind]
     paths = main([name, "--runs", str(tree if source == "tree" else csv), "--out", str(tmp_path)])
-    suffixes = {".md", ".tex", ".csv"} if name.startswith("table") else {".png", ".pdf"}
+    suffixes = {".png", ".pdf"} if name in ("fig1", "fig2", "curves") else {".md", ".tex", ".csv"}
     assert {p.suffix for p in paths} == suffixes
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
 
@@ -234,7 +248,7 @@ def test_curves_from_csv_need_the_epochs_csv(trees: dict[str, tuple[Path, Path]]
 
 
 def test_expected_density_of_the_schedules_by_hand() -> None:
-    from ssa_experiments.analysis.figures import expected_density
+    from ssa_experiments.analysis.figures.schedules import expected_density
 
     # s = 0.99, tau0 = 0.5, n = 5: d0 = 0.01 + 0.99 * 0.5 = 0.505 (issue 16's cliff: 10.9 % -> 1 % at epoch 5)
     assert expected_density(4.5, "linear", 0.99, 5, granularity="epoch") == pytest.approx(0.109)
@@ -249,6 +263,17 @@ def test_schedules_need_no_runs_and_the_others_do(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["schedules_s0.98.png", "schedules_s0.98.pdf"]
     with pytest.raises(SystemExit):
         main(["fig1", "--out", str(tmp_path)])
+
+
+def test_paired_is_refused_where_a_command_has_no_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["fig1", "--runs", str(tmp_path), "--out", str(tmp_path), "--paired", "one_shot"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "error: --paired applies to table1, table and baselines, not fig1\n"
+    )
 
 
 def test_paired_tables_next_to_the_tables(trees: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
