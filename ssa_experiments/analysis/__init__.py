@@ -1,2 +1,3 @@
-"""Analysis: ``aggregate`` reads finished runs back into one frame; ``figures`` draws the paper's figures and
-``tables`` writes its tables from that frame. Nothing here trains or changes a run."""
+"""Analysis: ``aggregate`` reads finished runs back into one frame; ``figures/`` draws the paper's figures
+from that frame (one module per figure) and ``tables`` writes its tables. Nothing here trains or changes a
+run."""
