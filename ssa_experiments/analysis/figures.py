@@ -67,7 +67,7 @@ from ssa_experiments.analysis.aggregate import (
 )
 from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.analysis.tables import natural, stats
-from ssa_experiments.pruning.schedules import initial_density, iterative_sparsity, schedule_factor
+from ssa_experiments.pruning.sparsity_schedules import initial_density, iterative_sparsity, schedule_factor
 from ssa_experiments.store.files import flatten
 
 matplotlib.use("Agg")  # files only: no display needed, the same output on every machine
@@ -544,7 +544,8 @@ def expected_density(
     method: str = "annealing",
 ) -> float:
     """The expected density of the prunable weights at epoch t (fractional: within an epoch) for temperature
-    annealing (``method="annealing"``) or iterative pruning, from the pure functions of ``schedules.py``."""
+    annealing (``method="annealing"``) or iterative pruning, from the pure functions of
+    ``pruning/sparsity_schedules.py``."""
     t = t if granularity == "step" else math.floor(t)
     if method == "iterative":
         return 1.0 - iterative_sparsity(t, n, sparsity, schedule)
