@@ -36,6 +36,8 @@ class Annealing(PruningMethod):
     (``geometric``, ``density_linear``), converted to s with ``self.densities`` = (d0, d_T), the expected
     density of the prunable weights at s = 1 and at the target (``expected_densities``, fixed at ``start``).
     Re-scoring (``method.rescore``): see ``rescore``.
+
+    Long for a reason: its hooks share one state (P, ``final``, ``factor``) the controls override piecewise.
     """
 
     stochastic = True
