@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ssa_experiments.config.schema import OptimizerConfig
-from ssa_experiments.pruning.methods import PruningMethod
+from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.training.optim import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

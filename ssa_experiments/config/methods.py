@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# pruning/schedules.py: shapes in keep-probability space, then curves in expected-density space
+# pruning/sparsity_schedules.py: shapes in keep-probability space, then curves in expected-density space
 ANNEAL_SCHEDULES = ("linear", "cosine", "exponential", "cubic", "geometric", "density_linear")
 ITERATIVE_SCHEDULES = ("linear", "polynomial", "cubic", "geometric")  # cubic: another name of polynomial
 # the keys every annealing method reads: its schedule over n epochs and how masks are drawn and decayed
@@ -58,7 +58,8 @@ class MethodSpec:
 
 
 def _spec(name: str, cls: str, reads: tuple[str, ...], gradual: bool, *styles: Style) -> MethodSpec:
-    return MethodSpec(name, f"ssa_experiments.pruning.methods:{cls}", reads, gradual, styles)
+    """``cls`` is "module:Class" under ``ssa_experiments/pruning/methods/``."""
+    return MethodSpec(name, f"ssa_experiments.pruning.methods.{cls}", reads, gradual, styles)
 
 
 ITERATIVE_KEYS = ("anneal_epochs", "schedule", "prune_every_steps")
@@ -67,11 +68,11 @@ ITERATIVE_KEYS = ("anneal_epochs", "schedule", "prune_every_steps")
 CONSTANT_KEYS = ("anneal_epochs", "resample", "decay_sampled_out", "initial_temperature")
 SOFT_KEYS = tuple(k for k in ANNEALING_KEYS if k != "resample")  # nothing is sampled: P(t) is the train mask
 REGISTRY: tuple[MethodSpec, ...] = (
-    _spec("dense", "PruningMethod", (), False, Style("dense", "black", "Greys")),
-    _spec("one_shot", "OneShot", (), False, Style("one_shot", "tab:gray", "Greys")),
+    _spec("dense", "base:PruningMethod", (), False, Style("dense", "black", "Greys")),
+    _spec("one_shot", "oneshot:OneShot", (), False, Style("one_shot", "tab:gray", "Greys")),
     _spec(
         "iterative",
-        "Iterative",
+        "iterative:Iterative",
         ITERATIVE_KEYS,
         True,
         Style("iterative (linear)", "tab:blue", "Blues"),
@@ -79,21 +80,21 @@ REGISTRY: tuple[MethodSpec, ...] = (
     ),
     _spec(
         "random_annealing",
-        "RandomAnnealing",
+        "annealing:RandomAnnealing",
         (*ANNEALING_KEYS, "max_initial_probability", "rescore"),
         True,
         Style("random_annealing", "tab:orange", "Oranges"),
     ),
     _spec(
         "temperature_annealing",
-        "TemperatureAnnealing",
+        "annealing:TemperatureAnnealing",
         (*ANNEALING_KEYS, "initial_temperature", "rescore"),
         True,
         Style("temperature_annealing", "tab:red", "Reds"),
     ),
     _spec(
         "stochastic_constant",
-        "StochasticConstant",
+        "controls:StochasticConstant",
         CONSTANT_KEYS,
         True,
         Style("stochastic_constant", "tab:brown", "YlOrBr"),
@@ -101,14 +102,14 @@ REGISTRY: tuple[MethodSpec, ...] = (
     # the weights outside the target are zeroed at the start: nothing to re-choose from, no re-scoring
     _spec(
         "dropconnect_target",
-        "DropConnectTarget",
+        "controls:DropConnectTarget",
         (*ANNEALING_KEYS, "initial_drop_rate"),
         True,
         Style("dropconnect_target", "tab:olive", "YlGn"),
     ),
     _spec(
         "soft_annealing",
-        "SoftAnnealing",
+        "controls:SoftAnnealing",
         (*SOFT_KEYS, "initial_temperature", "rescore"),
         True,
         Style("soft_annealing", "tab:pink", "RdPu"),

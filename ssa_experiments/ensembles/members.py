@@ -1,6 +1,6 @@
 """What makes a run an ensemble member (``ensemble.member`` set; README, "Ensembles"), beyond its mask.
 
-A member is an ordinary run: ``run.py`` asks here for its seeds' config, its mask spec and, once it has
+A member is an ordinary run: ``run.py`` asks here for its seeds' config, its target scorer and, once it has
 completed, for the outputs the combiner (``python -m ssa_experiments.cli.ensemble``) reads without retraining:
 
     logits.pt   torch.save of
@@ -25,6 +25,7 @@ bit on the CPU: tests/test_member_evaluations.py); it never retrains it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -42,8 +43,9 @@ from ssa_experiments.data.corruptions import corrupted_splits, split_name
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import Batches, DeviceBatches, RunBatches, TorchBatches, make_batches
 from ssa_experiments.ensembles import flops
+from ssa_experiments.ensembles.targets import MemberMasks, member_scores
 from ssa_experiments.models import build_model
-from ssa_experiments.pruning.targets import MemberMasks, prunable_modules
+from ssa_experiments.pruning.targets import Scorer, prunable_modules
 from ssa_experiments.repro import numerics, provenance
 from ssa_experiments.store.files import (
     LOGITS,
@@ -60,12 +62,14 @@ log = logging.getLogger(__name__)
 CORRUPTION_SEED = 0  # fixed: every member and method is evaluated on the very same corrupted images
 
 
-def member_masks(cfg: DictConfig) -> MemberMasks | None:
-    """The mask spec of an ensemble member (its target is a function of parent, index and seed), or None."""
+def member_scorer(cfg: DictConfig) -> Scorer | None:
+    """What chooses an ensemble member's target (a function of parent, index and seed), for the pruning
+    method to use instead of ``pruning.criterion``; None for a run that is not a member."""
     e = cfg.ensemble
     if e.member is None:
         return None
-    return MemberMasks(kind=e.masks, member=int(e.member), seed=int(cfg.seed), noise=float(e.noise))
+    spec = MemberMasks(kind=e.masks, member=int(e.member), seed=int(cfg.seed), noise=float(e.noise))
+    return functools.partial(member_scores, spec=spec)
 
 
 def with_parent_seed(cfg: DictConfig) -> DictConfig:

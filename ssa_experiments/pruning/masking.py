@@ -5,8 +5,8 @@ The stored weight lives in ``parametrizations.<name>.original`` (``name`` is ``w
 never writes into the stored weight: a weight sampled out in one step keeps its value so it can be sampled
 back in later (multiplying in place would destroy it). The optimizer may still move a sampled-out weight
 (momentum from earlier steps; weight decay unless ``method.decay_sampled_out=false``). Once a mask is final,
-the removed weights and their optimizer state are zeroed (``methods.PruningMethod.apply_final``), so they
-stay exactly zero and a saved model is truly sparse.
+the removed weights and their optimizer state are zeroed (``PruningMethod.apply_final``, ``methods/base.py``),
+so they stay exactly zero and a saved model is truly sparse. Where a mask is sampled: ``sampling.py``.
 
 Two masks per layer: ``train_mask`` (what training forward passes use: sampled for stochastic methods; in
 the weight's dtype, since it is multiplied every step) and ``eval_mask`` (the deterministic target, bool:

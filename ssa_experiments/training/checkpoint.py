@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ssa_experiments.config.schema import ConfigError
-from ssa_experiments.pruning.methods import PruningMethod
+from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.store.files import DamagedFile, atomic_torch_save
 
 FORMAT = 2  # 1: no RNG states, no device type; refused (its continuation would not be exact)

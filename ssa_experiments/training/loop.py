@@ -18,7 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssa_experiments.data.loaders import Batches
 from ssa_experiments.pruning.masking import Mask
-from ssa_experiments.pruning.methods import PruningMethod
+from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.training.optim import set_lr
 
 

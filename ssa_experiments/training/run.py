@@ -249,7 +249,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         batches = make_batches(
             data, cfg.data.pipeline, cfg.train.batch_size, device, tune_seed, cfg.data.num_workers
         )
-    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_masks(cfg))
+    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_scorer(cfg))
     method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
     if parent.rewind_state is not None:
         rewind_weights(model, parent.rewind_state)

@@ -5,6 +5,7 @@ left exactly as they were."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import subprocess
@@ -21,9 +22,9 @@ from ssa_experiments.config.schema import ConfigError, MethodConfig, ModelConfig
 from ssa_experiments.config.seeds import derived_seed, finetune_seed, parent_seed
 from ssa_experiments.config.validate import validate
 from ssa_experiments.ensembles.members import with_parent_seed
+from ssa_experiments.ensembles.targets import MemberMasks, member_scores
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.methods import make_method
-from ssa_experiments.pruning.targets import MemberMasks, member_scores
 from ssa_experiments.store.files import LOGITS, read_summary
 from ssa_experiments.store.runs import run_key
 from ssa_experiments.training.parent import parent_key
@@ -48,8 +49,9 @@ def eval_masks(
 ) -> dict[str, torch.Tensor]:
     """The target (evaluation) masks ``method`` reaches on a copy of ``model`` for member ``spec``."""
     net = copy.deepcopy(model)
+    scorer = None if spec is None else functools.partial(member_scores, spec=spec)
     m = make_method(
-        MethodConfig(name=method, anneal_epochs=2), PruningConfig(scope=scope), sparsity, 123, spec
+        MethodConfig(name=method, anneal_epochs=2), PruningConfig(scope=scope), sparsity, 123, scorer
     )
     m.start(net)
     for epoch in range(3):

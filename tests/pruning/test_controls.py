@@ -33,13 +33,9 @@ from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import MethodConfig, OptimizerConfig, PruningConfig
 from ssa_experiments.config.validate import validate
 from ssa_experiments.pruning.masking import dense_weight
-from ssa_experiments.pruning.methods import (
-    DropConnectTarget,
-    PruningMethod,
-    SoftAnnealing,
-    StochasticConstant,
-    make_method,
-)
+from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.methods.controls import DropConnectTarget, SoftAnnealing, StochasticConstant
 from ssa_experiments.store.files import read_metrics
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.training.optim import make_optimizer

@@ -20,8 +20,9 @@ from torch import nn
 from ssa_experiments.config.methods import ANNEAL_SCHEDULES, ITERATIVE_SCHEDULES
 from ssa_experiments.config.schema import MethodConfig
 from ssa_experiments.config.schema import PruningConfig as Pruning
-from ssa_experiments.pruning.methods import PruningMethod, make_method
-from ssa_experiments.pruning.schedules import (
+from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.sparsity_schedules import (
     ANNEAL_SHAPES,
     DENSITY_SCHEDULES,
     anneal_factor,

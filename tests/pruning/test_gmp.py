@@ -21,8 +21,9 @@ from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import ConfigError, MethodConfig, PruningConfig
 from ssa_experiments.config.validate import validate
 from ssa_experiments.pruning.masking import dense_weight
-from ssa_experiments.pruning.methods import PruningMethod, make_method
-from ssa_experiments.pruning.schedules import is_pruning_step, iterative_sparsity, step_epoch
+from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.sparsity_schedules import is_pruning_step, iterative_sparsity, step_epoch
 from ssa_experiments.store.files import read_metrics
 from ssa_experiments.training.run import run
 

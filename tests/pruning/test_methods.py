@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from ssa_experiments.config.methods import REGISTRY, MethodSpec
 from ssa_experiments.config.schema import MethodConfig, OptimizerConfig, PruningConfig
 from ssa_experiments.pruning.masking import dense_weight
-from ssa_experiments.pruning.methods import (
-    annealed_probabilities,
-    make_method,
-    sample_keep,
-)
+from ssa_experiments.pruning.methods import make_method, method_class
+from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.sampling import annealed_probabilities, sample_keep
 from ssa_experiments.training.optim import make_optimizer
 
 
@@ -291,3 +290,10 @@ def test_channels_last_model_samples_and_trains() -> None:
         assert abs(float(mask[~m.keep[n]].mean()) - 0.3) < 0.1
     x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     net.train()(x).sum().backward()
+
+
+@pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
+def test_every_declared_target_is_a_method_of_that_name(spec: MethodSpec) -> None:
+    """The factory runs the class a declaration names: a typo in ``target`` would fail only at run time."""
+    cls = method_class(spec.name)
+    assert issubclass(cls, PruningMethod) and cls.name == spec.name

@@ -1,6 +1,6 @@
 """The schedules figure, drawn from the formulas alone (no runs): the expected density of the prunable
 weights over fine-tuning of every annealing schedule (per step and per epoch) and of iterative pruning,
-computed by the same pure functions that the runs use (pruning/schedules.py)."""
+computed by the same pure functions that the runs use (pruning/sparsity_schedules.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ssa_experiments.analysis.figures.style import styled
-from ssa_experiments.pruning.schedules import initial_density, iterative_sparsity, schedule_factor
+from ssa_experiments.pruning.sparsity_schedules import initial_density, iterative_sparsity, schedule_factor
 
 
 def expected_density(

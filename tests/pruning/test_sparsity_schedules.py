@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ssa_experiments.pruning.schedules import anneal_factor, anneal_progress, iterative_sparsity
+from ssa_experiments.pruning.sparsity_schedules import anneal_factor, anneal_progress, iterative_sparsity
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "exponential", "cubic"])

@@ -1,4 +1,5 @@
-"""Pruning schedules: pure functions of the epoch, so they can be tested against hand-computed values.
+"""Sparsity schedules (``method.schedule``: annealing and iterative; the learning-rate schedule is elsewhere):
+pure functions of the epoch, so they can be tested against hand-computed values.
 
 Conventions (see ``../shared/paper.md``, "Our formulation"):
 

@@ -1,0 +1,140 @@
+"""The interface every pruning method implements, the training loop's only view of one; dense is its identity.
+
+    start(model)                 once, on the trained dense parent: choose the target, attach masks
+    bind_optimizer(optimizer)    so a mask that becomes final can clear the removed weights' optimizer state
+    begin_epoch(epoch, steps)    before each epoch: iterative steps, per-epoch annealing updates
+    before_step(epoch, step, n)  before each training forward pass: stochastic masks are sampled here
+    before_optimizer_step(lr)    after backward: weight decay restricted to the sampled mask, if configured
+    at_target                    whether the deterministic target mask is in force (for epochs_at_target)
+    report()                     sparsity accounting of the mask in force, logged every epoch
+    state_dict()/load_state_dict only what the model's own state_dict does not hold (RNG state)
+
+The masks themselves are buffers of the model (see ``masking.py``), so a model checkpoint holds them.
+Every method that prunes gradually reaches its target at the start of epoch ``method.anneal_epochs`` (see
+``sparsity_schedules.py``), so at equal n every method trains the same number of epochs on its final mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssa_experiments.config.schema import MethodConfig, PruningConfig
+from ssa_experiments.pruning.errors import LayerCollapse
+from ssa_experiments.pruning.masking import Mask, dense_weight, mask_sparsity, set_mask, zero_pruned
+from ssa_experiments.pruning.targets import (
+    Scorer,
+    magnitude_scores,
+    prunable_modules,
+    random_scores,
+    target_masks,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PruningMethod:
+    """Dense: the reference. No masks; reports the (zero) sparsity of the prunable weights."""
+
+    name = "dense"
+    stochastic = False
+
+    def __init__(
+        self,
+        method: MethodConfig,
+        pruning: PruningConfig,
+        sparsity: float,
+        seed: int,
+        scorer: Scorer | None = None,
+    ) -> None:
+        self.cfg, self.pruning, self.sparsity, self.seed = method, pruning, sparsity, seed
+        # A ``scorer`` (e.g. an ensemble member's, ``ensembles/targets.py``) chooses the target instead of
+        # ``pruning.criterion``; ``seed`` still seeds what the method draws itself (mask samples, p(0)).
+        self.scorer = scorer
+        self.modules: dict[str, nn.Module] = {}
+        self.masks: dict[str, Mask] = {}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.collapsed_layers: list[str] = []
+
+    def start(self, model: nn.Module) -> None:
+        self.modules = prunable_modules(model, self.pruning.keep_first_layer, self.pruning.keep_last_layer)
+
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
+        pass
+
+    def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        pass
+
+    def before_optimizer_step(self, lr: float) -> None:
+        pass
+
+    @property
+    def at_target(self) -> bool:
+        """Whether training now uses the final deterministic mask (dense: the dense network is the target)."""
+        return True
+
+    def self_decayed_params(self) -> list[torch.Tensor]:
+        """Parameters whose weight decay this method applies itself (the optimizer must not decay them)."""
+        return []
+
+    def report(self) -> dict[str, Any]:
+        if not self.masks:
+            sizes = {n: dense_weight(m).numel() for n, m in self.modules.items()}
+            return {
+                "sparsity": 0.0,
+                "expected_train_sparsity": 0.0,
+                "layer_sparsity": {n: 0.0 for n in sizes},
+                "prunable_params": sum(sizes.values()),
+            }
+        eval_sparsity, per_layer = mask_sparsity({n: m.eval_mask for n, m in self.masks.items()})
+        return {
+            "sparsity": eval_sparsity,
+            "expected_train_sparsity": self.expected_train_sparsity(),
+            "layer_sparsity": per_layer,
+            "prunable_params": sum(m.eval_mask.numel() for m in self.masks.values()),
+        }
+
+    def expected_train_sparsity(self) -> float:
+        """1 - mean(P) over prunable weights; for deterministic methods, the sparsity of the train mask."""
+        return mask_sparsity({n: m.train_mask for n, m in self.masks.items()})[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        # A layer collapse seen by an earlier pruning step (iterative) is not seen again after a resume.
+        return {"collapsed_layers": list(self.collapsed_layers)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.collapsed_layers = sorted(set(self.collapsed_layers) | set(state.get("collapsed_layers", [])))
+
+    # -- shared by the pruning methods --------------------------------------------------------------
+    def scores(self) -> dict[str, torch.Tensor]:
+        weights = {n: dense_weight(m) for n, m in self.modules.items()}
+        if self.scorer is not None:
+            return self.scorer(weights)
+        if self.pruning.criterion == "random":
+            return random_scores(weights, self.seed)
+        return magnitude_scores(weights)
+
+    def target(self, sparsity: float | None = None) -> dict[str, torch.Tensor]:
+        """Keep-masks at ``sparsity`` (default: the target's); refuses a layer collapse unless allowed."""
+        keep = target_masks(
+            self.scores(), self.sparsity if sparsity is None else sparsity, self.pruning.scope
+        )
+        collapsed = [name for name, k in keep.items() if not bool(k.any())]
+        if collapsed:  # global thresholds can empty a whole layer, which disconnects the network
+            self.collapsed_layers = sorted(set(self.collapsed_layers) | set(collapsed))
+            if not self.pruning.allow_layer_collapse:
+                raise LayerCollapse(collapsed)
+            log.warning("target removes every weight of layer(s) %s (layer collapse)", ", ".join(collapsed))
+        return keep
+
+    def apply_final(self, keep: dict[str, torch.Tensor]) -> None:
+        """Make ``keep`` the deterministic mask for training and evaluation; zero what it removes."""
+        for name, k in keep.items():
+            set_mask(self.masks[name], k)
+            zero_pruned(self.modules[name], k, self.optimizer)
