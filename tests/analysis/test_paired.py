@@ -130,12 +130,12 @@ def test_against_dense_every_sparsity_pairs_with_the_dense_run_of_its_seed() -> 
     df = pd.concat([frame(), pd.DataFrame([run("one_shot", 0, 60.0, sparsity=0.5, criterion="random")])])
     out = paired(df.reset_index(drop=True), reference="dense").set_index(["setting", "target_sparsity"])
     # one-shot at 50% with another pruning criterion still pairs: dense reads no pruning.* key
-    random = "one_shot pruning.criterion=random lr.name=one_cycle"
+    random = "one_shot lr.name=one_cycle pruning.criterion=random"
     assert out.loc[(random, 0.5), "mean_diff"] == -30.0
     assert (out.loc[(random, 0.5), "n_pairs"], out.loc[(random, 0.5), "reference"]) == (1, "dense")
     # seed 2's one-shot has another LR schedule than dense: no pair
-    assert ("one_shot pruning.criterion=magnitude lr.name=constant", 0.9) not in out.index
-    assert out.loc[("one_shot pruning.criterion=magnitude lr.name=one_cycle", 0.9), "n_pairs"] == 2
+    assert ("one_shot lr.name=constant pruning.criterion=magnitude", 0.9) not in out.index
+    assert out.loc[("one_shot lr.name=one_cycle pruning.criterion=magnitude", 0.9), "n_pairs"] == 2
     ta = out.loc[("temperature_annealing", 0.9)]
     assert (ta["n_pairs"], ta["mean_diff"], ta["wins"]) == (3, (-9 - 6 + 7) / 3, 1)
 
