@@ -154,15 +154,15 @@ def _main(cfg: DictConfig) -> float | None:
     return _objective(cfg, summary)
 
 
-def main() -> float | None:
+def main() -> None:
     """Refuse a renamed key on the command line before Hydra composes (Hydra would report a missing group
-    in many lines, exit 1, without the new name), then run."""
+    in many lines, exit 1, without the new name), then hand the command line to Hydra."""
     try:
         refuse_renamed(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    return _main()
+    _main()
 
 
 if __name__ == "__main__":
