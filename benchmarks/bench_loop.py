@@ -290,18 +290,18 @@ def time_minimal(cfg: DictConfig, init: dict, device: torch.device) -> tuple[flo
     steps = len(train_y) // b
     opt = torch.optim.SGD(
         model.parameters(),
-        lr=cfg.schedule.lr,
+        lr=cfg.lr.lr,
         momentum=cfg.optimizer.momentum,
         nesterov=cfg.optimizer.nesterov,
         weight_decay=cfg.optimizer.weight_decay,
     )
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt,
-        max_lr=cfg.schedule.lr,
+        max_lr=cfg.lr.lr,
         total_steps=epochs * steps,
-        pct_start=cfg.schedule.pct_start,
-        div_factor=cfg.schedule.div_factor,
-        final_div_factor=cfg.schedule.final_div_factor,
+        pct_start=cfg.lr.pct_start,
+        div_factor=cfg.lr.div_factor,
+        final_div_factor=cfg.lr.final_div_factor,
     )
     sync(device)
     t0 = time.perf_counter()

@@ -95,7 +95,7 @@ class Runner:
         self.method = make_method(cfg.method, cfg.pruning, cfg.sparsity, cfg.seed)
         self.method.start(self.model)
         self.optimizer = make_optimizer(
-            self.model.parameters(), cfg.optimizer, cfg.schedule.lr, self.method.self_decayed_params()
+            self.model.parameters(), cfg.optimizer, cfg.lr.lr, self.method.self_decayed_params()
         )
         self.method.bind_optimizer(self.optimizer)
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)

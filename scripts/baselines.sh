@@ -20,8 +20,8 @@ COMMANDS+=("python scripts/calibrate_dropconnect.py $R0_SWEEP --csv $RESULTS/dro
 echo "dropconnect_target: calibrated r0 per sparsity: $(declare -p R0)"
 METHODS=one_shot,random_annealing,temperature_annealing,stochastic_constant,soft_annealing
 train method=dense sparsity=0
-for retraining in "schedule=one_cycle" "schedule=finetune" "schedule=lr_rewind" \
-                  "schedule=lr_rewind parent.rewind_epoch=$(( PARENT_EPOCHS - EPOCHS ))"; do
+for retraining in "lr=one_cycle" "lr=finetune" "lr=lr_rewind" \
+                  "lr=lr_rewind parent.rewind_epoch=$(( PARENT_EPOCHS - EPOCHS ))"; do
     # shellcheck disable=SC2086  # $retraining is one or two overrides
     train method=$METHODS $retraining
     for sparsity in "${!R0[@]}"; do

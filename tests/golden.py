@@ -35,7 +35,7 @@ RUNS = {
         "method.rescore=true",
     ],
     "lr_rewind_layerwise": [
-        "method=one_shot", "sparsity=0.8", "schedule=lr_rewind", "pruning.scope=layerwise",
+        "method=one_shot", "sparsity=0.8", "lr=lr_rewind", "pruning.scope=layerwise",
     ],
 }  # fmt: skip
 METRICS = (

@@ -342,7 +342,7 @@ def test_collapse_seen_by_an_earlier_iterative_step_survives_a_resume(
         "sparsity=0.5",
         f"parent.path={parent}",
         "pruning.allow_layer_collapse=true",
-        "schedule.lr=1e-6",
+        "lr.lr=1e-6",
     )  # fmt: skip (the tiny layer stays tiny)
     kill_in_epoch(monkeypatch, 3)  # after the last pruning step (epoch 1): nothing prunes again after resume
     with pytest.raises(KeyboardInterrupt):

@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from ssa_experiments.config.methods import METHOD_KEYS
+from ssa_experiments.config.renamed import current
 from ssa_experiments.store.files import (
     CHECKPOINT,
     METRICS,
@@ -76,7 +77,7 @@ def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
         "parent_source": parent.get("source"),
         "parent_test_acc": parent.get("test_acc"),
         "run_dir": run_dir,
-        "config": summary.get("config", {}),
+        "config": current(summary.get("config") or {}),  # runs stored before a rename read as today's
     }
 
 
@@ -128,7 +129,7 @@ def _hydra_config(run_dir: Path) -> dict[str, Any]:
         return {}
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
+    return current(OmegaConf.to_container(OmegaConf.load(path), resolve=False))  # type: ignore[arg-type]
 
 
 def from_wandb(runs: Iterable[Any]) -> pd.DataFrame:
@@ -213,9 +214,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         dtype={c: str for c in TEXT if c in header},
     )
     configs = [
-        _unflatten({k.removeprefix("config."): v[0] for k, v in zip(keys, values, strict=True) if v})
+        current(_unflatten({k.removeprefix("config."): v[0] for k, v in zip(keys, values, strict=True) if v}))
         for values in df[keys].itertuples(index=False)
-    ]
+    ]  # a CSV written before a rename (results/) reads as today's
     return df.drop(columns=keys).assign(config=configs)
 
 

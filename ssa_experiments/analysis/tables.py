@@ -172,7 +172,7 @@ def retraining(flat: dict[str, Any]) -> str:
     k = flat.get("parent.rewind_epoch")
     if k is not None and not (isinstance(k, float) and math.isnan(k)):
         return f"weight rewind (k={int(k)})"
-    name = flat.get("schedule.name", "?")
+    name = flat.get("lr.name", "?")
     return RETRAINING.get(name, name)
 
 

@@ -5,7 +5,8 @@ starts (``numerics.py``: this module's imports are torch-free for that reason), 
 (``store.py``: its directory is a function of what it computes; Hydra's job directory links to it) under
 the run's lock, give it a device
 (``devices.py``: one GPU per job), hand it to ``run``, and turn failures into what a shell user needs. A bad
-config prints one line naming the field and exits 2 before any compute; a run that fails later records
+config prints one line naming the field and exits 2 before any compute (a renamed key, e.g. ``schedule=`` for
+``lr=``, before Hydra composes: ``config/renamed.py``); a run that fails later records
 ``status: failed`` in its summary. In a multirun the failure is logged and the sweep goes on, so one bad job
 never costs the others their results; a single run exits 1.
 """
@@ -27,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.renamed import refuse_renamed
 from ssa_experiments.config.schema import ConfigError, register_configs, to_container
 from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.pruning.errors import LayerCollapse
@@ -103,7 +105,7 @@ def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     started = time.time()
     job_dir, out = Path(cfg.output_dir), None
     try:
@@ -150,6 +152,17 @@ def main(cfg: DictConfig) -> float | None:
             sys.exit(1)
         raise
     return _objective(cfg, summary)
+
+
+def main() -> None:
+    """Refuse a renamed key on the command line before Hydra composes (Hydra would report a missing group
+    in many lines, exit 1, without the new name), then hand the command line to Hydra."""
+    try:
+        refuse_renamed(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    _main()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ssa_experiments.config.methods import METHOD_KEY_DEFAULTS, METHOD_KEYS
+from ssa_experiments.config.renamed import historical
 from ssa_experiments.config.schema import SIGNAL_DATA_SETS, Config, to_container
 from ssa_experiments.repro.provenance import COMPUTE_VERSION
 from ssa_experiments.store.files import file_sha256
@@ -27,7 +28,7 @@ NOT_IDENTITY = (
     "data.num_workers", "logger", "store", "force", "objective", "train.checkpoint_every", "train.save_model",
     "train.amp", "train.channels_last", "train.cpu_threads", "train.cpu_numerics",
 )  # fmt: skip
-# The fields each LR schedule reads (optim.lr_at); the parent-derived ones read the parent's schedule.
+# The fields each LR schedule reads (training/lr.py lr_at); the parent-derived ones read the parent's.
 LR_SCHEDULE_KEYS = {
     "constant": ("lr",),
     "one_cycle": ("lr", "pct_start", "div_factor", "final_div_factor"),
@@ -48,13 +49,10 @@ def data_identity(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if name in DATA_KEYS_READ_BY.get(k, (name,))}
 
 
-def schedule_identity(schedule: dict[str, Any]) -> dict[str, Any]:
-    """An LR schedule as the fields its shape reads (``schedule.gamma`` under one_cycle changes nothing)."""
-    name = schedule.get("name")
-    return {
-        "name": name,
-        **{k: schedule[k] for k in LR_SCHEDULE_KEYS.get(name, tuple(schedule)) if k != "name"},
-    }
+def lr_identity(lr: dict[str, Any]) -> dict[str, Any]:
+    """An LR schedule as the fields its shape reads (``lr.gamma`` under one_cycle changes nothing)."""
+    name = lr.get("name")
+    return {"name": name, **{k: lr[k] for k in LR_SCHEDULE_KEYS.get(name, tuple(lr)) if k != "name"}}
 
 
 def device_type(device: str) -> str:
@@ -118,7 +116,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     computed (``compute_identity``): two runs with equal identities compute the same numbers, and two runs
     that compute the same numbers have equal identities as far as the config can tell (the dense run at any
     requested sparsity is one run)."""
-    ident = to_container(cfg)
+    ident = historical(to_container(cfg))  # the LR schedule as ``schedule``: store keys never move
     for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
         node = ident
@@ -147,9 +145,9 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         parent.pop("rewind_epoch", None)
     parent.update(parent_source_identity(parent.pop("path", None)))
     if "schedule" in parent:
-        parent["schedule"] = schedule_identity(parent["schedule"])
+        parent["schedule"] = lr_identity(parent["schedule"])
     if "schedule" in ident:
-        ident["schedule"] = schedule_identity(ident["schedule"])
+        ident["schedule"] = lr_identity(ident["schedule"])
     ident.update(ensemble_identity(ident.pop("ensemble", None), method.get("name")))
     ident["compute"] = compute_identity(cfg)
     return ident

@@ -3,7 +3,8 @@
 The dataclasses are registered in Hydra's ConfigStore and ``conf/config.yaml`` extends them, so a key that is
 not in the schema (a typo) or a value of the wrong type fails at composition, before any compute.
 ``validate`` adds the rules a type cannot express (ranges, cross-field rules, paths that must exist).
-Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
+Key names are frozen: renaming one breaks users' sweeps; a rename (``renamed.py``) is refused in one line
+naming the new key, and identities keep the old spelling.
 """
 
 from __future__ import annotations
@@ -99,11 +100,12 @@ class PruningConfig:
 
 
 @dataclass
-class ScheduleConfig:
-    """A learning-rate schedule: ``lr`` is the peak (one_cycle) or base LR; the rest shape it."""
+class LrConfig:
+    """A learning-rate schedule (``lr``, ``parent.lr``; ``method.schedule`` is the annealing one): ``lr`` is
+    the peak (one_cycle) or base LR; the rest shape it."""
 
     # one_cycle | cosine | constant | step | parent_swa_style; retraining baselines read off the parent's
-    # schedule (optim.retraining_lr; their other fields are not read): finetune | lr_rewind
+    # schedule (training/lr.py retraining_lr; their other fields are not read): finetune | lr_rewind
     name: str = MISSING
     lr: float = 0.1
     pct_start: float = 0.1  # one_cycle warm-up fraction
@@ -188,7 +190,7 @@ class EnsembleConfig:
 @dataclass
 class ParentConfig:
     epochs: int = 20
-    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(name="parent_swa_style", lr=0.1))
+    lr: LrConfig = field(default_factory=lambda: LrConfig(name="parent_swa_style", lr=0.1))
     path: str | None = None  # bring your own trained checkpoint (a state_dict file)
     cache_dir: str = "${oc.env:SSA_CACHE_DIR,.cache/parents}"  # relative to the launch directory
     cache: bool = True
@@ -232,7 +234,7 @@ class Config:
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
     method: MethodConfig = MISSING
-    schedule: ScheduleConfig = MISSING
+    lr: LrConfig = MISSING
     logger: LoggerConfig = MISSING
     pruning: PruningConfig = field(default_factory=PruningConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -62,7 +62,7 @@ def _in_range(value: float, name: str, low: float, high: float, closed_high: boo
         raise ConfigError(name, f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value}")
 
 
-def validate_schedule(s: Any, prefix: str) -> None:
+def validate_lr(s: Any, prefix: str) -> None:
     _choice(s.name, LR_SCHEDULES, f"{prefix}.name")
     _positive(s.lr, f"{prefix}.lr")
     if not 0 < s.pct_start < 1:
@@ -135,13 +135,13 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
     """The retraining baselines' rules: a derived schedule needs a parent schedule to read, LR rewinding must
     stay within the parent's epochs, and weight rewinding needs epoch checkpoints of a parent trained here."""
     p, t = cfg.parent, cfg.train.finetune_epochs
-    if p.schedule.name in PARENT_DERIVED_SCHEDULES:
-        raise ConfigError("parent.schedule.name", f"{p.schedule.name!r} is a fine-tuning schedule only")
-    if cfg.schedule.name in PARENT_DERIVED_SCHEDULES and p.epochs <= 0:
+    if p.lr.name in PARENT_DERIVED_SCHEDULES:
+        raise ConfigError("parent.lr.name", f"{p.lr.name!r} is a fine-tuning schedule only")
+    if cfg.lr.name in PARENT_DERIVED_SCHEDULES and p.epochs <= 0:
         raise ConfigError(
             "parent.epochs",
-            f"schedule={cfg.schedule.name} replays the parent's LR schedule: set parent.epochs and "
-            "parent.schedule to those the parent was trained with",
+            f"lr={cfg.lr.name} replays the parent's LR schedule: set parent.epochs and "
+            "parent.lr to those the parent was trained with",
         )
     for k in p.save_epochs:
         if not 0 <= k < p.epochs:
@@ -157,11 +157,11 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
             raise ConfigError("parent.rewind_epoch", f"must be in [0, parent.epochs={p.epochs}), got {k}")
     # lr_rewind replays the parent's epochs from parent.epochs - t (from k when rewinding): all must exist
     most = p.epochs - (0 if k is None else k)
-    if cfg.schedule.name == "lr_rewind" and t > most:
+    if cfg.lr.name == "lr_rewind" and t > most:
         after = "" if k is None else f" after parent.rewind_epoch={k}"
         raise ConfigError(
             "train.finetune_epochs",
-            f"schedule=lr_rewind replays {t} parent epochs, the parent has {most}{after}: need <= {most}",
+            f"lr=lr_rewind replays {t} parent epochs, the parent has {most}{after}: need <= {most}",
         )
 
 
@@ -192,8 +192,8 @@ def validate(cfg: DictConfig | Config) -> None:
     for beta in cfg.optimizer.betas:
         _in_range(beta, "optimizer.betas", 0, 1)
     validate_model(cfg.model)
-    validate_schedule(cfg.schedule, "schedule")
-    validate_schedule(cfg.parent.schedule, "parent.schedule")
+    validate_lr(cfg.lr, "lr")
+    validate_lr(cfg.parent.lr, "parent.lr")
     _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
     _positive(cfg.train.batch_size, "train.batch_size")
     _positive(cfg.train.cpu_threads, "train.cpu_threads")

@@ -60,6 +60,7 @@ import torch
 
 from ssa_experiments.analysis.aggregate import _hydra_config, collect
 from ssa_experiments.config.identity import NOT_IDENTITY
+from ssa_experiments.config.renamed import current
 from ssa_experiments.store.files import (
     LOGITS,
     LOGITS_FORMAT,
@@ -379,7 +380,7 @@ def settings(ensembles: Sequence[Ensemble]) -> list[str]:
     """Each ensemble's label: its method plus the identity keys (other than the seed) that differ between
     that method's ensembles, as ``analysis.aggregate.settings`` labels runs (a key one method does not read
     never labels another's rows)."""
-    flat = [flatten(e.key) for e in ensembles]
+    flat = [flatten(current(e.key)) for e in ensembles]  # identities keep old spellings; labels use today's
     methods = [str((e.key.get("method") or {}).get("name", "run")) for e in ensembles]
     varying: dict[str, list[str]] = {}
     for method in set(methods):

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules.
+"""Learning-rate schedules (``lr``, ``parent.lr``; the annealing schedules are ``pruning/schedules.py``).
 
 A schedule is a pure function ``lr_at(step, total_steps, cfg)`` stepped every batch: no hidden counter in a
 scheduler object, so a resumed run only needs its global step, and tests compare values directly.
@@ -16,8 +16,8 @@ from functools import partial
 
 from ssa_experiments.config.schema import (
     PARENT_DERIVED_SCHEDULES,
+    LrConfig,
     ParentConfig,
-    ScheduleConfig,
 )
 
 LrFn = Callable[[int], float]  # global step (0-based) -> learning rate
@@ -27,7 +27,7 @@ def _cos(start: float, end: float, pct: float) -> float:
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
 
 
-def lr_at(step: int, total_steps: int, cfg: ScheduleConfig) -> float:
+def lr_at(step: int, total_steps: int, cfg: LrConfig) -> float:
     """Learning rate for the batch with index ``step`` (0-based) out of ``total_steps``."""
     x = step / max(total_steps, 1)
     if cfg.name == "constant":
@@ -54,9 +54,9 @@ def lr_at(step: int, total_steps: int, cfg: ScheduleConfig) -> float:
         return cfg.lr * (1 - (1 - cfg.final_ratio) * frac)
     if cfg.name in PARENT_DERIVED_SCHEDULES:
         raise ValueError(
-            f"schedule.name: {cfg.name!r} is read off the parent's schedule; use retraining_lr, not lr_at"
+            f"lr.name: {cfg.name!r} is read off the parent's schedule; use retraining_lr, not lr_at"
         )
-    raise ValueError(f"schedule.name: unknown LR schedule {cfg.name!r}")
+    raise ValueError(f"lr.name: unknown LR schedule {cfg.name!r}")
 
 
 def lr_replay_start(schedule_name: str, parent: ParentConfig, finetune_epochs: int) -> int | None:
@@ -79,13 +79,11 @@ def _constant(lr: float, step: int) -> float:
     return lr
 
 
-def _shifted(offset: int, total: int, cfg: ScheduleConfig, step: int) -> float:
+def _shifted(offset: int, total: int, cfg: LrConfig, step: int) -> float:
     return lr_at(offset + step, total, cfg)
 
 
-def retraining_lr(
-    schedule: ScheduleConfig, parent: ParentConfig, steps_per_epoch: int, finetune_epochs: int
-) -> LrFn:
+def retraining_lr(lr: LrConfig, parent: ParentConfig, steps_per_epoch: int, finetune_epochs: int) -> LrFn:
     """The LR of each fine-tuning step, as a function of the step alone.
 
     ``finetune`` (Han et al. 2015): the parent's last-step LR, constant. ``lr_rewind``: fine-tuning step i
@@ -94,10 +92,10 @@ def retraining_lr(
     Any other schedule runs over the fine-tuning steps themselves, as ``lr_at`` always has.
     """
     parent_total = parent.epochs * steps_per_epoch
-    if schedule.name == "finetune":
-        return partial(_constant, lr_at(parent_total - 1, parent_total, parent.schedule))
-    if schedule.name == "lr_rewind":
-        start = lr_replay_start(schedule.name, parent, finetune_epochs)
+    if lr.name == "finetune":
+        return partial(_constant, lr_at(parent_total - 1, parent_total, parent.lr))
+    if lr.name == "lr_rewind":
+        start = lr_replay_start(lr.name, parent, finetune_epochs)
         assert start is not None
-        return partial(_shifted, start * steps_per_epoch, parent_total, parent.schedule)
-    return partial(lr_at, total_steps=finetune_epochs * steps_per_epoch, cfg=schedule)
+        return partial(_shifted, start * steps_per_epoch, parent_total, parent.lr)
+    return partial(lr_at, total_steps=finetune_epochs * steps_per_epoch, cfg=lr)

@@ -33,8 +33,8 @@ from torch.nn.utils import parametrize
 from ssa_experiments.config.identity import (
     compute_identity,
     data_identity,
+    lr_identity,
     parent_source_identity,
-    schedule_identity,
 )
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.store.files import atomic_torch_save, atomic_write_json, file_sha256
@@ -70,7 +70,7 @@ def parent_key(cfg: DictConfig) -> dict[str, Any]:
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": data,
         "epochs": parent["epochs"],
-        "schedule": schedule_identity(parent["schedule"]),
+        "schedule": lr_identity(parent["lr"]),  # the historical spelling (config/renamed.py): keys never move
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "batch_size": cfg.train.batch_size,
         "label_smoothing": cfg.train.label_smoothing,

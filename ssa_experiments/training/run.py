@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
-from ssa_experiments.config.schema import ConfigError, ScheduleConfig, to_container
+from ssa_experiments.config.schema import ConfigError, LrConfig, to_container
 from ssa_experiments.config.seeds import finetune_seed, parent_seed
 from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.data.datasets import load_data
@@ -74,7 +74,7 @@ def fit(
     optimizer: torch.optim.Optimizer,
     loss_fn: torch.nn.Module,
     epochs: int,
-    schedule: ScheduleConfig,
+    schedule: LrConfig,
     precision: Precision,
     max_steps: int = 0,
     on_epoch_end: EpochHook | None = None,
@@ -230,9 +230,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     max_steps = cfg.train.max_steps_per_epoch
 
     def train_parent(m: torch.nn.Module, on_epoch_end: EpochHook | None = None) -> dict[str, float]:
-        opt = make_optimizer(m.parameters(), cfg.optimizer, cfg.parent.schedule.lr)
+        opt = make_optimizer(m.parameters(), cfg.optimizer, cfg.parent.lr.lr)
         fit(
-            m, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.schedule, precision, max_steps,
+            m, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.lr, precision, max_steps,
             on_epoch_end,
         )  # fmt: skip
         metrics = evaluate_splits(m, batches, precision, 0)[0]
@@ -253,9 +253,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
     if parent.rewind_state is not None:
         rewind_weights(model, parent.rewind_state)
-    optimizer = make_optimizer(
-        model.parameters(), cfg.optimizer, cfg.schedule.lr, method.self_decayed_params()
-    )
+    optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params())
     method.bind_optimizer(optimizer)
     n_params = count_params(model)
     start_report = method.report()
@@ -272,7 +270,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     epochs = cfg.train.finetune_epochs
     steps = steps_per_epoch(batches.train, max_steps)
-    lr_fn = retraining_lr(cfg.schedule, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
+    lr_fn = retraining_lr(cfg.lr, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
     first_epoch, global_step, history = 0, 0, []
     ckpt_path = out / CHECKPOINT
     resumed = resume_point(ckpt_path, out, identity, device) if ckpt_path.exists() else None
@@ -342,7 +340,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "lr_trace_sha256": lr_trace_sha256(global_step, lr_fn),
             # the retraining baseline's budget: where the weights and the LR restart in the parent's training
             "rewind_epoch": cfg.parent.rewind_epoch,
-            "lr_replay_start_epoch": lr_replay_start(cfg.schedule.name, cfg.parent, epochs),
+            "lr_replay_start_epoch": lr_replay_start(cfg.lr.name, cfg.parent, epochs),
             "parent": parent_info,
             "params": n_params,
             "prunable_params": start_report["prunable_params"],

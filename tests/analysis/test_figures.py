@@ -53,7 +53,7 @@ def write_run(
     config = {
         "method": {"name": method, **keys},
         "pruning": {"criterion": criterion, "scope": "global"},
-        "schedule": {"name": schedule, "lr": 0.1},
+        "lr": {"name": schedule, "lr": 0.1},
         "parent": parent,
         "model": {"arch": "resnet18"},
         "data": {"name": "cifar10", "num_workers": 2},

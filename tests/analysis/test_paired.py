@@ -92,7 +92,7 @@ def run(method: str, seed: int, acc: float, sparsity: float = 0.9, **config: obj
         "seed": seed, "test_acc": acc,
         "config": {
             "method": {"name": method, **keys}, "seed": seed, "sparsity": sparsity, "output_dir": f"o{seed}",
-            "schedule": {"name": config.get("lr", "one_cycle")},
+            "lr": {"name": config.get("lr", "one_cycle")},
             "pruning": {"criterion": config.get("criterion", "magnitude")},
         },
     }  # fmt: skip
@@ -121,7 +121,7 @@ def test_pairs_share_seed_sparsity_and_config() -> None:
     ra = out.loc["random_annealing"]
     assert (ra["n_pairs"], ra["mean_diff"], ra["wins"], ra["ties"]) == (2, -0.5, 0, 1)  # 0 (tie), -1
     # the matched reference setting: the LR schedule is swept among the one-shot runs, so it names them
-    assert ta["reference"] == "one_shot schedule.name=one_cycle" and ta["target_sparsity"] == 0.9
+    assert ta["reference"] == "one_shot lr.name=one_cycle" and ta["target_sparsity"] == 0.9
     one = pairs(frame().assign(setting=frame()["method"]))
     assert set(one["seed"]) == {0, 1} and "dense" not in set(one["setting"])  # dense: no pair at 90%
 
@@ -130,12 +130,12 @@ def test_against_dense_every_sparsity_pairs_with_the_dense_run_of_its_seed() -> 
     df = pd.concat([frame(), pd.DataFrame([run("one_shot", 0, 60.0, sparsity=0.5, criterion="random")])])
     out = paired(df.reset_index(drop=True), reference="dense").set_index(["setting", "target_sparsity"])
     # one-shot at 50% with another pruning criterion still pairs: dense reads no pruning.* key
-    random = "one_shot pruning.criterion=random schedule.name=one_cycle"
+    random = "one_shot lr.name=one_cycle pruning.criterion=random"
     assert out.loc[(random, 0.5), "mean_diff"] == -30.0
     assert (out.loc[(random, 0.5), "n_pairs"], out.loc[(random, 0.5), "reference"]) == (1, "dense")
     # seed 2's one-shot has another LR schedule than dense: no pair
-    assert ("one_shot pruning.criterion=magnitude schedule.name=constant", 0.9) not in out.index
-    assert out.loc[("one_shot pruning.criterion=magnitude schedule.name=one_cycle", 0.9), "n_pairs"] == 2
+    assert ("one_shot lr.name=constant pruning.criterion=magnitude", 0.9) not in out.index
+    assert out.loc[("one_shot lr.name=one_cycle pruning.criterion=magnitude", 0.9), "n_pairs"] == 2
     ta = out.loc[("temperature_annealing", 0.9)]
     assert (ta["n_pairs"], ta["mean_diff"], ta["wins"]) == (3, (-9 - 6 + 7) / 3, 1)
 

@@ -47,8 +47,8 @@ SAME = [
     ("train.checkpoint_every=1", "train.checkpoint_every=0"),
     ("train.save_model=true", "train.save_model=false"),
     ("parent.cache=true", "parent.cache=false"),
-    ("schedule=one_cycle", "schedule=one_cycle schedule.gamma=0.5 schedule.milestones=[0.3]"),
-    ("schedule=step", "schedule=step schedule.pct_start=0.3 schedule.div_factor=3"),
+    ("lr=one_cycle", "lr=one_cycle lr.gamma=0.5 lr.milestones=[0.3]"),
+    ("lr=step", "lr=step lr.pct_start=0.3 lr.div_factor=3"),
     ("device=cpu", "device=cpu train.amp=false train.channels_last=false"),  # the CPU applies neither
     ("device=cuda", "device=cuda train.cpu_threads=4 train.cpu_numerics=native"),  # a GPU reads neither
     (
@@ -69,8 +69,8 @@ def test_one_computation_has_one_identity(a: str, b: str) -> None:
 
 
 def test_unread_lr_fields_leave_the_parent_key_alone() -> None:
-    assert pkey("parent.schedule.gamma=0.5") == pkey()
-    assert pkey("parent.schedule.final_ratio=0.5") != pkey()  # parent_swa_style reads it
+    assert pkey("parent.lr.gamma=0.5") == pkey()
+    assert pkey("parent.lr.final_ratio=0.5") != pkey()  # parent_swa_style reads it
 
 
 def test_gmp_every_epoch_is_per_epoch_pruning() -> None:

@@ -29,9 +29,9 @@ BAD = [
     (["method=temperature_annealing", "method.anneal_epochs=0"], "method.anneal_epochs"),
     (["method=temperature_annealing", "method.schedule=polynomial"], "method.schedule"),
     (["method=iterative", "method.schedule=cosine"], "method.schedule"),
-    (["schedule.lr=-0.1"], "schedule.lr"),
-    (["parent.schedule.lr=0"], "parent.schedule.lr"),
-    (["schedule=bogus_free"], None),  # composition error, see below
+    (["lr.lr=-0.1"], "lr.lr"),
+    (["parent.lr.lr=0"], "parent.lr.lr"),
+    (["lr=bogus_free"], None),  # composition error, see below
     (["data=cifar10", "data.root=/definitely/not/here"], "data.root"),
     (["parent.path=/no/such/parent.pt"], "parent.path"),
     (["pruning.scope=blockwise"], "pruning.scope"),
@@ -73,7 +73,7 @@ def test_validate_names_the_field(overrides: list[str], field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides", [["schedule=bogus_free"], ["method=bogus"], ["train.finetune_epoch=3"], ["sparsity=abc"]]
+    "overrides", [["lr=bogus_free"], ["method=bogus"], ["train.finetune_epoch=3"], ["sparsity=abc"]]
 )
 def test_composition_rejects_typos_and_unknown_groups(overrides: list[str]) -> None:
     with pytest.raises(ConfigCompositionException):

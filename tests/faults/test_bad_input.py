@@ -24,12 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 # (overrides, the field the one line names): NaN compares false, so each of these passed validation before
 NOT_FINITE_OR_NEGATIVE = [
-    (["schedule.lr=nan"], "schedule.lr"),
+    (["lr.lr=nan"], "lr.lr"),
     (["method=random_annealing", "method.anneal_epochs=1", "method.decay_rate=nan"], "method.decay_rate"),
-    (["schedule=step", "schedule.gamma=-1"], "schedule.gamma"),
-    (["schedule.milestones=[-1,5]"], "schedule.milestones"),
+    (["lr=step", "lr.gamma=-1"], "lr.gamma"),
+    (["lr.milestones=[-1,5]"], "lr.milestones"),
     (["optimizer.weight_decay=nan"], "optimizer.weight_decay"),
-    (["parent.schedule.lr=inf"], "parent.schedule.lr"),
+    (["parent.lr.lr=inf"], "parent.lr.lr"),
 ]
 # values torch or numpy refused deep inside a run (a traceback, exit 1, status: failed in the store)
 REFUSED_LATE_BEFORE = [
@@ -99,7 +99,7 @@ def test_a_read_only_store_is_a_store_error(tmp_path: Path, monkeypatch: pytest.
 
 FAST_CLI = ["data=synthetic", "model.width=8", "parent.epochs=1", "train.finetune_epochs=2", "device=cpu"]
 CLI_CASES = [
-    (["schedule.lr=nan"], "error: schedule.lr: must be a finite number > 0, got nan"),
+    (["lr.lr=nan"], "error: lr.lr: must be a finite number > 0, got nan"),
     (["seed=-1"], "error: seed: must be in [0, 2**32), got -1"),
     (["model=mlp", "model.depth=1", "pruning.keep_first_layer=true"], "error: pruning.keep_first_layer: "),
     (["store.root=" + "s" * 300], "error: store.root: cannot use "),
@@ -137,3 +137,32 @@ def _env() -> dict[str, str]:
 def test_compose_of_the_cli_cases_is_valid_without_the_bad_value() -> None:
     """The command lines above differ from a valid run only by the value under test."""
     validate(compose_config(["method=one_shot", *FAST_CLI, "output_dir=/tmp/unused"]))
+
+
+WHY = "(the learning-rate schedule; method.schedule is the annealing schedule)"
+OLD_SPELLINGS = [
+    (["schedule=step"], f"error: schedule: renamed to lr {WHY}: use lr=step"),
+    (
+        ["-m", "method=one_shot", "schedule.lr=0.05,0.1"],
+        f"error: schedule.lr: renamed to lr.lr {WHY}: use lr.lr=0.05,0.1",
+    ),
+    (
+        ["parent.schedule.lr=0.2"],
+        f"error: parent.schedule.lr: renamed to parent.lr.lr {WHY}: use parent.lr.lr=0.2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), OLD_SPELLINGS)
+def test_cli_refuses_an_old_spelling_in_one_line_naming_the_new_key(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    """Before Hydra composes (which would report a missing group in many lines and exit 1): exit 2, nothing
+    written. Not slow: the process stops before torch starts."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssa_experiments.cli.train", *args, f"hydra.run.dir={tmp_path / 'job'}",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**_env(), "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [expected], proc.stderr[-2000:]
+    assert not any(tmp_path.iterdir())  # no job directory, no store, no outputs/

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssa_experiments.config.schema import OptimizerConfig, ScheduleConfig
+from ssa_experiments.config.schema import LrConfig, OptimizerConfig
 from ssa_experiments.training.lr import lr_at
 from ssa_experiments.training.optim import make_optimizer
 
 
 @pytest.mark.parametrize("total", [50, 97, 1000])
 def test_one_cycle_equals_torch(total: int) -> None:
-    cfg = ScheduleConfig(name="one_cycle", lr=0.1, pct_start=0.1, div_factor=100, final_div_factor=1e4)
+    cfg = LrConfig(name="one_cycle", lr=0.1, pct_start=0.1, div_factor=100, final_div_factor=1e4)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt,
@@ -31,7 +31,7 @@ def test_one_cycle_equals_torch(total: int) -> None:
 
 
 def test_parent_swa_style_hand_values() -> None:
-    cfg = ScheduleConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
+    cfg = LrConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
     assert lr_at(0, 100, cfg) == 0.1
     assert lr_at(50, 100, cfg) == 0.1
     assert lr_at(70, 100, cfg) == pytest.approx(0.1 * (1 - 0.99 * 0.5))  # halfway down: 0.0505
@@ -40,14 +40,14 @@ def test_parent_swa_style_hand_values() -> None:
 
 
 def test_step_cosine_constant() -> None:
-    step = ScheduleConfig(name="step", lr=0.1, milestones=[0.5, 0.75], gamma=0.1)
+    step = LrConfig(name="step", lr=0.1, milestones=[0.5, 0.75], gamma=0.1)
     assert [lr_at(s, 100, step) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     )
-    cos = ScheduleConfig(name="cosine", lr=0.2)
+    cos = LrConfig(name="cosine", lr=0.2)
     assert lr_at(0, 100, cos) == pytest.approx(0.2)
     assert lr_at(50, 100, cos) == pytest.approx(0.1)
-    assert lr_at(0, 100, ScheduleConfig(name="constant", lr=0.3)) == 0.3
+    assert lr_at(0, 100, LrConfig(name="constant", lr=0.3)) == 0.3
 
 
 def test_optimizers() -> None:

@@ -17,14 +17,14 @@ import torch
 from helpers import compose_config
 
 from ssa_experiments.config.identity import run_identity
-from ssa_experiments.config.schema import ConfigError, ParentConfig, ScheduleConfig
+from ssa_experiments.config.schema import ConfigError, LrConfig, ParentConfig
 from ssa_experiments.config.validate import validate
 from ssa_experiments.training import run as run_module
 from ssa_experiments.training.lr import lr_at, lr_replay_start, retraining_lr
 from ssa_experiments.training.parent import epoch_file, parent_key
 from ssa_experiments.training.run import lr_trace_sha256, run
 
-SWA = ScheduleConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
+SWA = LrConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
 # parent_swa_style over 4 epochs x 3 steps = 12 steps: x = step / 12; flat 0.1 to x = 0.5, then
 # 0.1 * (1 - 0.99 * (x - 0.5) / 0.4) down to x = 0.9, then 0.001. Steps 0..11:
 PARENT_LRS = [0.1] * 7 + [0.079375, 0.05875, 0.038125, 0.0175, 0.001]  # step 6: x = 0.5, still flat
@@ -33,7 +33,7 @@ REWIND = ["parent.epochs=3", "train.finetune_epochs=2", "sparsity=0.8"]
 
 
 def parent_cfg(**kw: Any) -> ParentConfig:
-    return ParentConfig(epochs=4, schedule=SWA, **kw)
+    return ParentConfig(epochs=4, lr=SWA, **kw)
 
 
 # -- the LR of each retraining baseline: a pure function of the step -----------------------------------------
@@ -46,7 +46,7 @@ def test_parent_schedule_hand_values() -> None:
 
 def test_lr_rewind_replays_the_last_t_epochs_of_the_parent() -> None:
     """t = 2 of 4 parent epochs, 3 steps each: fine-tuning step i takes the parent's LR at step 6 + i."""
-    lr = retraining_lr(ScheduleConfig(name="lr_rewind"), parent_cfg(), steps_per_epoch=3, finetune_epochs=2)
+    lr = retraining_lr(LrConfig(name="lr_rewind"), parent_cfg(), steps_per_epoch=3, finetune_epochs=2)
     assert [lr(i) for i in range(6)] == pytest.approx(
         [0.1, 0.079375, 0.05875, 0.038125, 0.0175, 0.001], abs=1e-12
     )
@@ -55,27 +55,27 @@ def test_lr_rewind_replays_the_last_t_epochs_of_the_parent() -> None:
 
 
 def test_lr_rewind_with_weight_rewinding_replays_from_k() -> None:
-    lr = retraining_lr(ScheduleConfig(name="lr_rewind"), parent_cfg(rewind_epoch=1), 3, 3)
+    lr = retraining_lr(LrConfig(name="lr_rewind"), parent_cfg(rewind_epoch=1), 3, 3)
     assert [lr(i) for i in range(9)] == pytest.approx(PARENT_LRS[3:], abs=1e-12)
     assert lr_replay_start("lr_rewind", parent_cfg(rewind_epoch=1), 3) == 1
     # Fewer epochs than parent.epochs - k: the replay starts at k all the same and stops early.
-    short = retraining_lr(ScheduleConfig(name="lr_rewind"), parent_cfg(rewind_epoch=1), 3, 1)
+    short = retraining_lr(LrConfig(name="lr_rewind"), parent_cfg(rewind_epoch=1), 3, 1)
     assert [short(i) for i in range(3)] == PARENT_LRS[3:6]
 
 
 def test_finetune_is_the_parents_last_lr_at_every_step() -> None:
-    lr = retraining_lr(ScheduleConfig(name="finetune"), parent_cfg(), steps_per_epoch=3, finetune_epochs=2)
+    lr = retraining_lr(LrConfig(name="finetune"), parent_cfg(), steps_per_epoch=3, finetune_epochs=2)
     assert [lr(i) for i in range(6)] == [lr_at(11, 12, SWA)] * 6
     assert lr(0) == pytest.approx(0.001)
     assert lr_replay_start("finetune", parent_cfg(), 2) is None
 
 
 def test_other_schedules_run_over_the_fine_tuning_steps_as_before() -> None:
-    one_cycle = ScheduleConfig(name="one_cycle", lr=0.1)
+    one_cycle = LrConfig(name="one_cycle", lr=0.1)
     lr = retraining_lr(one_cycle, parent_cfg(), steps_per_epoch=3, finetune_epochs=5)
     assert [lr(s) for s in range(15)] == [lr_at(s, 15, one_cycle) for s in range(15)]
     with pytest.raises(ValueError, match="retraining_lr"):
-        lr_at(0, 10, ScheduleConfig(name="finetune"))
+        lr_at(0, 10, LrConfig(name="finetune"))
 
 
 def record_finetune_lrs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -96,11 +96,11 @@ def test_runs_take_and_record_the_parents_lrs(make_cfg, monkeypatch) -> None:
     """Real runs, parent 4 epochs x 3 steps (parent_swa_style, the default), t = 2."""
     trace = record_finetune_lrs(monkeypatch)
     budget = ("method=one_shot", "parent.epochs=4", "train.finetune_epochs=2", "train.max_steps_per_epoch=3")
-    summary = run(make_cfg(*budget, "schedule=lr_rewind"))
+    summary = run(make_cfg(*budget, "lr=lr_rewind"))
     assert trace == [lr_at(6 + i, 12, SWA) for i in range(6)] == pytest.approx(PARENT_LRS[6:], abs=1e-12)
     assert summary["steps"] == 6 and summary["lr_replay_start_epoch"] == 2 and summary["rewind_epoch"] is None
     assert summary["lr_trace_sha256"] == lr_trace_sha256(6, lambda s: trace[s])  # the digest is honest
-    finetune = run(make_cfg(*budget, "schedule=finetune", run_dir="ft"))
+    finetune = run(make_cfg(*budget, "lr=finetune", run_dir="ft"))
     assert trace[6:] == [lr_at(11, 12, SWA)] * 6 and finetune["lr_replay_start_epoch"] is None
     assert finetune["lr_trace_sha256"] == lr_trace_sha256(6, lambda s: trace[6 + s])
 
@@ -148,7 +148,7 @@ def test_weight_rewinding_restores_epoch_k_weights_on_the_trained_parents_mask(
     states = record_start_states(monkeypatch)
     plain = run(make_cfg("method=one_shot", *REWIND, run_dir="one_shot"))  # the mask of the trained parent
     rewound = run(
-        make_cfg("method=one_shot", *REWIND, f"parent.rewind_epoch={k}", "schedule=lr_rewind", run_dir="rw")
+        make_cfg("method=one_shot", *REWIND, f"parent.rewind_epoch={k}", "lr=lr_rewind", run_dir="rw")
     )
     entry = cached_entry(tmp_path, rewound)
     epoch_k = torch.load(entry / epoch_file(k), weights_only=True)
@@ -178,7 +178,7 @@ def test_weight_rewinding_keeps_annealings_stochastic_masks_working(make_cfg, tm
             "method.anneal_epochs=1",
             *REWIND,
             "parent.rewind_epoch=1",
-            "schedule=lr_rewind",
+            "lr=lr_rewind",
             run_dir="ta",
         )
     )
@@ -207,9 +207,9 @@ def count_parent_trainings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 RETRAINING = {
     "one_cycle": [],
-    "finetune": ["schedule=finetune"],
-    "lr_rewind": ["schedule=lr_rewind"],
-    "weight_rewind": ["schedule=lr_rewind", "parent.rewind_epoch=1"],
+    "finetune": ["lr=finetune"],
+    "lr_rewind": ["lr=lr_rewind"],
+    "weight_rewind": ["lr=lr_rewind", "parent.rewind_epoch=1"],
 }
 SWEEP_METHODS = {
     "one_shot": ["method=one_shot"],
@@ -299,22 +299,22 @@ def test_run_identity_has_what_changes_a_run(make_cfg) -> None:
     assert ident("parent.save_epochs=[1]") == ident()  # which files the cache keeps: not the run
     assert ident("parent.rewind_epoch=1") != ident()
     assert "rewind_epoch" not in ident()["parent"]  # the identities (store keys) of earlier runs hold
-    assert ident("schedule=finetune", "schedule.lr=0.5") == ident("schedule=finetune")  # lr is not read
-    assert ident("schedule=finetune") != ident("schedule=lr_rewind", "train.finetune_epochs=2")
-    assert ident("schedule=finetune", "parent.schedule.lr=0.2") != ident("schedule=finetune")
+    assert ident("lr=finetune", "lr.lr=0.5") == ident("lr=finetune")  # lr is not read
+    assert ident("lr=finetune") != ident("lr=lr_rewind", "train.finetune_epochs=2")
+    assert ident("lr=finetune", "parent.lr.lr=0.2") != ident("lr=finetune")
 
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        (["schedule=lr_rewind", "train.finetune_epochs=5"], "train.finetune_epochs"),  # parent.epochs=2
-        (["schedule=lr_rewind", "parent.epochs=4", "parent.rewind_epoch=3", "train.finetune_epochs=2"],
+        (["lr=lr_rewind", "train.finetune_epochs=5"], "train.finetune_epochs"),  # parent.epochs=2
+        (["lr=lr_rewind", "parent.epochs=4", "parent.rewind_epoch=3", "train.finetune_epochs=2"],
          "train.finetune_epochs"),
         (["parent.rewind_epoch=2"], "parent.rewind_epoch"),  # must be < parent.epochs
         (["parent.rewind_epoch=-1"], "parent.rewind_epoch"),
         (["parent.save_epochs=[1,2]"], "parent.save_epochs"),
-        (["parent.schedule.name=finetune"], "parent.schedule.name"),
-        (["schedule.name=nope"], "schedule.name"),
+        (["parent.lr.name=finetune"], "parent.lr.name"),
+        (["lr.name=nope"], "lr.name"),
     ],
 )  # fmt: skip
 def test_bad_retraining_inputs_name_the_field(make_cfg, overrides: list[str], field: str) -> None:
@@ -330,13 +330,13 @@ def test_rewinding_a_checkpoint_brought_by_path_is_refused(make_cfg, tmp_path: P
         validate(make_cfg("method=one_shot", f"parent.path={ckpt}", "parent.rewind_epoch=0"))
     assert err.value.field_name == "parent.rewind_epoch"
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg("method=one_shot", f"parent.path={ckpt}", "parent.epochs=0", "schedule=finetune"))
+        validate(make_cfg("method=one_shot", f"parent.path={ckpt}", "parent.epochs=0", "lr=finetune"))
     assert err.value.field_name == "parent.epochs"
     validate(
-        make_cfg("method=one_shot", f"parent.path={ckpt}", "schedule=finetune")
+        make_cfg("method=one_shot", f"parent.path={ckpt}", "lr=finetune")
     )  # the user states the parent's schedule
 
 
 def test_defaults_validate(make_cfg: Callable[..., Any]) -> None:
     for schedule in ("finetune", "lr_rewind"):
-        validate(make_cfg("method=one_shot", f"schedule={schedule}", "train.finetune_epochs=2"))
+        validate(make_cfg("method=one_shot", f"lr={schedule}", "train.finetune_epochs=2"))

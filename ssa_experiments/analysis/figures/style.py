@@ -87,7 +87,7 @@ def context(done: pd.DataFrame) -> str:
     def distinct(values: Iterable[Any]) -> str:
         return "/".join(sorted({str(v) for v in values if isinstance(v, str)})) or "?"
 
-    lr = distinct(done["flat"].map(lambda f: f.get("schedule.name")))
+    lr = distinct(done["flat"].map(lambda f: f.get("lr.name")))
     return f"{distinct(done['model'])} on {distinct(done['data'])}, fine-tuning LR schedule {lr}"
 
 
