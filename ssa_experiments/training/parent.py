@@ -343,11 +343,6 @@ def _fill_entry(
     return {"source": "trained", "hash": entry.name, **metrics}, meta
 
 
-def get_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) -> dict[str, Any]:
-    """``load_parent`` for callers that need no rewinding: the summary's record of the parent."""
-    return load_parent(cfg, model, train_parent).info
-
-
 _ORIGINAL = re.compile(r"(?P<prefix>(?:.*\.)?)parametrizations\.(?P<param>[^.]+)\.original")
 
 

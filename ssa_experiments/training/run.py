@@ -202,7 +202,7 @@ def set_up_finetuning(
     cfg: DictConfig, setup: Setup, parent: Parent, out: Path, identity: dict[str, Any]
 ) -> RunContext:
     """The pruning method started on the trained parent, the weights rewound if asked, the optimizer, the LR
-    of every step, and the state of the checkpoint to resume from (none: epoch 0)."""
+    of every step, and the state of the checkpoint to resume from (``resume``; none: epoch 0)."""
     # cfg.seed, unless an ensemble member (members.py): its own batch order and augmentation while it is tuned
     tune_seed, batches = finetune_seed(cfg), setup.batches
     seed_everything(tune_seed)
@@ -234,13 +234,19 @@ def set_up_finetuning(
         epochs=epochs, steps_per_epoch=steps, lr_fn=lr_fn, recalibration_batches=recal,
         history=[], global_step=0, evaluated=model,
     )  # fmt: skip
-    ckpt_path = out / CHECKPOINT
-    resumed = resume_point(ckpt_path, out, identity, setup.device) if ckpt_path.exists() else None
+    resume(ctx)
+    return ctx
+
+
+def resume(ctx: RunContext) -> None:
+    """Continue from ``checkpoint.pt`` if there is one to trust: its model, optimizer, method and RNG
+    states, its step, and the epoch rows it covers."""
+    ckpt_path = ctx.out / CHECKPOINT
+    resumed = resume_point(ckpt_path, ctx.out, ctx.identity, ctx.device) if ckpt_path.exists() else None
     if resumed is not None:
         ckpt, ctx.history = resumed
-        first_epoch, ctx.global_step = restore(ckpt, model, optimizer, method)
+        first_epoch, ctx.global_step = restore(ckpt, ctx.model, ctx.optimizer, ctx.method)
         log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
-    return ctx
 
 
 # -- fine-tune: the epoch loop ------------------------------------------------------------------------------
