@@ -93,6 +93,7 @@ from ssa_experiments.config.schema import register_configs
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.models import build_model
+from ssa_experiments.repro import numerics
 from ssa_experiments.training.callbacks import Callback
 from ssa_experiments.training.devices import pick_device
 from ssa_experiments.training.loop import Precision
@@ -181,8 +182,8 @@ def compose_cfg(
         f"parent.path={parent}",
         "parent.epochs=0",
         f"device={device}",
-        # the mode this process is in (torch started native): both sides run the same kernels
-        "train.cpu_numerics=native",
+        # the mode this process started in (its environment's): both sides run the same kernels
+        f"train.cpu_numerics={numerics.environment_mode()}",
         f"seed={args.seed}",
         f"output_dir={out}",
     ]
