@@ -1,14 +1,14 @@
 """Loop overhead: training throughput of our full run path against a minimal hand-written PyTorch loop.
 
-"Ours" is ``ssa_experiments.run.run(cfg)`` itself, timed from the first fine-tuning ``train_epoch`` call to
-the moment it writes ``summary.json``: every epoch of ``loop.train_epoch`` with a pruning method's hooks, the
-device batch pipeline (uint8 -> float, normalisation, per-batch indexing), the per-step LR function, on-device
-metric accumulation, ``evaluate_splits`` (test set; BN recalibration for pruned methods), ``method.report()``,
-``metrics.jsonl``, a ``checkpoint.pt`` (model + optimizer + method state) at the configured cadence
-(``checkpoint_every=1``: after every epoch but the last, as ``run.py`` does) and whatever else ``run.py`` does
-before ``summary.json`` (e.g. writing ``model.pt``). Whatever the timer does not wrap is reported as "other",
-so new work in ``run.py`` shows up there rather than breaking the timing; if ``summary.json`` is no longer
-written through ``run.atomic_write_json``, the segment ends when ``run()`` returns (and the script says so).
+"Ours" is ``ssa_experiments.training.run.run(cfg)`` itself, timed from the first fine-tuning ``train_epoch``
+call to the moment it writes ``summary.json``: every epoch of ``loop.train_epoch`` with a pruning method's
+hooks, the device batch pipeline (uint8 -> float, normalisation, per-batch indexing), the per-step LR
+function, on-device metric accumulation, ``evaluate_splits`` (test set; BN recalibration for pruned methods),
+``method.report()``, ``metrics.jsonl``, a ``checkpoint.pt`` (model + optimizer + method state) at the
+configured cadence (``checkpoint_every=1``: after every epoch but the last, as ``run.py`` does) and whatever
+else ``run.py`` does before ``summary.json`` (e.g. writing ``model.pt``). The timer is an epoch callback: the
+run wraps each part in the callbacks' ``span`` (``training/callbacks.py``, ``PARTS``); whatever no span covers
+is reported as "other", so new work in ``run.py`` shows up there rather than breaking the timing.
 Setup that runs once (reading data, building the model, loading the parent) is excluded from both sides. The
 benchmark sets ``data.val_fraction=0`` (where that key exists), so both sides train on the same images.
 
@@ -56,17 +56,17 @@ checkpoint every ~16-40 s: far more often than a real CPU epoch (~390 steps) wou
 of a full CIFAR ResNet-18 epoch on one modern GPU (our estimate, not measured here), so the checkpoint's share
 is roughly the one that matters there. ``method=dense`` by default so the ratio is the loop's overhead alone;
 the masks' own cost is ``bench_masks.py``'s subject (``--method one_shot`` etc. include it here too).
-``--quick`` uses a wider small CNN (width 64, depth 3, 374k parameters) on 32x32 images: ~0.2-0.6 s steps on 2
-CPU cores, 2 epochs of 15 steps.
+``--model small_cnn`` uses a wider small CNN (width 64, depth 3, 374k parameters) on 32x32 images: ~0.2-0.6 s
+steps on 2 CPU cores, 15 steps per epoch. ``--quick`` is a smoke run of every code path (a tiny CNN, 2 epochs
+x 2 steps, 2 repeats: seconds), whose ratios mean nothing; tests/benchmarks runs it.
 
     .venv/bin/python benchmarks/bench_loop.py               # ResNet-18, 3 x 8 steps, 4 repeats: ~8-17 min
     .venv/bin/python benchmarks/bench_loop.py --repeats 6   # more pairs, tighter order effect: ~12-25 min
-    .venv/bin/python benchmarks/bench_loop.py --quick       # small CNN, 4 repeats: ~1.5-3 min
-    .venv/bin/python benchmarks/bench_loop.py --quick --repeats 2   # smoke test: ~1-1.5 min
+    .venv/bin/python benchmarks/bench_loop.py --model small_cnn --epochs 2    # 4 repeats: ~1.5-3 min
+    .venv/bin/python benchmarks/bench_loop.py --quick       # smoke run: seconds
 
 (``--repeats`` must be even. Times on 2 otherwise idle CPU cores: the lower end for ~16 s ResNet-18 epochs
-and ~0.2 s small-CNN steps, the upper end for a 2-core AMD EPYC, where they took ~40 s and ~0.6 s;
-``--quick --repeats 2`` took 1.5 min there, and 3.5 min with other work at a load average of 3-5.)
+and ~0.2 s small-CNN steps, the upper end for a 2-core AMD EPYC, where they took ~40 s and ~0.6 s.)
 """
 
 from __future__ import annotations
@@ -78,11 +78,12 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import ssa_experiments.run as run_module
 import torch
 from hydra import compose, initialize_config_dir
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
@@ -92,9 +93,11 @@ from ssa_experiments.config.schema import register_configs
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.models import build_model
-from ssa_experiments.store.files import CHECKPOINT, SUMMARY
+from ssa_experiments.repro import numerics
+from ssa_experiments.training.callbacks import Callback
 from ssa_experiments.training.devices import pick_device
 from ssa_experiments.training.loop import Precision
+from ssa_experiments.training.run import run
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 GOAL = 0.97
@@ -105,114 +108,48 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class RunTimer:
-    """Wraps functions ``run.py`` calls, to time its fine-tuning phase and split it by activity.
+class RunTimer(Callback):
+    """Times our fine-tuning through the run's spans and splits it by activity: the segment starts with the
+    first fine-tuning ``train_epoch`` and ends as ``summary.json`` is written; each span's time (the device
+    synchronised at its end) goes to its part, and a span this timer does not know counts as "other"."""
 
-    Robust to ``run.py`` changing around it: a wrapped name it does not have is skipped; a part's time is
-    exclusive of the wrapped calls nested in it (``evaluate_splits`` -> ``recalibrated``, ``evaluate``;
-    ``save_checkpoint`` -> ``atomic_torch_save``), and a call is counted only when outermost; work done
-    through functions not wrapped here counts as "other"; a ``torch`` save of anything but
-    ``checkpoint.pt`` (``model.pt``) counts as "saves"; and if ``summary.json`` is not written through
-    ``run.atomic_write_json``, the segment ends when ``run()`` returns (``end_fallback``).
-    """
-
-    # name in run.py -> part ("saves" for atomic_torch_save is decided per path); train_epoch and
-    # atomic_write_json also start and end the timed segment.
-    WRAPPED: ClassVar[dict[str, str]] = {
+    PART: ClassVar[dict[str, str]] = {  # the run's span -> the part it is reported in
         "train_epoch": "train_epoch",
-        "evaluate_splits": "evaluate",  # val + test, and BN recalibration (timed on its own)
-        "evaluate": "evaluate",
-        "recalibrated": "recalibration",  # BN statistics of the evaluated network (pruned methods)
-        "save_checkpoint": "checkpoint",
-        "atomic_torch_save": "saves",
-        "atomic_write_json": "",
+        "evaluate": "evaluate",  # val + test passes
+        "recalibration": "recalibration",  # BN statistics of the evaluated network (pruned methods)
+        "checkpoint": "checkpoint",
+        "save_model": "saves",  # model.pt
     }
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.start: float | None = None
         self.end: float | None = None
-        self.end_fallback = False
         self.parts = dict.fromkeys(("train_epoch", "evaluate", "recalibration", "checkpoint", "saves"), 0.0)
         self.counts = dict.fromkeys(self.parts, 0)
-        self.nested: list[float] = []  # per open timed call: the time spent in timed calls inside it
-        self.originals = {n: getattr(run_module, n) for n in self.WRAPPED if hasattr(run_module, n)}
 
     @property
     def checkpoints(self) -> int:
         return self.counts["checkpoint"]
 
-    def _timing(self) -> bool:
-        return self.start is not None and self.end is None
+    def _mark(self) -> float:
+        sync(self.device)
+        return time.perf_counter()
 
-    def _timed(self, part: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args, **kwargs):
-            if not self._timing():
-                return fn(*args, **kwargs)
-            name = part(*args, **kwargs) if callable(part) else part
-            outermost = not self.nested
-            t0 = time.perf_counter()
-            self.nested.append(0.0)
-            try:
-                out = fn(*args, **kwargs)
-                sync(self.device)
-            finally:
-                inner = self.nested.pop()
-            elapsed = time.perf_counter() - t0
-            self.parts[name] += elapsed - inner  # exclusive: nested timed calls count in their own part
-            if self.nested:
-                self.nested[-1] += elapsed
-            self.counts[name] += outermost
-            return out
-
-        return wrapper
-
-    def _train_wrapper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        timed_train = self._timed("train_epoch", fn)
-
-        def wrapper(*args, **kwargs):
-            method = args[8] if len(args) > 8 else kwargs.get("method")
-            if self.start is None and method is not None:  # the first fine-tuning epoch, not the parent's
-                sync(self.device)
-                self.start = time.perf_counter()
-            return timed_train(*args, **kwargs)
-
-        return wrapper
-
-    def _json_wrapper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(path, *args, **kwargs):
-            if Path(path).name == SUMMARY and self._timing():
-                sync(self.device)
-                self.end = time.perf_counter()
-            return fn(path, *args, **kwargs)
-
-        return wrapper
-
-    @staticmethod
-    def _save_part(path, *args, **kwargs) -> str:
-        return "checkpoint" if Path(path).name == CHECKPOINT else "saves"
-
-    def install(self) -> None:
-        for name, fn in self.originals.items():
-            if name == "train_epoch":
-                wrapper = self._train_wrapper(fn)
-            elif name == "atomic_write_json":
-                wrapper = self._json_wrapper(fn)
-            elif name == "atomic_torch_save":
-                wrapper = self._timed(self._save_part, fn)
-            else:
-                wrapper = self._timed(self.WRAPPED[name], fn)
-            setattr(run_module, name, wrapper)
-
-    def returned(self) -> None:
-        """``run()`` returned: end the segment here if ``summary.json`` did not."""
-        if self.start is not None and self.end is None:
-            sync(self.device)
-            self.end, self.end_fallback = time.perf_counter(), True
-
-    def uninstall(self) -> None:
-        for name, fn in self.originals.items():
-            setattr(run_module, name, fn)
+    @contextmanager
+    def span(self, part: str) -> Iterator[None]:
+        if part == "train_epoch" and self.start is None:
+            self.start = self._mark()
+        if part == "summary" and self.start is not None and self.end is None:
+            self.end = self._mark()
+        name = self.PART.get(part) if self.start is not None and self.end is None else None
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if name is not None:
+                self.parts[name] += self._mark() - t0
+                self.counts[name] += 1
 
     @property
     def seconds(self) -> float:
@@ -245,6 +182,8 @@ def compose_cfg(
         f"parent.path={parent}",
         "parent.epochs=0",
         f"device={device}",
+        # the mode this process started in (its environment's): both sides run the same kernels
+        f"train.cpu_numerics={numerics.environment_mode()}",
         f"seed={args.seed}",
         f"output_dir={out}",
     ]
@@ -259,12 +198,7 @@ def compose_cfg(
 
 def time_ours(cfg: DictConfig, device: torch.device) -> tuple[float, int, RunTimer]:
     timer = RunTimer(device)
-    timer.install()
-    try:
-        summary = run_module.run(cfg)
-        timer.returned()
-    finally:
-        timer.uninstall()
+    summary = run(cfg, callbacks=[timer])
     assert summary["status"] == "completed", summary["status"]
     return timer.seconds, summary["steps"] * cfg.train.batch_size, timer
 
@@ -388,7 +322,7 @@ def order_median(
     return statistics.median(paired[i] for i in clean), clean
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("resnet18", "small_cnn"), default="resnet18")
     p.add_argument("--width", type=int, default=64, help="small_cnn only")
@@ -406,91 +340,104 @@ def main() -> None:
         help="ours/minimal pairs, an even number: half with ours first, half with minimal first (default 4)",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--quick", action="store_true", help="--model small_cnn (width 64, depth 3), 2 epochs")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of every code path in seconds (small_cnn width 8 depth 2, batch 32, 2 epochs x 2 "
+        "steps, 64 test images, 2 repeats; overrides those options): its ratios mean nothing",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=None, help="where runs write (default: a temporary directory)")
     args = p.parse_args()
     if args.quick:
-        args.model, args.epochs = "small_cnn", min(args.epochs, 2)
+        args.model, args.width, args.depth, args.batch_size = "small_cnn", 8, 2, 32
+        args.epochs, args.steps, args.num_test, args.repeats = 2, 2, 64, 2
     args.steps = args.steps or (8 if args.model == "resnet18" else 15)
-    device = pick_device(args.device)
-    logging.basicConfig(level=logging.WARNING)
-    register_configs()
+    return args
 
-    with tempfile.TemporaryDirectory(dir=args.out_dir, prefix="bench_loop_") as tmp:
-        tmp_path = Path(tmp)
-        parent = tmp_path / "parent.pt"
-        cfg = compose_cfg(args, tmp_path / "setup", parent, device)
-        data = load_data(cfg.data)
-        torch.manual_seed(args.seed)
-        init = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).state_dict()
-        torch.save(init, parent)
-        print(machine(device))
-        print(
-            f"model={args.model}{'' if args.model == 'resnet18' else f'(w{args.width},d{args.depth})'} "
-            f"({sum(v.numel() for k, v in init.items() if 'running' not in k and 'num_batches' not in k):,}"
-            f" params) method={args.method} device={device} batch={args.batch_size} "
-            f"image={args.image_size} epochs={args.epochs} x {args.steps} steps, test {args.num_test} "
-            f"images/epoch, checkpoint_every=1, repeats={args.repeats} (pairs alternating ours/minimal "
-            f"first, ABBA; an untimed 2-epoch x 1-step warm-up of the same side before each timed run), "
-            f"run dir {tmp_path}"
-        )
 
-        def warm_up(side: str, name: str) -> None:
-            """Untimed: the same side, model, batch and device; 2 epochs x 1 step (checkpoint, eval too)."""
-            warm = compose_cfg(args, tmp_path / name, parent, device, epochs=2, steps=1)
+@dataclass
+class Measured:
+    """Per repeat: (seconds, training images) of each side, our run's timer, and the side that ran first."""
+
+    ours: list[tuple[float, int]] = field(default_factory=list)
+    minimal: list[tuple[float, int]] = field(default_factory=list)
+    timers: list[RunTimer] = field(default_factory=list)
+    first: list[str] = field(default_factory=list)
+
+
+def describe(args: argparse.Namespace, init: dict, device: torch.device, tmp_path: Path) -> str:
+    params = sum(v.numel() for k, v in init.items() if "running" not in k and "num_batches" not in k)
+    return (
+        f"model={args.model}{'' if args.model == 'resnet18' else f'(w{args.width},d{args.depth})'} "
+        f"({params:,} params) method={args.method} device={device} batch={args.batch_size} "
+        f"image={args.image_size} epochs={args.epochs} x {args.steps} steps, test {args.num_test} "
+        f"images/epoch, checkpoint_every=1, repeats={args.repeats} (pairs alternating ours/minimal "
+        f"first, ABBA; an untimed 2-epoch x 1-step warm-up of the same side before each timed run), "
+        f"run dir {tmp_path}"
+    )
+
+
+def measure(
+    args: argparse.Namespace, tmp_path: Path, parent: Path, init: dict, device: torch.device
+) -> Measured:
+    """The repeats: ours and minimal back to back, the order alternating, each after its own warm-up."""
+
+    def warm_up(side: str, name: str) -> None:
+        """Untimed: the same side, model, batch and device; 2 epochs x 1 step (checkpoint, eval too)."""
+        warm = compose_cfg(args, tmp_path / name, parent, device, epochs=2, steps=1)
+        if side == "ours":
+            run(warm)
+            shutil.rmtree(warm.output_dir, ignore_errors=True)  # also keeps the disk use flat
+        else:
+            time_minimal(warm, init, device)
+
+    m = Measured()
+    for r in range(args.repeats):
+        cfg = compose_cfg(args, tmp_path / f"ours_{r}", parent, device)
+        order = ("ours", "minimal") if r % 2 == 0 else ("minimal", "ours")  # ABBA: no position bias
+        m.first.append(order[0])
+        for side in order:
+            warm_up(side, f"warmup_{r}_{side}")
             if side == "ours":
-                run_module.run(warm)
-                shutil.rmtree(warm.output_dir, ignore_errors=True)  # also keeps the disk use flat
+                seconds, images, timer = time_ours(cfg, device)
+                shutil.rmtree(cfg.output_dir, ignore_errors=True)
+                m.ours.append((seconds, images))
+                m.timers.append(timer)
             else:
-                time_minimal(warm, init, device)
+                m_seconds, m_images = time_minimal(cfg, init, device)
+                m.minimal.append((m_seconds, m_images))
+        assert m_images == images, (m_images, images)
+        print(
+            f"  repeat {r + 1}/{args.repeats} ({' then '.join(order)}): ours {seconds:.2f} s, "
+            f"minimal {m_seconds:.2f} s (ratio {m_seconds / seconds:.3f})",
+            flush=True,
+        )
+    return m
 
-        ours, minimal, timers, first = [], [], [], []
-        for r in range(args.repeats):
-            cfg = compose_cfg(args, tmp_path / f"ours_{r}", parent, device)
-            order = ("ours", "minimal") if r % 2 == 0 else ("minimal", "ours")  # ABBA: no position bias
-            first.append(order[0])
-            for side in order:
-                warm_up(side, f"warmup_{r}_{side}")
-                if side == "ours":
-                    seconds, images, timer = time_ours(cfg, device)
-                    shutil.rmtree(cfg.output_dir, ignore_errors=True)
-                    ours.append((seconds, images))
-                    timers.append(timer)
-                else:
-                    m_seconds, m_images = time_minimal(cfg, init, device)
-                    minimal.append((m_seconds, m_images))
-            assert m_images == images, (m_images, images)
-            print(
-                f"  repeat {r + 1}/{args.repeats} ({' then '.join(order)}): ours {seconds:.2f} s, "
-                f"minimal {m_seconds:.2f} s (ratio {m_seconds / seconds:.3f})",
-                flush=True,
-            )
 
-    if any(t.end_fallback for t in timers):
-        print("note: run() wrote no summary.json through run.atomic_write_json; timed to run()'s return")
+def print_breakdown(args: argparse.Namespace, m: Measured, pipe: float) -> float:
+    """The per-side table with ours' breakdown, and ours' accounted overheads; returns those (seconds)."""
     rate = {
-        "ours": statistics.median(i / s for s, i in ours),
-        "minimal": statistics.median(i / s for s, i in minimal),
+        "ours": statistics.median(i / s for s, i in m.ours),
+        "minimal": statistics.median(i / s for s, i in m.minimal),
     }
     print(f"\n{'loop':<10}{'images':>8}{'median s':>10}{'images/s':>10}   breakdown (median over repeats)")
-    parts = {k: statistics.median(t.parts[k] for t in timers) for k in timers[0].parts}
-    other = statistics.median(s for s, _ in ours) - sum(parts.values())
-    for name, rows in (("ours", ours), ("minimal", minimal)):
+    parts = {k: statistics.median(t.parts[k] for t in m.timers) for k in m.timers[0].parts}
+    other = statistics.median(s for s, _ in m.ours) - sum(parts.values())
+    for name, rows in (("ours", m.ours), ("minimal", m.minimal)):
         breakdown = ""
         if name == "ours":
             breakdown = (
                 f"train_epoch {parts['train_epoch']:.2f} s, evaluate {parts['evaluate']:.2f} s "
                 f"+ BN recalibration {parts['recalibration']:.2f} s, "
-                f"{timers[0].checkpoints} checkpoints {parts['checkpoint']:.2f} s, "
+                f"{m.timers[0].checkpoints} checkpoints {parts['checkpoint']:.2f} s, "
                 f"other saves (model.pt, ...) {parts['saves']:.2f} s, other {other:.2f} s"
             )
         print(
             f"{name:<10}{rows[0][1]:>8}{statistics.median(s for s, _ in rows):>10.2f}"
             f"{rate[name]:>10.1f}   {breakdown}"
         )
-    pipe = pipeline_delta(cfg, device)
-    t_min = statistics.median(s for s, _ in minimal)
     overheads = ("recalibration", "checkpoint", "saves")
     accounted = args.epochs * pipe + sum(parts[k] for k in overheads) + max(other, 0.0)
     print(
@@ -499,9 +446,14 @@ def main() -> None:
         f"other saves {parts['saves']:.2f} s, "
         f"metrics/report/other {max(other, 0.0):.2f} s = {accounted:.2f} s over the run"
     )
+    return accounted
 
-    t_ours, t_minimal = [s for s, _ in ours], [s for s, _ in minimal]
-    paired = [m / o for o, m in zip(t_ours, t_minimal, strict=True)]  # same images: the time ratio
+
+def print_ratios(args: argparse.Namespace, m: Measured, device: torch.device, accounted: float) -> None:
+    """The order-balanced RATIO, the ORDER EFFECT and the low-noise ESTIMATE (module docstring)."""
+    first = m.first
+    t_ours, t_minimal = [s for s, _ in m.ours], [s for s, _ in m.minimal]
+    paired = [mi / o for o, mi in zip(t_ours, t_minimal, strict=True)]  # same images: the time ratio
     ours_first = [i for i, f in enumerate(first) if f == "ours"]
     minimal_first = [i for i, f in enumerate(first) if f == "minimal"]
     med_of, used_of = order_median(paired, t_ours, t_minimal, ours_first)
@@ -529,6 +481,8 @@ def main() -> None:
         t2 = statistics.median(times[i] for i in range(len(times)) if first[i] != side)
         return f"{side} {t1:.2f} s first vs {t2:.2f} s second ({100 * (t1 / t2 - 1):+.1f}%)"
 
+    rate_ours = statistics.median(i / s for s, i in m.ours)
+    rate_minimal = statistics.median(i / s for s, i in m.minimal)
     print(
         f"ORDER ours first: median paired ratio {med_of:.3f} ({listed(ours_first, used_of)}); "
         f"minimal first: {med_mf:.3f} ({listed(minimal_first, used_mf)})"
@@ -541,15 +495,36 @@ def main() -> None:
     print(
         f"RATIO ours/minimal images/s: {ratio:.3f} (goal >= {GOAL}: {verdict}; geometric mean of the two "
         f"order medians, order-balanced; per ABBA block {', '.join(f'{b:.3f}' for b in blocks)}; "
-        f"ratio of the median throughputs {rate['ours'] / rate['minimal']:.3f})  "
+        f"ratio of the median throughputs {rate_ours / rate_minimal:.3f})  "
         f"[{device.type}, {args.model}, method {args.method}, batch {args.batch_size}]"
     )
+    t_min = statistics.median(t_minimal)
     estimate = t_min / (t_min + accounted)
     print(
         f"ESTIMATE (low-noise: minimal's time + ours' accounted overheads) ours/minimal: {estimate:.3f} "
         f"(goal >= {GOAL}: {'met' if estimate >= GOAL else 'MISSED'}); load avg (1 min) at the end "
         f"{os.getloadavg()[0]:.2f} (this script alone makes ~2 on 2 cores; more means other work competed)"
     )
+
+
+def main() -> None:
+    args = parse_args()
+    device = pick_device(args.device)
+    logging.basicConfig(level=logging.WARNING)
+    register_configs()
+    with tempfile.TemporaryDirectory(dir=args.out_dir, prefix="bench_loop_") as tmp:
+        tmp_path = Path(tmp)
+        parent = tmp_path / "parent.pt"
+        cfg = compose_cfg(args, tmp_path / "setup", parent, device)
+        data = load_data(cfg.data)
+        torch.manual_seed(args.seed)
+        init = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).state_dict()
+        torch.save(init, parent)
+        print(machine(device))
+        print(describe(args, init, device, tmp_path))
+        measured = measure(args, tmp_path, parent, init, device)
+    accounted = print_breakdown(args, measured, pipeline_delta(cfg, device))
+    print_ratios(args, measured, device, accounted)
 
 
 if __name__ == "__main__":

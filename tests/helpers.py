@@ -19,6 +19,7 @@ from torch import nn
 
 from ssa_experiments.config.schema import OptimizerConfig
 from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.training.callbacks import Callback, RunContext
 from ssa_experiments.training.optim import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,25 +38,29 @@ FAST = [
 ]
 
 
-def kill_in_epoch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    """Make the n-th fine-tuning epoch die like a kill (no summary written); parent epochs do not count."""
-    from ssa_experiments.training import run as run_module
+class KillInEpoch(Callback):
+    """Dies like a kill (``KeyboardInterrupt``: no summary written) as fine-tuning epoch ``n`` (1-based)
+    starts; the dense parent's epochs do not count."""
 
-    real = run_module.train_epoch
-    calls = {"n": 0}
+    def __init__(self, n: int) -> None:
+        self.n = n
 
-    def dies(*args, **kwargs):
-        calls["n"] += args[8] is not None  # the method: None while the dense parent trains
-        if calls["n"] == n:
+    def on_epoch_start(self, epoch: int, ctx: RunContext) -> None:
+        if epoch + 1 == self.n:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_epoch", dies)
+
+def killed_run(cfg: DictConfig, n: int) -> None:
+    """Run ``cfg`` and kill it in fine-tuning epoch ``n``: the epochs before it are in metrics.jsonl, and in
+    checkpoint.pt as far as ``train.checkpoint_every`` saved them."""
+    from ssa_experiments.training.run import run
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, callbacks=[KillInEpoch(n)])
 
 
 def assert_resumes_identically(
     make_cfg: Callable[..., DictConfig],
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     overrides: tuple[str, ...],
     reference: dict,
@@ -67,11 +72,8 @@ def assert_resumes_identically(
     from ssa_experiments.store.files import read_metrics
     from ssa_experiments.training.run import run
 
-    kill_in_epoch(monkeypatch, kill_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
+    killed_run(make_cfg(*overrides, run_dir="killed"), kill_epoch)
     assert len(read_metrics(tmp_path / "killed")) == kill_epoch - 1  # the epochs before the kill
-    monkeypatch.undo()
     resumed = run(make_cfg(*overrides, run_dir="killed"))
 
     def rows(run_dir: str) -> list[dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_resumes_identically, compose_config, kill_in_epoch
+from helpers import assert_resumes_identically, compose_config, killed_run
 from torch import nn
 
 from ssa_experiments.config.identity import run_identity
@@ -30,7 +30,8 @@ from ssa_experiments.training import loop as loop_module
 from ssa_experiments.training.loop import Precision, recalibrated
 from ssa_experiments.training.optim import make_optimizer
 from ssa_experiments.training.parent import parent_key
-from ssa_experiments.training.run import best_by_validation, run
+from ssa_experiments.training.run import run
+from ssa_experiments.training.summary import best_by_validation
 
 GRADUAL = ("iterative", "random_annealing", "temperature_annealing")
 
@@ -38,11 +39,9 @@ GRADUAL = ("iterative", "random_annealing", "temperature_annealing")
 # -- 1. resume: RNG states on the CPU, device type recorded, a resume across device types refused ----------
 
 
-def test_checkpoint_keeps_rng_states_on_cpu_and_records_the_device(make_cfg, tmp_path, monkeypatch) -> None:
+def test_checkpoint_keeps_rng_states_on_cpu_and_records_the_device(make_cfg, tmp_path) -> None:
     overrides = ("method=temperature_annealing", "method.anneal_epochs=2", "train.finetune_epochs=3")
-    kill_in_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides))
+    killed_run(make_cfg(*overrides), 2)
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert ckpt["device_type"] == "cpu"
     states = [ckpt["method"]["generator"], ckpt["rng"]["torch"]]
@@ -50,7 +49,6 @@ def test_checkpoint_keeps_rng_states_on_cpu_and_records_the_device(make_cfg, tmp
     # What a CUDA run wrote cannot continue on the CPU (and vice versa): one clear error, no crash.
     ckpt["device_type"] = "cuda"
     torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
-    monkeypatch.undo()
     with pytest.raises(ConfigError) as info:
         run(make_cfg(*overrides))
     assert info.value.field_name == "device" and "written on cuda" in str(info.value)
@@ -293,13 +291,13 @@ def test_parent_key_ignores_fields_that_do_not(change: str) -> None:
 # -- 9. global RNG state in the checkpoint: exact resume mid-annealing with a dropout model ---------------
 
 
-def test_dropout_model_killed_mid_annealing_resumes_bit_identically(make_cfg, tmp_path, monkeypatch) -> None:
+def test_dropout_model_killed_mid_annealing_resumes_bit_identically(make_cfg, tmp_path) -> None:
     overrides = (
         "method=random_annealing", "method.anneal_epochs=3", "train.finetune_epochs=4", "model.dropout=0.3",
     )  # fmt: skip
     reference = run(make_cfg(*overrides, run_dir="reference"))
     # dies in epoch 2 of 4: annealing is still stochastic then
-    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)
+    assert_resumes_identically(make_cfg, tmp_path, overrides, reference, kill_epoch=2)
 
 
 # -- 10. layer collapse fails clearly unless allowed, and is recorded ---------------------------------------
@@ -332,9 +330,7 @@ def test_layer_collapse_fails_unless_allowed(make_cfg, tmp_path) -> None:
     assert summary["layer_sparsity"]["0"] == 1.0
 
 
-def test_collapse_seen_by_an_earlier_iterative_step_survives_a_resume(
-    make_cfg, tmp_path, monkeypatch
-) -> None:
+def test_collapse_seen_by_an_earlier_iterative_step_survives_a_resume(make_cfg, tmp_path) -> None:
     parent = _parent_with_a_tiny_first_layer(make_cfg, tmp_path)
     overrides = (
         "method=iterative",
@@ -344,10 +340,9 @@ def test_collapse_seen_by_an_earlier_iterative_step_survives_a_resume(
         "pruning.allow_layer_collapse=true",
         "lr.lr=1e-6",
     )  # fmt: skip (the tiny layer stays tiny)
-    kill_in_epoch(monkeypatch, 3)  # after the last pruning step (epoch 1): nothing prunes again after resume
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides))
-    monkeypatch.undo()
+    killed_run(
+        make_cfg(*overrides), 3
+    )  # after the last pruning step (epoch 1): nothing prunes again after resume
     assert run(make_cfg(*overrides))["collapsed_layers"] == ["0"]
 
 

@@ -1,7 +1,8 @@
 """What makes a run an ensemble member (``ensemble.member`` set; README, "Ensembles"), beyond its mask.
 
-A member is an ordinary run: ``run.py`` asks here for its seeds' config, its target scorer and, once it has
-completed, for the outputs the combiner (``python -m ssa_experiments.cli.ensemble``) reads without retraining:
+A member is an ordinary run: ``run.py`` asks here for its seeds' config and its target scorer, and its callback
+(``outputs.py``), once it has completed, for the outputs the combiner
+(``python -m ssa_experiments.cli.ensemble``) reads without retraining:
 
     logits.pt   torch.save of
                 {"format": 1, "splits": {name: {"logits": float16 (N, C), "targets": int64 (N)}}}
@@ -252,7 +253,6 @@ def complete_evaluations(out: Path, cfg: DictConfig) -> dict[str, Any] | None:
         raise ValueError(f"{out}: not a completed run")
     missing = missing_evaluations(out, cfg)
     if not missing:
-        log.info("run already completed in %s: nothing to do", out)
         return None
     if not (out / MODEL).exists():
         raise ConfigError(

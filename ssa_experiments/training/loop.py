@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ssa_experiments.data.loaders import Batches
+from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.training.optim import set_lr
@@ -142,3 +142,29 @@ def evaluate(
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
     return {f"{split}_loss": loss_sum.item() / seen, f"{split}_acc": 100.0 * correct.item() / seen}
+
+
+# A context around one named part of the work, for a timer (``callbacks.Callbacks.span``); by default none.
+Span = Callable[[str], AbstractContextManager[object]]
+
+
+def untimed(part: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+def evaluate_splits(
+    model: nn.Module,
+    batches: RunBatches,
+    precision: Precision,
+    recalibration_batches: int,
+    span: Span = untimed,
+) -> tuple[dict[str, float], nn.Module]:
+    """Validation and test metrics of the evaluation network; returns them and the network evaluated."""
+    with span("recalibration"):
+        net = recalibrated(model, batches.train, recalibration_batches, precision)
+    metrics = {"bn_recalibration_batches": recalibration_batches if net is not model else 0}
+    with span("evaluate"):
+        if batches.val is not None:
+            metrics.update(evaluate(net, batches.val, precision, "val"))
+        metrics.update(evaluate(net, batches.test, precision, "test"))
+    return metrics, net

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +37,13 @@ from ssa_experiments.config.identity import (
     lr_identity,
     parent_source_identity,
 )
+from ssa_experiments.config.schema import LrConfig
+from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.store.files import atomic_torch_save, atomic_write_json, file_sha256
+from ssa_experiments.training.loop import Precision, evaluate_splits, steps_per_epoch, train_epoch
+from ssa_experiments.training.lr import lr_at
+from ssa_experiments.training.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # an entry's layout; a change to what a parent computes bumps provenance.COMPUTE_VERSION
@@ -55,6 +61,58 @@ class Parent(NamedTuple):
 
     info: dict[str, Any]  # for the run's summary: where the parent came from, its test accuracy
     rewind_state: State | None  # the weights of epoch ``parent.rewind_epoch`` (None: no rewinding)
+
+    def rewind(self, model: nn.Module) -> None:
+        """Weight rewinding, when the run rewinds (``rewind_weights``); ``model``'s masks started already:
+        they come from the trained parent."""
+        if self.rewind_state is not None:
+            rewind_weights(model, self.rewind_state)
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    epochs: int,
+    schedule: LrConfig,
+    precision: Precision,
+    max_steps: int = 0,
+    on_epoch_end: EpochHook | None = None,
+) -> None:
+    """Train ``epochs`` epochs without pruning: the dense parent. ``on_epoch_end(epochs_done)`` lets the
+    parent cache keep the weights weight rewinding goes back to."""
+    total, global_step = epochs * steps_per_epoch(train_batches, max_steps), 0
+    for epoch in range(epochs):
+        train_metrics, global_step = train_epoch(
+            model, train_batches, optimizer, loss_fn, epoch, global_step,
+            lambda s: lr_at(s, total, schedule), precision, None, max_steps,
+        )  # fmt: skip
+        if not math.isfinite(train_metrics["train_loss"]):
+            raise FloatingPointError(
+                f"dense parent diverged at epoch {epoch} (loss {train_metrics['train_loss']})"
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+
+
+def parent_trainer(
+    cfg: DictConfig, batches: RunBatches, precision: Precision, loss_fn: nn.Module
+) -> TrainParent:
+    """How ``load_parent`` trains the parent when it must: ``parent.epochs`` under ``parent.lr`` on the
+    run's batches, then its validation and test metrics (the record the cache keeps)."""
+
+    def train_parent(model: nn.Module, on_epoch_end: EpochHook | None = None) -> dict[str, float]:
+        opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.parent.lr.lr)
+        fit(
+            model, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.lr, precision,
+            cfg.train.max_steps_per_epoch, on_epoch_end,
+        )  # fmt: skip
+        metrics = evaluate_splits(model, batches, precision, 0)[0]
+        log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], cfg.parent.epochs)
+        return metrics
+
+    return train_parent
 
 
 def parent_key(cfg: DictConfig) -> dict[str, Any]:
@@ -206,53 +264,40 @@ def load_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) ->
 
     ``model`` must hold the initialisation the parent is trained from (a rebuilt model, seeded as always).
     """
-    rewind = cfg.parent.rewind_epoch
     if cfg.parent.path:
-        model.load_state_dict(load_checkpoint_file(cfg.parent.path))
-        log.info("parent: loaded %s", cfg.parent.path)
-        return Parent(
-            {"source": "path", "path": str(cfg.parent.path), **parent_source_identity(cfg.parent.path)}, None
-        )
+        return _from_path(cfg.parent.path, model)
     if not cfg.parent.cache:
-        kept: dict[int, State] = {}
-        metrics = train_keeping(model, train_parent, [] if rewind is None else [rewind], kept.__setitem__)
-        return Parent({"source": "trained", **metrics}, kept.get(rewind) if rewind is not None else None)
+        return _trained_uncached(cfg.parent.rewind_epoch, model, train_parent)
+    return _from_cache(cfg, model, train_parent)
 
+
+def _from_path(path: str, model: nn.Module) -> Parent:
+    """A user's parent (``parent.path``): never rewound (validation refuses a rewind epoch with it)."""
+    model.load_state_dict(load_checkpoint_file(path))
+    log.info("parent: loaded %s", path)
+    return Parent({"source": "path", "path": str(path), **parent_source_identity(path)}, None)
+
+
+def _trained_uncached(rewind: int | None, model: nn.Module, train_parent: TrainParent) -> Parent:
+    kept: dict[int, State] = {}
+    metrics = train_keeping(model, train_parent, [] if rewind is None else [rewind], kept.__setitem__)
+    return Parent({"source": "trained", **metrics}, kept.get(rewind) if rewind is not None else None)
+
+
+def _from_cache(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) -> Parent:
+    """The parent of the cache entry of ``parent_key(cfg)``, reused (completed with the epochs it lacks) or
+    trained and stored, under the entry's file lock: parallel runs wait for the first one."""
     key = parent_key(cfg)
     entry = Path(cfg.parent.cache_dir) / key_hash(key)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    wanted = checkpoint_epochs(cfg.parent)
+    wanted, rewind = checkpoint_epochs(cfg.parent), cfg.parent.rewind_epoch
     with FileLock(str(entry) + ".lock"):
         cached = _read_entry(entry)
         if cached is not None:
-            state, meta = cached
-            missing = [k for k in wanted if _read_epoch(entry, meta, k, load=False) is None]
-            if missing:
-                meta = _complete_entry(entry, meta, state, model, train_parent, missing)
-            model.load_state_dict(state)
-            log.info(
-                "parent: reusing cached parent %s (test_acc %.2f%%)",
-                entry,
-                meta.get("test_acc", float("nan")),
-            )
-            # what the run that trained it saw (and, if this run trained it again, for which epochs)
-            metrics = {k: v for k, v in meta.items() if k not in ("key", "sha256", "epoch_sha256")}
-            info = {"source": "cache", "hash": entry.name, **metrics}
-            if missing:
-                info["retrained_for_epochs"] = missing
+            info, meta = _reuse_entry(entry, *cached, model, train_parent, wanted)
         else:
             log.info("parent: training dense parent %s (%d epochs)", entry.name, cfg.parent.epochs)
-            sums: dict[str, str] = {}
-            metrics = train_keeping(
-                model, train_parent, wanted, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)})
-            )
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_torch_save(entry / "parent.pt", state)
-            meta = {"key": key, "sha256": file_sha256(entry / "parent.pt"), **metrics}
-            if sums:  # absent otherwise: an entry without epochs is written as before rewinding existed
-                meta["epoch_sha256"] = sums
-            atomic_write_json(entry / "meta.json", meta)
-            info = {"source": "trained", "hash": entry.name, **metrics}
+            info, meta = _fill_entry(entry, key, model, train_parent, wanted)
         rewind_state = None if rewind is None else _read_epoch(entry, meta, rewind)
     if rewind is not None and rewind_state is None:
         raise RuntimeError(
@@ -261,9 +306,41 @@ def load_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) ->
     return Parent(info, rewind_state)
 
 
-def get_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) -> dict[str, Any]:
-    """``load_parent`` for callers that need no rewinding: the summary's record of the parent."""
-    return load_parent(cfg, model, train_parent).info
+def _reuse_entry(
+    entry: Path, state: State, meta: dict[str, Any], model: nn.Module, train_parent: TrainParent,
+    wanted: list[int],
+) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Load a cached parent into ``model``, first saving the epochs ``wanted`` the entry lacks. Returns the
+    summary's record of it and the entry's meta."""
+    missing = [k for k in wanted if _read_epoch(entry, meta, k, load=False) is None]
+    if missing:
+        meta = _complete_entry(entry, meta, state, model, train_parent, missing)
+    model.load_state_dict(state)
+    log.info("parent: reusing cached parent %s (test_acc %.2f%%)", entry, meta.get("test_acc", float("nan")))
+    # what the run that trained it saw (and, if this run trained it again, for which epochs)
+    metrics = {k: v for k, v in meta.items() if k not in ("key", "sha256", "epoch_sha256")}
+    info = {"source": "cache", "hash": entry.name, **metrics}
+    if missing:
+        info["retrained_for_epochs"] = missing
+    return info, meta
+
+
+def _fill_entry(
+    entry: Path, key: dict[str, Any], model: nn.Module, train_parent: TrainParent, wanted: list[int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the parent in ``model`` and store it (with the epochs ``wanted``) as the entry. Returns the
+    summary's record of it and the entry's meta."""
+    sums: dict[str, str] = {}
+    metrics = train_keeping(
+        model, train_parent, wanted, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)})
+    )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save(entry / "parent.pt", state)
+    meta = {"key": key, "sha256": file_sha256(entry / "parent.pt"), **metrics}
+    if sums:  # absent otherwise: an entry without epochs is written as before rewinding existed
+        meta["epoch_sha256"] = sums
+    atomic_write_json(entry / "meta.json", meta)
+    return {"source": "trained", "hash": entry.name, **metrics}, meta
 
 
 _ORIGINAL = re.compile(r"(?P<prefix>(?:.*\.)?)parametrizations\.(?P<param>[^.]+)\.original")

@@ -1,24 +1,30 @@
-"""One run, as a function of its resolved config: validate, build, get the parent, fine-tune, write.
+"""One run, as a function of its resolved config: prepare, build, get the parent, fine-tune, finalise.
 
 ``run(cfg)`` owns its output directory (``cfg.output_dir``) and nothing else, so launchers (local, joblib,
 SLURM) and resumption only have to call it. A killed run resumes from ``checkpoint.pt`` when started again
 with the same output directory; a completed one returns its summary without recomputing.
 
+``run`` is a short sequence of phases, each a function of what the one before returns; everything a run
+does besides training (its files, logs, W&B, an ensemble member's outputs; a caller's timer or simulated
+kill) is an epoch callback (``callbacks.py``): the config's own from ``make_sinks`` and ``member_callbacks``,
+then the caller's ``callbacks``.
+
 What a run reports, and why (see README, "What a run writes"):
 * every epoch is evaluated on the validation split (if any) and the test set, with BatchNorm statistics
   recalibrated for the evaluated (target) network (``loop.recalibrated``);
 * ``test_acc`` is the final epoch's; a "best epoch" exists only among epochs trained on the final mask and
-  is chosen by validation accuracy, never by test accuracy (``best_by_validation``);
+  is chosen by validation accuracy, never by test accuracy (``summary.best_by_validation``);
 * the budget that makes methods comparable is recorded: ``steps``, ``epochs_at_target``, ``lr_trace_sha256``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import random
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +33,14 @@ import torch
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
-from ssa_experiments.config.schema import ConfigError, LrConfig, to_container
+from ssa_experiments.config.schema import ConfigError, to_container
 from ssa_experiments.config.seeds import finetune_seed, parent_seed
 from ssa_experiments.config.validate import check_device, validate
+from ssa_experiments.data.base import ImageData
 from ssa_experiments.data.datasets import load_data
-from ssa_experiments.data.loaders import Batches, RunBatches, make_batches
+from ssa_experiments.data.loaders import RunBatches, make_batches
 from ssa_experiments.ensembles import members
+from ssa_experiments.ensembles.outputs import member_callbacks
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.pruning.masking import export_state_dict
 from ssa_experiments.pruning.methods import make_method
@@ -51,13 +59,15 @@ from ssa_experiments.store.files import (
     remove_temporaries,
     set_aside,
 )
+from ssa_experiments.training.callbacks import Callback, Callbacks, Row, RunContext
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.training.devices import pick_device
-from ssa_experiments.training.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
-from ssa_experiments.training.lr import LrFn, lr_at, lr_replay_start, retraining_lr
+from ssa_experiments.training.loop import Precision, evaluate_splits, steps_per_epoch, train_epoch
+from ssa_experiments.training.lr import lr_replay_start, retraining_lr
 from ssa_experiments.training.optim import make_optimizer
-from ssa_experiments.training.parent import EpochHook, load_parent, rewind_weights
+from ssa_experiments.training.parent import Parent, load_parent, parent_trainer
 from ssa_experiments.training.sinks import make_sinks
+from ssa_experiments.training.summary import lr_trace_sha256, summarize
 
 log = logging.getLogger(__name__)
 
@@ -68,82 +78,276 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(
-    model: torch.nn.Module,
-    train_batches: Batches,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: torch.nn.Module,
-    epochs: int,
-    schedule: LrConfig,
-    precision: Precision,
-    max_steps: int = 0,
-    on_epoch_end: EpochHook | None = None,
-) -> None:
-    """Train ``epochs`` epochs without pruning: the dense parent. ``on_epoch_end(epochs_done)`` lets the
-    parent cache keep the weights weight rewinding goes back to."""
-    total, global_step = epochs * steps_per_epoch(train_batches, max_steps), 0
-    for epoch in range(epochs):
-        train_metrics, global_step = train_epoch(
-            model, train_batches, optimizer, loss_fn, epoch, global_step,
-            lambda s: lr_at(s, total, schedule), precision, None, max_steps,
+def run(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Fine-tune one pruned (or dense) network from the dense parent and write the run directory.
+
+    ``callbacks`` are called after the ones the config asks for (``callbacks.py``): a caller's way to observe
+    or interrupt a run (a benchmark's timer, a test's simulated kill)."""
+    out, identity, previous = prepare(cfg)
+    sinks = make_sinks(cfg, to_container(cfg), identity, out, cfg.train.finetune_epochs)
+    hooks = Callbacks([*sinks, *member_callbacks(cfg), *callbacks])
+    if previous is not None and previous.get("status") == "completed":
+        return revisit(out, previous, hooks)
+    started = time.time()
+    setup = build(cfg)
+    parent = dense_parent(cfg, setup)
+    ctx = set_up_finetuning(cfg, setup, parent, out, identity)
+    hooks.on_start(ctx.history, ctx)
+    summary: dict[str, Any] | None = None  # set once on disk: W&B never reports a run the files do not hold
+    try:
+        summary = finalise(ctx, fine_tune(ctx, hooks), hooks, started)
+    finally:  # also when the run fails: W&B is finished, one bad run never leaves another's open
+        hooks.on_finish(summary, ok=summary is not None and summary["status"] == "completed")
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    log.info(
+        "done: %s test_acc %.2f%% at sparsity %.4f -> %s",
+        summary["status"],
+        summary["test_acc"] or float("nan"),
+        summary["sparsity"] or 0.0,
+        out / SUMMARY,
+    )
+    return summary
+
+
+# -- prepare: before anything is computed -------------------------------------------------------------------
+
+
+def prepare(cfg: DictConfig) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    """Validate ``cfg``, take its output directory; returns the directory, the run's identity and the
+    summary already there (None: none a run can trust). Raises ConfigError when it holds another config."""
+    validate(cfg)
+    check_device(cfg)
+    out = Path(cfg.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # read-only, a name too long, a file in the way: before anything is computed
+        reason = f"cannot use {out}: {err.strerror or err} (errno {err.errno})"
+        raise ConfigError("output_dir", reason) from None
+    remove_temporaries(out)  # of writes a kill interrupted; this process owns the directory now
+    identity = run_identity(cfg)
+    previous = previous_summary(out)
+    if previous is not None and previous.get("identity", identity) != identity:
+        raise ConfigError(
+            "output_dir", f"{out} holds a run of a different config; choose another run directory"
+        )
+    return out, identity, previous
+
+
+def revisit(out: Path, previous: dict[str, Any], hooks: Callbacks) -> dict[str, Any]:
+    """A completed run asked for again: never recomputed; a callback may add to it what it lacks (an ensemble
+    member's corrupted sets asked for since: evaluated, never retrained)."""
+    (out / CHECKPOINT).unlink(missing_ok=True)  # a kill between the summary and its removal left it
+    updated = hooks.revisit(out, previous)
+    if updated is None:
+        log.info("run already completed in %s: nothing to do", out)
+    return updated or previous
+
+
+# -- build: device, numerics, data, model -------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """What every later phase computes with."""
+
+    device: torch.device
+    precision: Precision
+    data: ImageData
+    batches: RunBatches  # in the parent's order (its seed)
+    model: torch.nn.Module  # the parent's initialisation
+    loss_fn: torch.nn.Module
+    init_seed: int
+
+
+def build(cfg: DictConfig) -> Setup:
+    """Threads, device and numerics mode first (every number depends on them), then data and model, seeded
+    with the parent's seed. Layers the masks cannot act on are refused here, before the parent is trained."""
+    torch.set_num_threads(cfg.train.cpu_threads)  # before any compute: the parent's numbers depend on it too
+    device = pick_device(cfg.device)
+    if device.type == "cpu":  # a run in another mode than it asks for would store numbers under a false key
+        numerics.check(cfg.train.cpu_numerics)
+    precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
+    # cfg.seed, unless an ensemble member with ensemble.independent_parents (members.py): its own parent's
+    init_seed = parent_seed(cfg)
+    seed_everything(init_seed)
+    data = load_data(cfg.data)
+    batches = make_batches(
+        data, cfg.data.pipeline, cfg.train.batch_size, device, init_seed, cfg.data.num_workers
+    )
+    model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+    return Setup(device, precision, data, batches, model, loss_fn, init_seed)
+
+
+# -- parent: the dense network every run starts from ---------------------------------------------------------
+
+
+def dense_parent(cfg: DictConfig, setup: Setup) -> Parent:
+    """The parent's weights loaded into ``setup.model`` (``parent.py``: brought, cached or trained), with its
+    record for the summary; a parent brought by ``parent.path`` is measured here."""
+    train = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn)
+    parent = load_parent(members.with_parent_seed(cfg), setup.model, train)
+    if parent.info.get("test_acc") is None:
+        parent.info.update(evaluate_splits(setup.model, setup.batches, setup.precision, 0)[0])
+    return parent
+
+
+# -- set up fine-tuning: method, rewinding, optimizer, resume point ------------------------------------------
+
+
+def set_up_finetuning(
+    cfg: DictConfig, setup: Setup, parent: Parent, out: Path, identity: dict[str, Any]
+) -> RunContext:
+    """The pruning method started on the trained parent, the weights rewound if asked, the optimizer, the LR
+    of every step, and the state of the checkpoint to resume from (``resume``; none: epoch 0)."""
+    # cfg.seed, unless an ensemble member (members.py): its own batch order and augmentation while it is tuned
+    tune_seed, batches = finetune_seed(cfg), setup.batches
+    seed_everything(tune_seed)
+    if tune_seed != setup.init_seed:
+        batches = make_batches(
+            setup.data, cfg.data.pipeline, cfg.train.batch_size, setup.device, tune_seed, cfg.data.num_workers
+        )
+    model = setup.model
+    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_scorer(cfg))
+    method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
+    parent.rewind(model)
+    optimizer = make_optimizer(
+        model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params()
+    )
+    method.bind_optimizer(optimizer)
+    params, prunable = count_params(model), method.report()["prunable_params"]
+    log.info(
+        "model %s: %d parameters, %d prunable (%s); method %s, target sparsity %.4f",
+        cfg.model.arch, params, prunable, f"{100 * prunable / params:.1f}%", method.name, cfg.sparsity,
+    )  # fmt: skip
+    epochs = cfg.train.finetune_epochs
+    steps = steps_per_epoch(batches.train, cfg.train.max_steps_per_epoch)
+    lr_fn = retraining_lr(cfg.lr, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
+    recal = cfg.eval.bn_recalibration_batches if method.masks else 0  # dense: trained == evaluated network
+    ctx = RunContext(
+        cfg=cfg, out=out, identity=identity, device=setup.device, precision=setup.precision,
+        data=setup.data, batches=batches, model=model, loss_fn=setup.loss_fn, method=method,
+        optimizer=optimizer, parent_info=parent.info, params=params, prunable_params=prunable,
+        epochs=epochs, steps_per_epoch=steps, lr_fn=lr_fn, recalibration_batches=recal,
+        history=[], global_step=0, evaluated=model,
+    )  # fmt: skip
+    resume(ctx)
+    return ctx
+
+
+def resume(ctx: RunContext) -> None:
+    """Continue from ``checkpoint.pt`` if there is one to trust: its model, optimizer, method and RNG
+    states, its step, and the epoch rows it covers."""
+    ckpt_path = ctx.out / CHECKPOINT
+    resumed = resume_point(ckpt_path, ctx.out, ctx.identity, ctx.device) if ckpt_path.exists() else None
+    if resumed is not None:
+        ckpt, ctx.history = resumed
+        first_epoch, ctx.global_step = restore(ckpt, ctx.model, ctx.optimizer, ctx.method)
+        log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
+
+
+# -- fine-tune: the epoch loop ------------------------------------------------------------------------------
+
+
+def fine_tune(ctx: RunContext, hooks: Callbacks) -> str:
+    """The epochs from the resume point on (the rows a resumed run has: one per epoch done), a checkpoint
+    every ``train.checkpoint_every``; returns the run's status ("completed", or "diverged": a non-finite
+    training loss stops it)."""
+    for epoch in range(len(ctx.history), ctx.epochs):
+        hooks.on_epoch_start(epoch, ctx)
+        row = train_and_evaluate(ctx, epoch, hooks)
+        ctx.history.append(row)
+        hooks.on_epoch_end(row, ctx)
+        if not math.isfinite(row["train_loss"]):
+            return "diverged"
+        every = ctx.cfg.train.checkpoint_every
+        if every and (epoch + 1) % every == 0 and epoch + 1 < ctx.epochs:
+            with hooks.span("checkpoint"):
+                save_checkpoint(
+                    ctx.out / CHECKPOINT, model=ctx.model, optimizer=ctx.optimizer, method=ctx.method,
+                    epoch=epoch, global_step=ctx.global_step, identity=ctx.identity, device=ctx.device,
+                )  # fmt: skip
+    return "completed"
+
+
+def train_and_evaluate(ctx: RunContext, epoch: int, hooks: Callbacks) -> Row:
+    """One fine-tuning epoch and the evaluation after it; returns its metrics row."""
+    t0 = time.time()
+    method = ctx.method
+    method.begin_epoch(epoch, ctx.steps_per_epoch)
+    at_target = method.at_target
+    with hooks.span("train_epoch"):
+        train_metrics, ctx.global_step = train_epoch(
+            ctx.model, ctx.batches.train, ctx.optimizer, ctx.loss_fn, epoch, ctx.global_step,
+            ctx.lr_fn, ctx.precision, method, ctx.cfg.train.max_steps_per_epoch,
         )  # fmt: skip
-        if not math.isfinite(train_metrics["train_loss"]):
-            raise FloatingPointError(
-                f"dense parent diverged at epoch {epoch} (loss {train_metrics['train_loss']})"
-            )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-
-
-def evaluate_splits(
-    model: torch.nn.Module, batches: RunBatches, precision: Precision, recalibration_batches: int
-) -> tuple[dict[str, float], torch.nn.Module]:
-    """Validation and test metrics of the evaluation network; returns them and the network evaluated."""
-    net = recalibrated(model, batches.train, recalibration_batches, precision)
-    metrics = {"bn_recalibration_batches": recalibration_batches if net is not model else 0}
-    if batches.val is not None:
-        metrics.update(evaluate(net, batches.val, precision, "val"))
-    metrics.update(evaluate(net, batches.test, precision, "test"))
-    return metrics, net
-
-
-def best_by_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best epoch by validation accuracy among the epochs trained on the final mask (first on ties).
-
-    Never by test accuracy, and never an epoch where the network was still denser than the target.
-    """
-    candidates = [r for r in history if r.get("at_target") and r.get("val_acc") is not None]
-    if not candidates:
-        return {"best_epoch": None, "best_val_acc": None, "test_acc_at_best_val": None}
-    best = max(candidates, key=lambda r: (r["val_acc"], -r["epoch"]))
+    eval_metrics, ctx.evaluated = evaluate_splits(
+        ctx.model, ctx.batches, ctx.precision, ctx.recalibration_batches, hooks.span
+    )
     return {
-        "best_epoch": best["epoch"],
-        "best_val_acc": best["val_acc"],
-        "test_acc_at_best_val": best["test_acc"],
+        "epoch": epoch + 1,
+        "step": ctx.global_step,
+        "lr": ctx.optimizer.param_groups[0]["lr"],
+        "at_target": at_target and method.at_target,
+        **train_metrics,
+        **eval_metrics,
+        **method.report(),
+        "epoch_time_s": time.time() - t0,
     }
 
 
-def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary's numbers, all read from the epoch rows (so a resumed run reports the same)."""
-    last = history[-1] if history else {}
-    return {
-        "sparsity": last.get("sparsity"),
-        "layer_sparsity": last.get("layer_sparsity"),
-        "test_acc": last.get("test_acc"),
-        "test_loss": last.get("test_loss"),
-        "val_acc": last.get("val_acc"),
-        "val_loss": last.get("val_loss"),
-        **best_by_validation(history),
-        "bn_recalibration_batches": last.get("bn_recalibration_batches"),
-        "epochs": len(history),
-        "epochs_at_target": sum(bool(r["at_target"]) for r in history),
+# -- finalise: model.pt, summary.json ------------------------------------------------------------------------
+
+
+def finalise(ctx: RunContext, status: str, hooks: Callbacks, started: float) -> dict[str, Any]:
+    """Write ``model.pt`` (a completed run, ``train.save_model``) and ``summary.json``; returns the summary.
+    The callbacks' fields (a completed run's only) come last."""
+    cfg, method = ctx.cfg, ctx.method
+    model_file = None
+    if status == "completed" and cfg.train.save_model:
+        with hooks.span("save_model"):
+            # The network evaluated last (recalibrated BN statistics included), pruned weights exactly zero.
+            state = {k: v.detach().cpu() for k, v in export_state_dict(ctx.evaluated).items()}
+            atomic_torch_save(ctx.out / MODEL, state)
+        model_file = MODEL
+    outputs = hooks.summary_fields(ctx) if status == "completed" else {}
+    final = {
+        "status": status,
+        "method": method.name,
+        "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
+        **summarize(ctx.history),
+        "collapsed_layers": method.collapsed_layers,
+        "seed": cfg.seed,
+        "model": cfg.model.arch,
+        "data": cfg.data.name,
+        "steps": ctx.global_step,
+        "lr_trace_sha256": lr_trace_sha256(ctx.global_step, ctx.lr_fn),
+        # the retraining baseline's budget: where the weights and the LR restart in the parent's training
+        "rewind_epoch": cfg.parent.rewind_epoch,
+        "lr_replay_start_epoch": lr_replay_start(cfg.lr.name, cfg.parent, ctx.epochs),
+        "parent": ctx.parent_info,
+        "params": ctx.params,
+        "prunable_params": ctx.prunable_params,
+        "model_file": model_file,
+        "wall_time_s": time.time() - started,
+        "device": str(ctx.device),
+        # train.cpu_threads, as torch applied it (CPU results depend on it; README, "Same numbers ...")
+        "torch_threads": torch.get_num_threads(),
+        # what computed it: versions, the CPU kernels used, the numerics mode, the code's commit
+        "provenance": provenance.software_and_machine(numerics.active_mode()),
+        "config": to_container(cfg),
+        "identity": ctx.identity,
+        **outputs,
     }
+    with hooks.span("summary"):
+        atomic_write_json(ctx.out / SUMMARY, final)
+    return final
 
 
-def lr_trace_sha256(steps: int, lr_fn: LrFn) -> str:
-    """A digest of the LR of every step taken: equal digests mean equal LR traces (budgets comparable)."""
-    lrs = np.array([lr_fn(s) for s in range(steps)], dtype=np.float64)
-    return hashlib.sha256(lrs.tobytes()).hexdigest()[:16]
+# -- resuming ------------------------------------------------------------------------------------------------
 
 
 def previous_summary(out: Path) -> dict[str, Any] | None:
@@ -180,192 +384,3 @@ def resume_point(
         path.unlink()
         return None
     return ckpt, rows[:first_epoch]
-
-
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Fine-tune one pruned (or dense) network from the dense parent and write the run directory."""
-    validate(cfg)
-    check_device(cfg)
-    out = Path(cfg.output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # read-only, a name too long, a file in the way: before anything is computed
-        reason = f"cannot use {out}: {err.strerror or err} (errno {err.errno})"
-        raise ConfigError("output_dir", reason) from None
-    remove_temporaries(out)  # of writes a kill interrupted; this process owns the directory now
-    identity = run_identity(cfg)
-    previous = previous_summary(out)
-    if previous is not None and previous.get("identity", identity) != identity:
-        raise ConfigError(
-            "output_dir", f"{out} holds a run of a different config; choose another run directory"
-        )
-    if previous is not None and previous.get("status") == "completed":
-        (out / CHECKPOINT).unlink(missing_ok=True)  # a kill between the summary and its removal left it
-        if cfg.ensemble.member is not None:  # corrupted sets asked for since: evaluated, never retrained
-            return members.complete_evaluations(out, cfg) or previous
-        log.info("run already completed in %s: nothing to do", out)
-        return previous
-
-    started = time.time()
-    torch.set_num_threads(cfg.train.cpu_threads)  # before any compute: the parent's numbers depend on it too
-    device = pick_device(cfg.device)
-    if device.type == "cpu":  # a run in another mode than it asks for would store numbers under a false key
-        numerics.check(cfg.train.cpu_numerics)
-    precision = Precision.for_device(device, cfg.train.amp, cfg.train.channels_last)
-    # cfg.seed for both, unless an ensemble member (members.py): its own fine-tuning seed, and with
-    # ensemble.independent_parents its own parent's
-    init_seed, tune_seed = parent_seed(cfg), finetune_seed(cfg)
-    seed_everything(init_seed)
-    data = load_data(cfg.data)
-    batches = make_batches(
-        data, cfg.data.pipeline, cfg.train.batch_size, device, init_seed, cfg.data.num_workers
-    )
-    model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
-    if precision.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    # Layers the masks cannot act on are refused here, before the parent is trained.
-    prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-
-    max_steps = cfg.train.max_steps_per_epoch
-
-    def train_parent(m: torch.nn.Module, on_epoch_end: EpochHook | None = None) -> dict[str, float]:
-        opt = make_optimizer(m.parameters(), cfg.optimizer, cfg.parent.lr.lr)
-        fit(
-            m, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.lr, precision, max_steps,
-            on_epoch_end,
-        )  # fmt: skip
-        metrics = evaluate_splits(m, batches, precision, 0)[0]
-        log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], cfg.parent.epochs)
-        return metrics
-
-    parent = load_parent(members.with_parent_seed(cfg), model, train_parent)
-    parent_info = parent.info
-    if parent_info.get("test_acc") is None:  # brought by parent.path: measure it here
-        parent_info.update(evaluate_splits(model, batches, precision, 0)[0])
-
-    seed_everything(tune_seed)
-    if tune_seed != init_seed:  # a member's own batch order and augmentation while it is tuned
-        batches = make_batches(
-            data, cfg.data.pipeline, cfg.train.batch_size, device, tune_seed, cfg.data.num_workers
-        )
-    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_scorer(cfg))
-    method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
-    if parent.rewind_state is not None:
-        rewind_weights(model, parent.rewind_state)
-    optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params())
-    method.bind_optimizer(optimizer)
-    n_params = count_params(model)
-    start_report = method.report()
-    log.info(
-        "model %s: %d parameters, %d prunable (%s); method %s, target sparsity %.4f",
-        cfg.model.arch,
-        n_params,
-        start_report["prunable_params"],
-        f"{100 * start_report['prunable_params'] / n_params:.1f}%",
-        method.name,
-        cfg.sparsity,
-    )
-    recal = cfg.eval.bn_recalibration_batches if method.masks else 0  # dense: trained == evaluated network
-
-    epochs = cfg.train.finetune_epochs
-    steps = steps_per_epoch(batches.train, max_steps)
-    lr_fn = retraining_lr(cfg.lr, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
-    first_epoch, global_step, history = 0, 0, []
-    ckpt_path = out / CHECKPOINT
-    resumed = resume_point(ckpt_path, out, identity, device) if ckpt_path.exists() else None
-    if resumed is not None:
-        ckpt, history = resumed
-        first_epoch, global_step = restore(ckpt, model, optimizer, method)
-        log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
-
-    sinks = make_sinks(cfg, to_container(cfg), identity, out, epochs)
-    for sink in sinks:
-        sink.start(history)
-    summary: dict[str, Any] | None = None
-    try:
-        status, evaluated = "completed", model
-        for epoch in range(first_epoch, epochs):
-            t0 = time.time()
-            method.begin_epoch(epoch, steps)
-            at_target = method.at_target
-            train_metrics, global_step = train_epoch(
-                model, batches.train, optimizer, loss_fn, epoch, global_step,
-                lr_fn, precision, method, max_steps,
-            )  # fmt: skip
-            eval_metrics, evaluated = evaluate_splits(model, batches, precision, recal)
-            row = {
-                "epoch": epoch + 1,
-                "step": global_step,
-                "lr": optimizer.param_groups[0]["lr"],
-                "at_target": at_target and method.at_target,
-                **train_metrics,
-                **eval_metrics,
-                **method.report(),
-                "epoch_time_s": time.time() - t0,
-            }
-            history.append(row)
-            for sink in sinks:
-                sink.row(row)
-            if not math.isfinite(row["train_loss"]):
-                status = "diverged"
-                break
-            every = cfg.train.checkpoint_every
-            if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
-                save_checkpoint(
-                    ckpt_path, model=model, optimizer=optimizer, method=method, epoch=epoch,
-                    global_step=global_step, identity=identity, device=device,
-                )  # fmt: skip
-
-        model_file = None
-        if status == "completed" and cfg.train.save_model:
-            # The network evaluated last (recalibrated BN statistics included), pruned weights exactly zero.
-            state = {k: v.detach().cpu() for k, v in export_state_dict(evaluated).items()}
-            atomic_torch_save(out / MODEL, state)
-            model_file = MODEL
-        member_outputs = {}
-        if status == "completed" and cfg.ensemble.member is not None:  # logits.pt for the combiner
-            member_outputs = members.save_outputs(out, evaluated, batches, data, cfg, precision)
-            member_outputs["flops"] = members.training_flops(cfg, data, steps, history, parent_info)
-        final = {
-            "status": status,
-            "method": method.name,
-            "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
-            **summarize(history),
-            "collapsed_layers": method.collapsed_layers,
-            "seed": cfg.seed,
-            "model": cfg.model.arch,
-            "data": cfg.data.name,
-            "steps": global_step,
-            "lr_trace_sha256": lr_trace_sha256(global_step, lr_fn),
-            # the retraining baseline's budget: where the weights and the LR restart in the parent's training
-            "rewind_epoch": cfg.parent.rewind_epoch,
-            "lr_replay_start_epoch": lr_replay_start(cfg.lr.name, cfg.parent, epochs),
-            "parent": parent_info,
-            "params": n_params,
-            "prunable_params": start_report["prunable_params"],
-            "model_file": model_file,
-            "wall_time_s": time.time() - started,
-            "device": str(device),
-            # train.cpu_threads, as torch applied it (CPU results depend on it; README, "Same numbers ...")
-            "torch_threads": torch.get_num_threads(),
-            # what computed it: versions, the CPU kernels used, the numerics mode, the code's commit
-            "provenance": provenance.software_and_machine(numerics.active_mode()),
-            "config": to_container(cfg),
-            "identity": identity,
-            **member_outputs,
-        }
-        atomic_write_json(out / SUMMARY, final)
-        summary = final  # only once it is on disk: W&B never reports a run the local files do not
-    finally:  # W&B is finished also when the run fails: one bad run never leaves another's open
-        for sink in sinks:
-            sink.finish(summary, ok=summary is not None and summary["status"] == "completed")
-    ckpt_path.unlink(missing_ok=True)
-    log.info(
-        "done: %s test_acc %.2f%% at sparsity %.4f -> %s",
-        status,
-        summary["test_acc"] or float("nan"),
-        summary["sparsity"] or 0.0,
-        out / SUMMARY,
-    )
-    return summary

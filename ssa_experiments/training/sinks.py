@@ -1,12 +1,10 @@
 """Where each epoch's row goes: the run's own files, the console, Weights & Biases.
 
-The epoch loop hands every row to a list of sinks, so a new logger is a new sink, not new lines in the loop.
-Local files are always written first and are the source of truth (``collect`` reads them); W&B is a mirror
-that must never cost a run: a bounded start-up, and on any W&B failure one warning and the run goes on.
-
-    start(history)        once, with the rows a resumed run already has (empty for a fresh run)
-    row(row)              after every epoch
-    finish(summary, ok)   always, also when the run fails (``ok=False``)
+Each sink is an epoch callback (``callbacks.py``: ``on_start`` with the rows a resumed run already has,
+``on_epoch_end`` with every row, ``on_finish`` also when the run fails), so a new logger is a new sink, not
+new lines in the loop. Local files are always written first and are the source of truth (``collect`` reads
+them); W&B is a mirror that must never cost a run: a bounded start-up, and on any W&B failure one warning
+and the run goes on.
 """
 
 from __future__ import annotations
@@ -22,32 +20,22 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ssa_experiments.store.files import METRICS, append_metrics, flatten, rewrite_metrics
+from ssa_experiments.training.callbacks import Callback, RunContext
 
 log = logging.getLogger(__name__)
 
 
-class Sink:
-    def start(self, history: list[dict[str, Any]]) -> None:
-        pass
-
-    def row(self, row: dict[str, Any]) -> None:
-        pass
-
-    def finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
-        pass
-
-
-class MetricsFile(Sink):
+class MetricsFile(Callback):
     """``metrics.jsonl``: one line per epoch; a resumed run keeps exactly the epochs its checkpoint covers."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
 
-    def start(self, history: list[dict[str, Any]]) -> None:
+    def on_start(self, history: list[dict[str, Any]], ctx: RunContext) -> None:
         if history or (self.out / METRICS).exists():
             rewrite_metrics(self.out, history)
 
-    def row(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: dict[str, Any], ctx: RunContext) -> None:
         append_metrics(self.out, row)
 
 
@@ -60,29 +48,29 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     )
 
 
-class Console(Sink):
+class Console(Callback):
     """One log line per epoch: what a SLURM or CI log can hold."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
 
-    def row(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: dict[str, Any], ctx: RunContext) -> None:
         log.info("%s", _epoch_line(row, self.epochs))
 
 
-class ProgressBar(Sink):
+class ProgressBar(Callback):
     """A tqdm bar over the epochs, on a terminal: loss, accuracy and the expected sparsity in training."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
         self.bar: Any = None
 
-    def start(self, history: list[dict[str, Any]]) -> None:
+    def on_start(self, history: list[dict[str, Any]], ctx: RunContext) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=self.epochs, initial=len(history), unit="epoch", dynamic_ncols=True, leave=True)
 
-    def row(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: dict[str, Any], ctx: RunContext) -> None:
         self.bar.set_postfix(
             loss=f"{row['train_loss']:.3f}",
             test=f"{row['test_acc']:.1f}%",
@@ -91,7 +79,7 @@ class ProgressBar(Sink):
         )
         self.bar.update(1)
 
-    def finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
+    def on_finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -113,7 +101,7 @@ def wandb_run_id(identity: dict[str, Any], out: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-class WandB(Sink):
+class WandB(Callback):
     """A mirror of the local files in Weights & Biases (``logger=wandb``)."""
 
     def __init__(self, cfg: DictConfig, config: dict[str, Any], identity: dict[str, Any], out: Path) -> None:
@@ -131,7 +119,7 @@ class WandB(Sink):
             )
             self.run = None
 
-    def start(self, history: list[dict[str, Any]]) -> None:
+    def on_start(self, history: list[dict[str, Any]], ctx: RunContext) -> None:
         lc = self.cfg.logger
         tags = [str(t) for t in lc.tags] + [
             f"model:{self.cfg.model.arch}", f"data:{self.cfg.data.name}", f"method:{self.cfg.method.name}",
@@ -159,11 +147,11 @@ class WandB(Sink):
 
         self._guard("init", init)
 
-    def row(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: dict[str, Any], ctx: RunContext) -> None:
         scalars = {k: v for k, v in flatten(row, sep="/").items() if _loggable(v)}
         self._guard("log", lambda: self.run.log(scalars, step=row["epoch"]))
 
-    def finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
+    def on_finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
         def done() -> None:
             if summary is not None:
                 flat = flatten({k: v for k, v in summary.items() if k not in ("config", "identity")}, sep="/")
@@ -202,9 +190,9 @@ def _loggable(value: Any) -> bool:
 
 def make_sinks(
     cfg: DictConfig, config: dict[str, Any], identity: dict[str, Any], out: Path, epochs: int
-) -> list[Sink]:
+) -> list[Callback]:
     """The sinks ``cfg.logger`` asks for, local files first."""
-    sinks: list[Sink] = [MetricsFile(out)]
+    sinks: list[Callback] = [MetricsFile(out)]
     kind = progress_kind(cfg.logger.progress, sys.stderr.isatty(), _in_multirun())
     if kind == "bar":
         sinks.append(ProgressBar(epochs))

@@ -20,3 +20,15 @@ def test_bench_sweep_quick_reads_its_runs_through_the_store() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "RESULT parent trainings per seed: {0: 1, 1: 1} (goal: 1 each; met), runs 4" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_loop_quick_times_every_part_of_our_run() -> None:
+    """A smoke run: the script works and our run's timer saw each part; the ratios themselves mean nothing."""
+    done = subprocess.run(
+        [sys.executable, "bench_loop.py", "--quick", "--device", "cpu"],
+        cwd=BENCH, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 checkpoints" in done.stdout and "RATIO ours/minimal images/s:" in done.stdout
+    assert "ESTIMATE" in done.stdout

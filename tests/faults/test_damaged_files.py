@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from helpers import kill_in_epoch
+from helpers import killed_run
 
 from ssa_experiments.analysis.aggregate import collect, epochs
 from ssa_experiments.cli.aggregate import main as aggregate_main
@@ -44,12 +44,9 @@ def reference(make_cfg, tmp_path: Path) -> dict:
     return run(make_cfg(*RUN, run_dir="reference"))
 
 
-def _killed(make_cfg, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def _killed(make_cfg, tmp_path: Path) -> Path:
     """The run killed in its third epoch: a checkpoint at epoch 2 and two metrics rows."""
-    kill_in_epoch(monkeypatch, 3)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*RUN, run_dir="killed"))
-    monkeypatch.undo()
+    killed_run(make_cfg(*RUN, run_dir="killed"), 3)
     killed = tmp_path / "killed"
     assert (killed / CHECKPOINT).exists() and len(read_metrics(killed)) == 2
     return killed
@@ -67,9 +64,9 @@ def _assert_same_as_reference(make_cfg, tmp_path: Path, reference: dict) -> None
 
 @pytest.mark.parametrize("damage", ["truncated", "torn_line_mid_file"])
 def test_checkpoint_ahead_of_its_metrics_restarts_cleanly(
-    make_cfg, monkeypatch, tmp_path: Path, reference: dict, caplog, damage: str
+    make_cfg, tmp_path: Path, reference: dict, caplog, damage: str
 ) -> None:
-    killed = _killed(make_cfg, monkeypatch, tmp_path)
+    killed = _killed(make_cfg, tmp_path)
     lines = (killed / METRICS).read_text().splitlines()
     if damage == "truncated":
         (killed / METRICS).write_text(lines[0] + "\n")
@@ -85,9 +82,9 @@ def test_checkpoint_ahead_of_its_metrics_restarts_cleanly(
 
 
 def test_truncated_checkpoint_is_set_aside_and_the_run_restarts(
-    make_cfg, monkeypatch, tmp_path: Path, reference: dict, caplog
+    make_cfg, tmp_path: Path, reference: dict, caplog
 ) -> None:
-    killed = _killed(make_cfg, monkeypatch, tmp_path)
+    killed = _killed(make_cfg, tmp_path)
     data = (killed / CHECKPOINT).read_bytes()
     (killed / CHECKPOINT).write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING):

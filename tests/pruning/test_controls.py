@@ -450,7 +450,7 @@ def test_run_identity_holds_only_the_keys_each_control_reads(
 
 @pytest.mark.parametrize("name", CONTROLS)
 def test_control_end_to_end_killed_mid_annealing_resumes_identically(
-    name: str, make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, make_cfg, tmp_path: Path
 ) -> None:
     overrides = (
         f"method={name}", "method.anneal_epochs=2", "sparsity=0.8", "train.max_steps_per_epoch=3",
@@ -462,4 +462,4 @@ def test_control_end_to_end_killed_mid_annealing_resumes_identically(
     assert [r["at_target"] for r in rows] == [False, False, True]
     assert all(r["sparsity"] == pytest.approx(0.8, abs=1e-3) for r in rows)  # evaluation: the target
     # dies in epoch 2 of 3: still annealing
-    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)
+    assert_resumes_identically(make_cfg, tmp_path, overrides, reference, kill_epoch=2)

@@ -148,9 +148,7 @@ def test_identity_holds_prune_every_steps_and_one_name_for_cubic() -> None:
 # -- one real run ------------------------------------------------------------------------------------------
 
 
-def test_gmp_end_to_end_killed_mid_pruning_resumes_identically(
-    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_gmp_end_to_end_killed_mid_pruning_resumes_identically(make_cfg, tmp_path: Path) -> None:
     overrides = (
         "method=iterative", "method.schedule=cubic", "method.prune_every_steps=2", "method.anneal_epochs=2",
         "sparsity=0.8", "train.max_steps_per_epoch=3", "parent.epochs=1", "data.num_train=256",
@@ -165,4 +163,4 @@ def test_gmp_end_to_end_killed_mid_pruning_resumes_identically(
     total = reference["prunable_params"]
     for row, s in zip(rows, [0.8 * (1 - (1 - 2 / 6) ** 3), 0.8 * (1 - (1 - 4 / 6) ** 3), 0.8], strict=True):
         assert abs(row["sparsity"] - s) <= 0.5 / total + 1e-9
-    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)
+    assert_resumes_identically(make_cfg, tmp_path, overrides, reference, kill_epoch=2)

@@ -303,9 +303,7 @@ def test_rescore_is_not_in_the_identity_of_other_methods() -> None:
 # -- one real run ------------------------------------------------------------------------------------------
 
 
-def test_rescore_end_to_end_killed_mid_annealing_resumes_identically(
-    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rescore_end_to_end_killed_mid_annealing_resumes_identically(make_cfg, tmp_path: Path) -> None:
     overrides = (
         "method=random_annealing", "method.rescore=true", "method.anneal_epochs=2", "sparsity=0.8",
         "train.max_steps_per_epoch=3", "parent.epochs=1", "data.num_train=256",
@@ -317,7 +315,7 @@ def test_rescore_end_to_end_killed_mid_annealing_resumes_identically(
     rows = read_metrics(tmp_path / "reference")
     assert [r["at_target"] for r in rows] == [False, False, True]
     # dies in epoch 2 of 3, after epoch 1's re-scoring was checkpointed
-    assert_resumes_identically(make_cfg, monkeypatch, tmp_path, overrides, reference, kill_epoch=2)
+    assert_resumes_identically(make_cfg, tmp_path, overrides, reference, kill_epoch=2)
 
 
 def test_rescore_on_a_channels_last_model_keeps_the_layout() -> None:

@@ -19,10 +19,12 @@ from helpers import compose_config
 from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import ConfigError, LrConfig, ParentConfig
 from ssa_experiments.config.validate import validate
-from ssa_experiments.training import run as run_module
+from ssa_experiments.training import parent as parent_module
+from ssa_experiments.training.callbacks import Callback, RunContext
 from ssa_experiments.training.lr import lr_at, lr_replay_start, retraining_lr
 from ssa_experiments.training.parent import epoch_file, parent_key
-from ssa_experiments.training.run import lr_trace_sha256, run
+from ssa_experiments.training.run import run
+from ssa_experiments.training.summary import lr_trace_sha256
 
 SWA = LrConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
 # parent_swa_style over 4 epochs x 3 steps = 12 steps: x = step / 12; flat 0.1 to x = 0.5, then
@@ -78,29 +80,32 @@ def test_other_schedules_run_over_the_fine_tuning_steps_as_before() -> None:
         lr_at(0, 10, LrConfig(name="finetune"))
 
 
-def record_finetune_lrs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The LR of every fine-tuning step the run takes (the parent's steps are not recorded)."""
-    real, trace = run_module.train_epoch, []
+class FinetuneLrs(Callback):
+    """The LR of every fine-tuning step the runs it is given to take, in order (the parent's steps are not
+    fine-tuning steps)."""
 
-    def spy(*args, **kwargs):
-        if args[8] is not None:  # a method: fine-tuning, not the parent
-            lr_fn = args[6]
-            args = (*args[:6], lambda s: trace.append(lr_fn(s)) or trace[-1], *args[7:])
-        return real(*args, **kwargs)
+    def __init__(self) -> None:
+        self.trace: list[float] = []
+        self.step = 0
 
-    monkeypatch.setattr(run_module, "train_epoch", spy)
-    return trace
+    def on_start(self, history: list[dict[str, Any]], ctx: RunContext) -> None:
+        self.step = ctx.global_step
+
+    def on_epoch_end(self, row: dict[str, Any], ctx: RunContext) -> None:
+        self.trace += [ctx.lr_fn(s) for s in range(self.step, row["step"])]
+        self.step = row["step"]
 
 
-def test_runs_take_and_record_the_parents_lrs(make_cfg, monkeypatch) -> None:
+def test_runs_take_and_record_the_parents_lrs(make_cfg) -> None:
     """Real runs, parent 4 epochs x 3 steps (parent_swa_style, the default), t = 2."""
-    trace = record_finetune_lrs(monkeypatch)
+    lrs = FinetuneLrs()
+    trace = lrs.trace
     budget = ("method=one_shot", "parent.epochs=4", "train.finetune_epochs=2", "train.max_steps_per_epoch=3")
-    summary = run(make_cfg(*budget, "lr=lr_rewind"))
+    summary = run(make_cfg(*budget, "lr=lr_rewind"), callbacks=[lrs])
     assert trace == [lr_at(6 + i, 12, SWA) for i in range(6)] == pytest.approx(PARENT_LRS[6:], abs=1e-12)
     assert summary["steps"] == 6 and summary["lr_replay_start_epoch"] == 2 and summary["rewind_epoch"] is None
     assert summary["lr_trace_sha256"] == lr_trace_sha256(6, lambda s: trace[s])  # the digest is honest
-    finetune = run(make_cfg(*budget, "lr=finetune", run_dir="ft"))
+    finetune = run(make_cfg(*budget, "lr=finetune", run_dir="ft"), callbacks=[lrs])
     assert trace[6:] == [lr_at(11, 12, SWA)] * 6 and finetune["lr_replay_start_epoch"] is None
     assert finetune["lr_trace_sha256"] == lr_trace_sha256(6, lambda s: trace[6 + s])
 
@@ -108,17 +113,16 @@ def test_runs_take_and_record_the_parents_lrs(make_cfg, monkeypatch) -> None:
 # -- weight rewinding --------------------------------------------------------------------------------------
 
 
-def record_start_states(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, torch.Tensor]]:
-    """The model state (weights, buffers, masks) at the first fine-tuning step of every run, in order."""
-    real, states = run_module.train_epoch, []
+class StartStates(Callback):
+    """The model state (weights, buffers, masks) as fine-tuning starts, of every run it is given to, in
+    order."""
 
-    def spy(*args, **kwargs):
-        if args[8] is not None and args[4] == 0:  # fine-tuning epoch 0, before its first step
-            states.append({k: v.detach().clone() for k, v in args[0].state_dict().items()})
-        return real(*args, **kwargs)
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
 
-    monkeypatch.setattr(run_module, "train_epoch", spy)
-    return states
+    def on_epoch_start(self, epoch: int, ctx: RunContext) -> None:
+        if epoch == 0:
+            self.states.append({k: v.detach().clone() for k, v in ctx.model.state_dict().items()})
 
 
 def stored_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,12 +147,14 @@ def cached_entry(tmp_path: Path, summary: dict[str, Any]) -> Path:
 
 @pytest.mark.parametrize("k", [0, 1])
 def test_weight_rewinding_restores_epoch_k_weights_on_the_trained_parents_mask(
-    make_cfg, tmp_path, monkeypatch, k: int
+    make_cfg, tmp_path, k: int
 ) -> None:
-    states = record_start_states(monkeypatch)
-    plain = run(make_cfg("method=one_shot", *REWIND, run_dir="one_shot"))  # the mask of the trained parent
-    rewound = run(
-        make_cfg("method=one_shot", *REWIND, f"parent.rewind_epoch={k}", "lr=lr_rewind", run_dir="rw")
+    start = StartStates()
+    states = start.states
+    plain = run(make_cfg("method=one_shot", *REWIND, run_dir="one_shot"), callbacks=[start])  # the mask of
+    rewound = run(  # the trained parent, then the rewound run's
+        make_cfg("method=one_shot", *REWIND, f"parent.rewind_epoch={k}", "lr=lr_rewind", run_dir="rw"),
+        callbacks=[start],
     )
     entry = cached_entry(tmp_path, rewound)
     epoch_k = torch.load(entry / epoch_file(k), weights_only=True)
@@ -169,9 +175,10 @@ def test_weight_rewinding_restores_epoch_k_weights_on_the_trained_parents_mask(
     assert rewound["sparsity"] == pytest.approx(0.8, abs=1e-3)
 
 
-def test_weight_rewinding_keeps_annealings_stochastic_masks_working(make_cfg, tmp_path, monkeypatch) -> None:
-    states = record_start_states(monkeypatch)
-    run(make_cfg("method=one_shot", *REWIND, run_dir="one_shot"))
+def test_weight_rewinding_keeps_annealings_stochastic_masks_working(make_cfg, tmp_path) -> None:
+    start = StartStates()
+    states = start.states
+    run(make_cfg("method=one_shot", *REWIND, run_dir="one_shot"), callbacks=[start])
     summary = run(
         make_cfg(
             "method=temperature_annealing",
@@ -180,7 +187,8 @@ def test_weight_rewinding_keeps_annealings_stochastic_masks_working(make_cfg, tm
             "parent.rewind_epoch=1",
             "lr=lr_rewind",
             run_dir="ta",
-        )
+        ),
+        callbacks=[start],
     )
     epoch_1 = torch.load(cached_entry(tmp_path, summary) / epoch_file(1), weights_only=True)
     restored = stored_weights(states[1])
@@ -195,13 +203,15 @@ def test_weight_rewinding_keeps_annealings_stochastic_masks_working(make_cfg, tm
 
 
 def count_parent_trainings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    real, calls = run_module.fit, []
+    """Calls of ``parent.fit``, the one function that trains a dense parent (a run's callbacks start after
+    the parent: they cannot see it)."""
+    real, calls = parent_module.fit, []
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "fit", counting)
+    monkeypatch.setattr(parent_module, "fit", counting)
     return calls
 
 
@@ -259,22 +269,25 @@ def test_a_missing_epoch_checkpoint_trains_the_parent_again_once(make_cfg, tmp_p
 
 
 def test_a_retrained_parent_that_differs_is_reported_and_the_cached_one_used(
-    make_cfg, tmp_path, monkeypatch, caplog
+    make_cfg, tmp_path, caplog
 ) -> None:
     """As on a nondeterministic device: the cached parent.pt no longer equals what training gives."""
     from ssa_experiments.training.parent import file_sha256
 
-    states = record_start_states(monkeypatch)
-    first = run(make_cfg("method=dense", *REWIND, run_dir="a"))
+    start = StartStates()
+    states = start.states
+    first = run(make_cfg("method=dense", *REWIND, run_dir="a"), callbacks=[start])
     entry = cached_entry(tmp_path, first)
     weights = torch.load(entry / "parent.pt", weights_only=True)
     weights = {k: v.flip(0) if v.dim() > 1 else v for k, v in weights.items()}  # another mask, same norms
     torch.save(weights, entry / "parent.pt")
     meta = json.loads((entry / "meta.json").read_text())
     (entry / "meta.json").write_text(json.dumps({**meta, "sha256": file_sha256(entry / "parent.pt")}))
-    run(make_cfg("method=one_shot", *REWIND, run_dir="b"))  # one-shot's mask of the cached parent
-    with caplog.at_level(logging.WARNING):
-        rewound = run(make_cfg("method=one_shot", *REWIND, "parent.rewind_epoch=1", run_dir="c"))
+    run(make_cfg("method=one_shot", *REWIND, run_dir="b"), callbacks=[start])  # one-shot's mask of the
+    with caplog.at_level(logging.WARNING):  # cached parent
+        rewound = run(
+            make_cfg("method=one_shot", *REWIND, "parent.rewind_epoch=1", run_dir="c"), callbacks=[start]
+        )
     assert [r for r in caplog.records if "differ from the cached" in r.getMessage()]
     assert rewound["parent"]["retrained_for_epochs"] == [1]
     # the rewound run's mask is one-shot's on the cached parent, not on the retrained one

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import kill_in_epoch
+from helpers import killed_run
 
 from ssa_experiments.store.files import read_metrics, read_summary
 from ssa_experiments.training.run import run
@@ -98,18 +98,15 @@ def test_parent_path_brings_your_own_checkpoint(make_cfg, tmp_path: Path) -> Non
     assert summary["parent"]["test_acc"] == first["parent"]["test_acc"]
 
 
-def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:
+def test_killed_run_resumes_from_checkpoint(make_cfg, tmp_path: Path) -> None:
     overrides = ("method=temperature_annealing", "method.anneal_epochs=2", "train.finetune_epochs=4")
     reference = run(make_cfg(*overrides, run_dir="reference"))
 
-    kill_in_epoch(monkeypatch, 3)  # dies in fine-tuning epoch 3 of 4
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides, run_dir="killed"))
+    killed_run(make_cfg(*overrides, run_dir="killed"), 3)  # dies in fine-tuning epoch 3 of 4
     killed = tmp_path / "killed"
     assert (killed / "checkpoint.pt").exists() and not (killed / "summary.json").exists()
     assert len(read_metrics(killed)) == 2
 
-    monkeypatch.undo()
     resumed = run(make_cfg(*overrides, run_dir="killed"))
     assert [r["epoch"] for r in read_metrics(killed)] == [1, 2, 3, 4]
     assert resumed["test_acc"] == reference["test_acc"]  # bit-identical continuation on CPU

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import kill_in_epoch
+from helpers import killed_run
 
 from ssa_experiments.store.files import flatten, read_metrics
 from ssa_experiments.training.run import run
@@ -58,12 +58,9 @@ def test_two_runs_in_one_process_stay_separate(make_cfg, tmp_path) -> None:
     assert read_history(ob)[-1]["sparsity"] == pytest.approx(b["sparsity"])
 
 
-def test_resumed_run_is_one_wandb_run(make_cfg, tmp_path, monkeypatch) -> None:
+def test_resumed_run_is_one_wandb_run(make_cfg, tmp_path) -> None:
     overrides = ("method=iterative", "method.anneal_epochs=1", *WANDB)
-    kill_in_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*overrides))
-    monkeypatch.undo()
+    killed_run(make_cfg(*overrides), 2)
     summary = run(make_cfg(*overrides))
     sessions = offline_runs(tmp_path / "run")  # offline-run-<date>_<time>-<id>[-<n>]
     assert len(sessions) == 2
