@@ -1,7 +1,7 @@
 """What makes a run an ensemble member (``ensemble.member`` set; README, "Ensembles"), beyond its mask.
 
-A member is an ordinary run: ``run.py`` asks here for its seeds' config and its target scorer, and its callback
-(``outputs.py``), once it has completed, for the outputs the combiner
+A member is an ordinary run: ``run.py`` asks here for its seeds' config and its target scorer, and its
+callback (``outputs.py``), once it has completed, for the outputs the combiner
 (``python -m ssa_experiments.cli.ensemble``) reads without retraining:
 
     logits.pt   torch.save of

@@ -214,9 +214,7 @@ def set_up_finetuning(
     method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_scorer(cfg))
     method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
     parent.rewind(model)
-    optimizer = make_optimizer(
-        model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params()
-    )
+    optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params())
     method.bind_optimizer(optimizer)
     params, prunable = count_params(model), method.report()["prunable_params"]
     log.info(
