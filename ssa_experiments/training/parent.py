@@ -37,7 +37,8 @@ from ssa_experiments.config.identity import (
     schedule_identity,
 )
 from ssa_experiments.pruning.masking import Mask
-from ssa_experiments.store.files import atomic_torch_save, atomic_write_json, file_sha256
+from ssa_experiments.repro.provenance import file_sha256
+from ssa_experiments.store.files import atomic_torch_save, atomic_write_json
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # an entry's layout; a change to what a parent computes bumps provenance.COMPUTE_VERSION

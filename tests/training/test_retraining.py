@@ -262,7 +262,7 @@ def test_a_retrained_parent_that_differs_is_reported_and_the_cached_one_used(
     make_cfg, tmp_path, monkeypatch, caplog
 ) -> None:
     """As on a nondeterministic device: the cached parent.pt no longer equals what training gives."""
-    from ssa_experiments.training.parent import file_sha256
+    from ssa_experiments.repro.provenance import file_sha256
 
     states = record_start_states(monkeypatch)
     first = run(make_cfg("method=dense", *REWIND, run_dir="a"))
