@@ -35,6 +35,9 @@ FAST = [
     "train.batch_size=64",
     "device=cpu",
 ]
+# The gradual methods, spelled out here rather than read from config.methods: a method dropped from that
+# table must fail the tests that run every one of these.
+GRADUAL = ("iterative", "random_annealing", "temperature_annealing")
 
 
 def kill_in_epoch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:

@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import compose_config
 
 from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import ConfigError, ParentConfig, ScheduleConfig
 from ssa_experiments.config.validate import validate
 from ssa_experiments.training import run as run_module
 from ssa_experiments.training.lr import lr_at, lr_replay_start, retraining_lr
-from ssa_experiments.training.parent import epoch_file, parent_key
+from ssa_experiments.training.parent import epoch_file
 from ssa_experiments.training.run import lr_trace_sha256, run
 
 SWA = ScheduleConfig(name="parent_swa_style", lr=0.1, decay_start=0.5, decay_end=0.9, final_ratio=0.01)
@@ -284,12 +283,6 @@ def test_a_retrained_parent_that_differs_is_reported_and_the_cached_one_used(
 
 
 # -- config: keys, identity, bad inputs ---------------------------------------------------------------------
-
-
-def test_parent_key_ignores_save_and_rewind_epochs() -> None:
-    base = parent_key(compose_config([]))
-    assert parent_key(compose_config(["parent.save_epochs=[0,5,10]"])) == base
-    assert parent_key(compose_config(["parent.rewind_epoch=3"])) == base
 
 
 def test_run_identity_has_what_changes_a_run(make_cfg) -> None:
