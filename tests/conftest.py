@@ -3,11 +3,12 @@ run computes), W&B offline, the schema registered with Hydra, the ``make_cfg`` f
 tests share beyond fixtures is in ``helpers.py``.
 
 Tiers (markers, registered in pyproject.toml) are derived here from what a test does, so that a new test
-lands in the right one without anyone remembering to mark it: ``slow`` stays explicit (subprocess sweeps);
-``slurm`` is every test on the local cluster (the ``cluster`` fixture); of the rest, ``integration`` is a
-test whose code, or the code of a helper or fixture of tests/ it uses, refers to ``run`` or ``subprocess``
-(a training run in-process, or the CLI in a process), and ``unit`` is everything else. ``cuda`` is explicit,
-and skipped with a reason where torch sees no GPU."""
+lands in the right one without anyone remembering to mark it. A test "refers to" a name where its code, or
+the code of a helper or fixture of tests/ that it uses, does. ``slow`` is the package run in another process
+(marked by hand on sweeps, derived for any test that refers to ``subprocess``: a process that imports torch
+costs seconds); ``slurm`` is every test on the local cluster (the ``cluster`` fixture); of the rest,
+``integration`` is a test that refers to ``run`` (a training run, in-process) and ``unit`` everything else.
+``cuda`` is marked by hand, and skipped with a reason where torch sees no GPU."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 TESTS = str(Path(__file__).resolve().parent)
-RUNS = frozenset({"run", "subprocess", "Popen"})  # names a test that runs something refers to
+PROCESSES = frozenset({"subprocess", "Popen"})
 CLUSTER_FIXTURES = frozenset({"cluster"})  # tests/sweeps/test_slurm.py: the local SLURM cluster
 
 
@@ -56,26 +57,28 @@ def names(code: CodeType) -> Iterator[str]:
             yield from names(const)
 
 
-def runs_something(fn: object, seen: set[int]) -> bool:
-    """Whether ``fn``, or a function of tests/ it calls (helpers, module-level helpers), refers to RUNS."""
+def refers(fn: object, wanted: frozenset[str], seen: set[int]) -> bool:
+    """Whether ``fn``, or a function of tests/ it calls (helpers, module-level helpers), refers to one of
+    ``wanted``."""
     code = getattr(fn, "__code__", None)
     if code is None or not code.co_filename.startswith(TESTS) or id(fn) in seen:
         return False
     seen.add(id(fn))
     refs = set(names(code))
-    return bool(refs & RUNS) or any(runs_something(fn.__globals__.get(n), seen) for n in refs)
+    return bool(refs & wanted) or any(refers(fn.__globals__.get(n), wanted, seen) for n in refs)
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     gpu = None
     for item in items:
+        code = [item.obj, *(d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs)]
         if CLUSTER_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slurm)
+        if not any(item.iter_markers("slow")) and any(refers(fn, PROCESSES, set()) for fn in code):
+            item.add_marker(pytest.mark.slow)
         if not any(item.iter_markers("slow")) and not any(item.iter_markers("slurm")):
-            fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
-            seen: set[int] = set()
-            ran = any(runs_something(fn, seen) for fn in [item.obj, *fixtures])
+            ran = any(refers(fn, frozenset({"run"}), set()) for fn in code)
             item.add_marker(pytest.mark.integration if ran else pytest.mark.unit)
         if any(item.iter_markers("cuda")):
             if gpu is None:

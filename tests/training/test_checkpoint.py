@@ -115,3 +115,25 @@ def test_a_torn_or_foreign_checkpoint_is_a_damaged_file_naming_it(tmp_path: Path
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(DamagedFile, match="holds a list, not a checkpoint"):
         load_checkpoint(tmp_path / "list.pt", IDENTITY, CPU)
+
+
+@pytest.mark.cuda
+def test_a_cuda_run_keeps_its_rng_states_on_the_cpu_and_resumes(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    overrides = (
+        "method=temperature_annealing",
+        "method.anneal_epochs=2",
+        "train.finetune_epochs=3",
+        "device=cuda",
+    )
+    kill_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(*overrides))
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ckpt["device_type"] == "cuda"
+    states = [ckpt["method"]["generator"], ckpt["rng"]["torch"], *ckpt["rng"]["cuda"]]
+    assert all(s.device.type == "cpu" and s.dtype == torch.uint8 for s in states)
+    monkeypatch.undo()
+    assert run(make_cfg(*overrides))["status"] == "completed"
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
