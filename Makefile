@@ -46,8 +46,8 @@ study: install  ## where annealing helps: the MNIST-1D study (~30 min on 2 free 
 test: install  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q
 
-test-fast: install  ## the tests without the subprocess end-to-end sweeps
-	$(PY) -m pytest -q -m "not slow"
+test-fast: install  ## unit + in-process integration tests (no subprocess, no SLURM): under 2 min on 2 cores
+	$(PY) -m pytest -q -m "unit or integration"
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

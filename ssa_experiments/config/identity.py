@@ -18,8 +18,7 @@ from omegaconf import DictConfig
 from ssa_experiments.config.methods import METHOD_KEY_DEFAULTS, METHOD_KEYS
 from ssa_experiments.config.renamed import historical
 from ssa_experiments.config.schema import SIGNAL_DATA_SETS, Config, to_container
-from ssa_experiments.repro.provenance import COMPUTE_VERSION
-from ssa_experiments.store.files import file_sha256
+from ssa_experiments.repro.provenance import COMPUTE_VERSION, file_sha256
 
 # Where a run executes, reads from, logs or is stored, what it saves, how it is tuned: not what it computes.
 # The device and the train.* keys of precision are replaced by what they do (``compute_identity``).

@@ -288,6 +288,9 @@ SIGNAL_ARCHS = ("cnn1d",)
 
 
 ENSEMBLE_MASKS = ("anti_random", "random", "magnitude_random")
+# the choices of ensemble.corruptions and ensemble.severities (their parameters: data/corruptions.py)
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "gaussian_blur", "contrast")
+SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -24,11 +24,13 @@ from ssa_experiments.config.methods import (
 )
 from ssa_experiments.config.schema import (
     ARCHS,
+    CORRUPTIONS,
     DATA_SETS,
     ENSEMBLE_MASKS,
     LR_SCHEDULES,
     OBJECTIVES,
     PARENT_DERIVED_SCHEDULES,
+    SEVERITIES,
     SIGNAL_ARCHS,
     SIGNAL_DATA_SETS,
     Config,
@@ -122,8 +124,6 @@ def validate_ensemble(cfg: DictConfig | Config) -> None:
             "ensemble.independent_parents",
             "each member trains its own parent from a derived seed, parent.path brings one: unset one",
         )
-    from ssa_experiments.data.corruptions import CORRUPTIONS, SEVERITIES  # torch: imported when needed only
-
     for name in e.corruptions:
         _choice(name, CORRUPTIONS, "ensemble.corruptions")
     bad = [s for s in e.severities if s not in SEVERITIES]

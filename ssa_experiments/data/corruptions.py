@@ -32,17 +32,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ssa_experiments.config.schema import CORRUPTIONS, SEVERITIES
 from ssa_experiments.store.files import atomic_torch_save
 
-# Hendrycks' make_cifar_c.py parameters, severity 1..5.
+# Hendrycks' make_cifar_c.py parameters, severity 1..5, for every one of CORRUPTIONS (the config's choices).
 PARAMETERS: dict[str, tuple[float, ...]] = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
     "shot_noise": (500.0, 250.0, 100.0, 75.0, 50.0),
     "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),
     "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
 }
-CORRUPTIONS = tuple(PARAMETERS)
-SEVERITIES = (1, 2, 3, 4, 5)
 CHUNK = 1024  # samples per generator seed: bounded memory, results independent of the test set's size
 VERSION = 1  # bump when any corruption changes, so cached copies are not reused
 

@@ -11,6 +11,7 @@ are renewed (``python scripts/renew_golden.py``) in the same commit.
 from __future__ import annotations
 
 import functools
+import hashlib
 import platform
 import subprocess
 from importlib import metadata
@@ -85,3 +86,13 @@ def software_and_machine(numerics_mode: str | None) -> dict[str, Any]:
         "machine": platform.machine(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's content digest: what a brought or cached parent is identified and checked by, wherever it
+    lies."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -14,7 +14,6 @@ interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -43,14 +42,6 @@ class DamagedFile(ValueError):
         super().__init__(f"{path} is damaged: {reason}")
         self.path = Path(path)
         self.reason = reason
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import compose_config
+from helpers import GRADUAL, compose_config
 from hydra.errors import ConfigCompositionException
 
 from ssa_experiments.config.schema import ConfigError
@@ -109,3 +109,12 @@ def test_cli_bad_input_one_line_exit_code_no_results(tmp_path: Path, args: list[
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
     assert not (run_dir / "run").exists() and not (run_dir / "summary.json").exists()
     assert not (tmp_path / "outputs" / "store").exists()
+
+
+@pytest.mark.parametrize("method", GRADUAL)
+def test_anneal_epochs_equal_to_finetune_epochs_is_refused(method: str) -> None:
+    cfg = compose_config([f"method={method}", "method.anneal_epochs=10", "train.finetune_epochs=10"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert info.value.field_name == "method.anneal_epochs"
+    validate(compose_config([f"method={method}", "method.anneal_epochs=9", "train.finetune_epochs=10"]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssa_experiments.config.schema import CORRUPTIONS, SEVERITIES
 from ssa_experiments.data import corruptions as cc
 
 
@@ -29,6 +30,12 @@ def signals(n: int = 64, length: int = 40) -> torch.Tensor:
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a.float() - b.float()) ** 2).mean())
+
+
+def test_every_corruption_the_config_offers_has_a_parameter_per_severity() -> None:
+    """The choices live in the config (validated without torch), the parameters here: the two must agree."""
+    assert tuple(cc.PARAMETERS) == CORRUPTIONS
+    assert {len(values) for values in cc.PARAMETERS.values()} == {len(SEVERITIES)}
 
 
 @pytest.mark.parametrize("make", [images, lambda: images(c=1, size=8), signals], ids=["rgb", "gray8", "1d"])

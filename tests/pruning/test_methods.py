@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from helpers import compose_config
 from torch import nn
 
 from ssa_experiments.config.methods import REGISTRY, MethodSpec
@@ -297,3 +298,82 @@ def test_every_declared_target_is_a_method_of_that_name(spec: MethodSpec) -> Non
     """The factory runs the class a declaration names: a typo in ``target`` would fail only at run time."""
     cls = method_class(spec.name)
     assert issubclass(cls, PruningMethod) and cls.name == spec.name
+
+
+def test_method_state_loads_whatever_device_the_tensors_were_mapped_to() -> None:
+    """The old run loaded checkpoints with map_location=device, moving the generator state off the CPU."""
+    a = make_method(MethodConfig(name="temperature_annealing", anneal_epochs=2), PruningConfig(), 0.5, 0)
+    a.start(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)))
+    state = a.state_dict()
+    assert state["generator"].device.type == "cpu" and state["generator_device"] == "cpu"
+    a.load_state_dict({**state, "generator": state["generator"].clone()})
+    with pytest.raises(ValueError, match="generator ran on cuda"):
+        a.load_state_dict({**state, "generator_device": "cuda"})
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize("name", ["iterative", "temperature_annealing"])
+def test_pruned_weights_stay_zero_under_the_default_optimizer(name: str, optimizer: str) -> None:
+    cfg = compose_config([f"method={name}", "method.anneal_epochs=1", f"optimizer.name={optimizer}"])
+    net = _mlp()
+    m = make_method(cfg.method, cfg.pruning, 0.7, 0)
+    m.start(net)
+    opt = make_optimizer(net.parameters(), cfg.optimizer, 0.1, m.self_decayed_params())
+    m.bind_optimizer(opt)
+    x, y = torch.randn(32, 20), torch.randint(0, 4, (32,))
+
+    def steps(epoch: int, n: int) -> None:
+        for step in range(n):
+            m.before_step(epoch, step, n)
+            opt.zero_grad()
+            nn.functional.cross_entropy(net.train()(x), y).backward()
+            m.before_optimizer_step(0.1)
+            opt.step()
+
+    m.begin_epoch(0, 5)
+    steps(0, 5)  # momentum builds up on weights the final mask will remove
+    m.begin_epoch(1, 5)  # the target becomes final
+    steps(1, 5)
+    for n, mod in m.modules.items():
+        removed = ~m.masks[n].eval_mask
+        assert bool(removed.any())
+        assert bool((dense_weight(mod)[removed] == 0).all()), n
+        for value in opt.state[dense_weight(mod)].values():
+            if value.shape == removed.shape:
+                assert bool((value[removed] == 0).all()), n
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_decay_of_sampled_out_weights_is_a_config_choice(optimizer: str) -> None:
+    results = {}
+    for decay in (True, False):
+        cfg = compose_config([
+            "method=temperature_annealing", "method.anneal_epochs=3", "method.initial_temperature=0.5",
+            f"method.decay_sampled_out={decay}", f"optimizer.name={optimizer}", "optimizer.weight_decay=0.1",
+        ])  # fmt: skip
+        net = _mlp()
+        m = make_method(cfg.method, cfg.pruning, 0.7, 0)
+        m.start(net)
+        opt = make_optimizer(net.parameters(), cfg.optimizer, 0.1, m.self_decayed_params())
+        m.bind_optimizer(opt)
+        m.begin_epoch(0, 1)
+        m.before_step(0, 0, 1)
+        before = {n: dense_weight(mod).detach().clone() for n, mod in m.modules.items()}
+        opt.zero_grad()
+        net.train()(torch.randn(8, 20)).sum().backward()
+        m.before_optimizer_step(0.1)
+        opt.step()  # the first step: no momentum yet, so only decay can move a sampled-out weight
+        out = {n: m.masks[n].train_mask == 0 for n in m.masks}
+        results[decay] = all(
+            torch.equal(dense_weight(mod)[out[n]], before[n][out[n]]) for n, mod in m.modules.items()
+        )
+        sampled_in_moved = all(
+            not torch.equal(dense_weight(mod)[~out[n]], before[n][~out[n]]) for n, mod in m.modules.items()
+        )
+        assert sampled_in_moved
+    assert results == {True: False, False: True}  # decayed by default, untouched with the option off

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import compose_config
 
 from ssa_experiments.config.identity import run_identity
 from ssa_experiments.config.schema import ConfigError, LrConfig, ParentConfig
@@ -22,7 +21,7 @@ from ssa_experiments.config.validate import validate
 from ssa_experiments.training import parent as parent_module
 from ssa_experiments.training.callbacks import Callback, RunContext
 from ssa_experiments.training.lr import lr_at, lr_replay_start, retraining_lr
-from ssa_experiments.training.parent import epoch_file, parent_key
+from ssa_experiments.training.parent import epoch_file
 from ssa_experiments.training.run import run
 from ssa_experiments.training.summary import lr_trace_sha256
 
@@ -272,7 +271,7 @@ def test_a_retrained_parent_that_differs_is_reported_and_the_cached_one_used(
     make_cfg, tmp_path, caplog
 ) -> None:
     """As on a nondeterministic device: the cached parent.pt no longer equals what training gives."""
-    from ssa_experiments.training.parent import file_sha256
+    from ssa_experiments.repro.provenance import file_sha256
 
     start = StartStates()
     states = start.states
@@ -297,12 +296,6 @@ def test_a_retrained_parent_that_differs_is_reported_and_the_cached_one_used(
 
 
 # -- config: keys, identity, bad inputs ---------------------------------------------------------------------
-
-
-def test_parent_key_ignores_save_and_rewind_epochs() -> None:
-    base = parent_key(compose_config([]))
-    assert parent_key(compose_config(["parent.save_epochs=[0,5,10]"])) == base
-    assert parent_key(compose_config(["parent.rewind_epoch=3"])) == base
 
 
 def test_run_identity_has_what_changes_a_run(make_cfg) -> None:
