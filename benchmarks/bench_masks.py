@@ -33,10 +33,10 @@ GPU; a ratio measured on CPU does not prove them there (different kernels, a dif
 uniforms serially from MT19937, CUDA from Philox in parallel; launch-bound costs instead of compute-bound).
 
     .venv/bin/python benchmarks/bench_masks.py            # ResNet-18, batch 128: ~3-4 min on 2 CPU cores
-    .venv/bin/python benchmarks/bench_masks.py --rounds 5 --small-rounds 15 --warmup 1   # ~1.5 min: fewer rounds
+    .venv/bin/python benchmarks/bench_masks.py --rounds 5 --small-rounds 15 --warmup 1  # ~1.5 min
     .venv/bin/python benchmarks/bench_masks.py --model small_cnn --rounds 200
-    .venv/bin/python benchmarks/bench_masks.py --model wide_resnet --device cuda --json masks.json  # WRN-28-10
-    .venv/bin/python benchmarks/bench_masks.py --quick    # seconds: a tiny CNN, 2 rounds; checks the script runs
+    .venv/bin/python benchmarks/bench_masks.py --model wide_resnet --device cuda --json m.json  # WRN-28-10
+    .venv/bin/python benchmarks/bench_masks.py --quick    # a smoke check in seconds: a tiny CNN
 
 On CUDA each method also reports images/s (batch / median step) and its peak GPU memory (the most allocated
 during its own steps; all four models stay resident, so the peaks share their weights).

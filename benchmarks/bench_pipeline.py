@@ -10,8 +10,7 @@ since ``TorchBatches`` builds a fresh (non-persistent) DataLoader every epoch, a
 
     .venv/bin/python benchmarks/bench_pipeline.py                  # one full epoch (390 batches) each
     .venv/bin/python benchmarks/bench_pipeline.py --max-batches 60 # under a minute on 2 CPU cores
-    .venv/bin/python benchmarks/bench_pipeline.py --quick          # seconds: 2,048 images, 4 batches each;
-                                                                   # checks the script runs (ratio not meaningful)
+    .venv/bin/python benchmarks/bench_pipeline.py --quick          # a smoke check in seconds
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ def main() -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--repeats", type=int, default=1, help="timed passes per pipeline; the best is reported")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="a smoke check in seconds: 2,048 images, 4 + 1 batches")
+    p.add_argument("--quick", action="store_true", help="a smoke check in seconds: 2,048 images, 4 batches")
     p.add_argument("--json", type=Path, help="also write the results here (scripts/gpu_check.py reads them)")
     args = p.parse_args()
     if args.quick:

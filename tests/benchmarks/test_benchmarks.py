@@ -1,7 +1,7 @@
 """The benchmark scripts keep working: each runs whole in its seconds-long ``--quick`` mode and exits 0.
 
-``make bench`` prints the ratios and judges them; here only that the scripts run (a ratio from a few steps on a
-busy CI machine means nothing), so a script that breaks fails CI instead of the next ``make bench``.
+``make bench`` prints the ratios and judges them; here only that the scripts run (a ratio from a few steps
+on a busy CI machine means nothing), so a script that breaks fails CI, not the next ``make bench``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-# Every script under benchmarks/ and the test that runs it in --quick mode (machine.py is their shared module).
+# Every file under benchmarks/ and the test that runs it in --quick mode (machine.py: their shared module).
 COVERED = {
     "bench_loop.py": "owned by bench_loop's own --quick",
     "bench_masks.py": "test_bench_masks_quick_runs_every_method",
@@ -42,7 +42,8 @@ def test_bench_masks_quick_runs_every_method(tmp_path: Path) -> None:
     done = bench("bench_masks.py", "--quick", "--json", str(tmp_path / "masks.json"))
     assert "RATIO stochastic/dense" in done.stdout and "ESTIMATE (additive, low-noise)" in done.stdout
     results = json.loads((tmp_path / "masks.json").read_text())
-    assert set(results["ratio_to_dense"]) == {"dense", "one_shot", "temperature_annealing", "random_annealing"}
+    methods = {"dense", "one_shot", "temperature_annealing", "random_annealing"}
+    assert set(results["ratio_to_dense"]) == methods
     assert set(results["estimate_low_noise"]) == set(results["ratio_to_dense"])
 
 
