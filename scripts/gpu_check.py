@@ -210,10 +210,11 @@ def check(out: Path) -> int:
             left = deadline - time.perf_counter()
             outcome = Outcome("skipped") if left < 5 else run_item(item, out, log, min(item.budget_s, left))
             summary["items"][item.name] = {"what": item.what, "budget_s": item.budget_s, **vars(outcome)}
+            # after every item: a check cut short still leaves what it measured
+            (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             print(
                 f"{item.name:<18}{outcome.status:>8}{outcome.wall_s:>8.1f} s  " + " | ".join(outcome.results)
             )
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     failed = [n for n, r in summary["items"].items() if r["status"] != "passed"]
     print(f"gpu-check: {len(summary['items']) - len(failed)}/{len(summary['items'])} items passed; {out}")
     return 1 if failed else 0

@@ -53,3 +53,11 @@ def test_an_item_records_its_result_lines_and_a_timeout(tmp_path: Path) -> None:
     assert (ok.status, ok.returncode, ok.results) == ("passed", 0, ["RATIO a/b: 1.01"])
     assert late.status == "timeout" and late.returncode is None and late.wall_s < 10
     assert "===== slow" in (tmp_path / "log").read_text()
+
+
+def test_without_a_gpu_the_check_refuses_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert gpu_check().check(tmp_path / "out") == 2
+    assert "--dry-run" in capsys.readouterr().out and not (tmp_path / "out").exists()
