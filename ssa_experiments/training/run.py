@@ -52,6 +52,7 @@ from ssa_experiments.store.files import (
     set_aside,
 )
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from ssa_experiments.training.compile import compiled
 from ssa_experiments.training.devices import pick_device
 from ssa_experiments.training.loop import Precision, evaluate, recalibrated, steps_per_epoch, train_epoch
 from ssa_experiments.training.lr import LrFn, lr_at, lr_replay_start, retraining_lr
@@ -221,6 +222,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         data, cfg.data.pipeline, cfg.train.batch_size, device, init_seed, cfg.data.num_workers
     )
     model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
+    model = compiled(model, cfg.train.compile)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Layers the masks cannot act on are refused here, before the parent is trained.
