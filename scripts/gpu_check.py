@@ -10,7 +10,8 @@ on a machine with the registry: ``pip download -d wheels '.[dev]'`` (torch's CUD
 wheel); there: ``python -m venv .venv && .venv/bin/pip install --no-index --find-links wheels -e '.[dev]'``,
 then ``make gpu-check`` (or ``.venv/bin/python scripts/gpu_check.py``).
 
-Items, each a subprocess killed at its time budget (``ITEMS``; 450 s in all, plus writing the data):
+Items, each a subprocess killed at its time budget (``items``; 470 s in all, plus writing the data; the
+check stops at 480 s):
 
     cuda-tests            pytest -m cuda tests/gpu: rerun equality, resume mid-annealing, bf16 autocast and
                           channels-last applied and recorded, the device pipeline's batches equal the CPU's,
@@ -20,6 +21,10 @@ Items, each a subprocess killed at its time budget (``ITEMS``; 450 s in all, plu
                           images/s and peak GPU memory per method
     pipeline              benchmarks/bench_pipeline.py: device pipeline / DataLoader (goal >= 3x), one epoch
     loop                  benchmarks/bench_loop.py: our loop / a minimal loop (goal >= 0.97), ResNet-18
+    compile               benchmarks/bench_compile.py: fine-tuning epoch time with train.compile=true / eager,
+                          ResNet-18 at batch 128 through run() (annealing masks), compile time
+    runs-per-device       benchmarks/bench_runs_per_device.py: runs per hour of a small study_cpu run with
+                          k = 1, 4, 8 runs sharing the GPU (train.runs_per_device) vs the CPU, 2 workers
     preset-<name>         one run of each paper-scale preset (fig1, fig2, table1, table2, baselines) for a
                           few steps, on random data in the real CIFAR-10/100 files (tests/fixtures_data.py)
 
@@ -102,27 +107,35 @@ def items(out: Path, work: Path) -> list[Item]:
     masks = ("--batch-size", "128", "--rounds", "10", "--steps-per-turn", "10", "--small-rounds", "20")
     return [
         Item(
-            "cuda-tests", 100,
+            "cuda-tests", 80,
             (sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests/gpu",
              f"--junitxml={out / 'pytest_cuda.xml'}"),
             what="the CUDA tests (tests/gpu/test_cuda.py)",
         ),
         Item(
-            "masks-resnet18", 60, bench("bench_masks.py", "--model", "resnet18", *masks, "--json",
+            "masks-resnet18", 45, bench("bench_masks.py", "--model", "resnet18", *masks, "--json",
                                         str(out / "bench_masks_resnet18.json")),
             "bench_masks_resnet18.json", "SSA step / dense, fixed mask / dense: ResNet-18, batch 128",
         ),
         Item(
-            "masks-wrn28_10", 75, bench("bench_masks.py", "--model", "wide_resnet", *masks, "--json",
+            "masks-wrn28_10", 60, bench("bench_masks.py", "--model", "wide_resnet", *masks, "--json",
                                         str(out / "bench_masks_wrn28_10.json")),
             "bench_masks_wrn28_10.json", "SSA step / dense, fixed mask / dense: WRN-28-10, batch 128",
         ),
         Item(
-            "pipeline", 30, bench("bench_pipeline.py", "--json", str(out / "bench_pipeline.json")),
+            "pipeline", 20, bench("bench_pipeline.py", "--json", str(out / "bench_pipeline.json")),
             "bench_pipeline.json", "on-device pipeline / DataLoader, one CIFAR-sized epoch",
         ),
-        Item("loop", 60, bench("bench_loop.py", "--repeats", "2"), what="our loop / minimal loop, ResNet-18"),
-        *(Item(f"preset-{p}", 25, preset_argv(p, work), what=f"experiment={p}, 2+2 epochs") for p in PRESETS),
+        Item("loop", 45, bench("bench_loop.py", "--repeats", "2"), what="our loop / minimal loop, ResNet-18"),
+        *(Item(f"preset-{p}", 18, preset_argv(p, work), what=f"experiment={p}, 2+2 epochs") for p in PRESETS),
+        Item(
+            "compile", 60, bench("bench_compile.py", "--json", str(out / "bench_compile.json")),
+            "bench_compile.json", "train.compile=true / eager fine-tuning epoch time, ResNet-18, batch 128",
+        ),
+        Item(
+            "runs-per-device", 70, bench("bench_runs_per_device.py", "--json", str(out / "bench_runs.json")),
+            "bench_runs.json", "runs/hour of a small study_cpu run, k = 1, 4, 8 per GPU vs the CPU",
+        ),
     ]  # fmt: skip
 
 

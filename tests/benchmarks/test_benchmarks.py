@@ -16,9 +16,11 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 # Every file under benchmarks/ and the test that runs it in --quick mode (machine.py: their shared module).
 COVERED = {
+    "bench_compile.py": "test_bench_compile_quick_times_eager_and_compiled",
     "bench_loop.py": "owned by bench_loop's own --quick",
     "bench_masks.py": "test_bench_masks_quick_runs_every_method",
     "bench_pipeline.py": "test_bench_pipeline_quick_times_both_pipelines",
+    "bench_runs_per_device.py": "test_bench_runs_per_device_quick_counts_runs_per_hour",
     "bench_sweep.py": "test_bench_sweep_quick_reads_its_runs_through_the_store",
     "machine.py": "a module, not a script",
 }
@@ -59,3 +61,19 @@ def test_bench_pipeline_quick_times_both_pipelines(tmp_path: Path) -> None:
 def test_bench_sweep_quick_reads_its_runs_through_the_store() -> None:
     done = bench("bench_sweep.py", "--quick", "--", "logger.progress=none", timeout=600)
     assert "RESULT parent trainings per seed: {0: 1, 1: 1} (goal: 1 each; met), runs 4" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_compile_quick_times_eager_and_compiled(tmp_path: Path) -> None:
+    done = bench("bench_compile.py", "--quick", "--json", str(tmp_path / "compile.json"))
+    assert "RATIO compiled/eager epoch time" in done.stdout
+    results = json.loads((tmp_path / "compile.json").read_text())
+    assert results["ratio_compiled_to_eager_epoch"] > 0
+    assert results["compiled"]["test_acc"] == results["eager"]["test_acc"]
+
+
+@pytest.mark.slow
+def test_bench_runs_per_device_quick_counts_runs_per_hour(tmp_path: Path) -> None:
+    done = bench("bench_runs_per_device.py", "--quick", "--json", str(tmp_path / "runs.json"))
+    assert "RESULT cpu: 2/2 runs" in done.stdout
+    assert json.loads((tmp_path / "runs.json").read_text())["settings"]["cpu"]["runs_per_hour"] > 0

@@ -28,7 +28,15 @@ def test_dry_run_lists_every_item_with_its_budget_and_finds_the_script_sound(tmp
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    names = ["cuda-tests", "masks-resnet18", "masks-wrn28_10", "pipeline", "loop"]
+    names = [
+        "cuda-tests",
+        "masks-resnet18",
+        "masks-wrn28_10",
+        "pipeline",
+        "loop",
+        "compile",
+        "runs-per-device",
+    ]
     for name in [*names, *(f"preset-{p}" for p in ("fig1", "fig2", "table1", "table2", "baselines"))]:
         assert any(line.startswith(name) and " s  " in line for line in done.stdout.splitlines()), name
     assert "pytest -m cuda collects" in done.stdout and "the script is sound" in done.stdout
