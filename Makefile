@@ -60,7 +60,7 @@ bench: install  ## benchmarks: print ratios against plain PyTorch (see README, P
 	$(PY) benchmarks/bench_sweep.py
 
 # ARGS (or GPU_CHECK_ARGS) go to the script: make gpu-check ARGS=--dry-run | ARGS="--out results/gpu/<card>"
-gpu-check: install  ## on one CUDA GPU, <= 8 min: CUDA tests, GPU benchmark ratios, each paper preset (scripts/gpu_check.py)
+gpu-check: install  ## on one CUDA GPU, <= 8 min: CUDA tests, GPU benchmark ratios, compile, runs per GPU, each paper preset (scripts/gpu_check.py)
 	$(PY) scripts/gpu_check.py $(ARGS) $(GPU_CHECK_ARGS)
 
 clean:  ## remove outputs and the parent cache (keeps .venv)
