@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 # Python then writes the bytecode of what is imported on first use, even where the shell disables it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install quickstart figures study test test-fast lint bench clean
+.PHONY: help install quickstart figures study test test-fast lint bench gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ bench: install  ## benchmarks: print ratios against plain PyTorch (see README, P
 	$(PY) benchmarks/bench_masks.py
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_sweep.py
+
+# ARGS (or GPU_CHECK_ARGS) go to the script: make gpu-check ARGS=--dry-run | ARGS="--out results/gpu/<card>"
+gpu-check: install  ## on one CUDA GPU, <= 8 min: CUDA tests, GPU benchmark ratios, compile, runs per GPU, each paper preset (scripts/gpu_check.py)
+	$(PY) scripts/gpu_check.py $(ARGS) $(GPU_CHECK_ARGS)
 
 clean:  ## remove outputs and the parent cache (keeps .venv)
 	rm -rf outputs .cache

@@ -33,13 +33,19 @@ GPU; a ratio measured on CPU does not prove them there (different kernels, a dif
 uniforms serially from MT19937, CUDA from Philox in parallel; launch-bound costs instead of compute-bound).
 
     .venv/bin/python benchmarks/bench_masks.py            # ResNet-18, batch 128: ~3-4 min on 2 CPU cores
-    .venv/bin/python benchmarks/bench_masks.py --quick    # ~1.5 min on 2 CPU cores: fewer rounds
+    .venv/bin/python benchmarks/bench_masks.py --rounds 5 --small-rounds 15 --warmup 1  # ~1.5 min
     .venv/bin/python benchmarks/bench_masks.py --model small_cnn --rounds 200
+    .venv/bin/python benchmarks/bench_masks.py --model wide_resnet --device cuda --json m.json  # WRN-28-10
+    .venv/bin/python benchmarks/bench_masks.py --quick    # a smoke check in seconds: a tiny CNN
+
+On CUDA each method also reports images/s (batch / median step) and its peak GPU memory (the most allocated
+during its own steps; all four models stay resident, so the peaks share their weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -64,11 +70,14 @@ GOALS = {"one_shot": 1.02, "temperature_annealing": 1.03, "random_annealing": 1.
 STEPS_PER_EPOCH = 390  # CIFAR-10 at batch 128; only used for the (never reached) annealing progress
 
 
-def compose_cfg(method: str, model: str, batch_size: int, image_size: int, device: str) -> DictConfig:
+def compose_cfg(
+    method: str, model: str, batch_size: int, image_size: int, device: str, extra: tuple[str, ...] = ()
+) -> DictConfig:
     """The real config (conf/), as a user's overrides would make it; annealing never finalises."""
     overrides = [
         f"method={method}",
-        f"model={'resnet18' if model == 'resnet18' else 'small_cnn'}",
+        f"model={model}",
+        *extra,
         "data=synthetic",
         f"data.image_size={image_size}",
         "data.channels=3",
@@ -130,7 +139,7 @@ class Runner:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=("resnet18", "small_cnn"), default="resnet18")
+    p.add_argument("--model", choices=("resnet18", "wide_resnet", "small_cnn"), default="resnet18")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -143,19 +152,31 @@ def main() -> None:
     p.add_argument(
         "--small-rounds", type=int, default=0, help="rounds of that phase; 0: 40 (CPU), 100 (CUDA)"
     )
-    p.add_argument("--quick", action="store_true", help="5 + 15 timed rounds after 1 warm-up round each")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke check in seconds: small_cnn (width 8), batch 16, 16x16 images, 2 + 2 rounds; ratios "
+        "printed, not meaningful",
+    )
+    p.add_argument("--json", type=Path, help="also write the results here (scripts/gpu_check.py reads them)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    if args.quick:
+        args.model, args.batch_size, args.image_size = "small_cnn", 16, 16
+        args.rounds, args.small_rounds, args.small_batch, args.warmup = 2, 2, 4, 1
 
     device = pick_device(args.device)
     cuda = device.type == "cuda"
-    rounds = args.rounds or (5 if args.quick else (50 if cuda else 20))
-    small_rounds = args.small_rounds or (15 if args.quick else (100 if cuda else 40))
-    warmup = 1 if args.quick else args.warmup
-    per_turn = args.steps_per_turn or (20 if cuda else 1)
+    rounds = args.rounds or (50 if cuda else 20)
+    small_rounds = args.small_rounds or (100 if cuda else 40)
+    warmup = args.warmup
+    per_turn = args.steps_per_turn or (1 if args.quick or not cuda else 20)
 
     register_configs()
-    cfgs = {m: compose_cfg(m, args.model, args.batch_size, args.image_size, str(device)) for m in METHODS}
+    extra = ("model.width=8",) if args.quick else ()
+    cfgs = {
+        m: compose_cfg(m, args.model, args.batch_size, args.image_size, str(device), extra) for m in METHODS
+    }
     base = cfgs["dense"]
     precision = Precision.for_device(device, base.train.amp, base.train.channels_last)
     torch.manual_seed(args.seed)
@@ -175,7 +196,7 @@ def main() -> None:
     )
     print_memory(runners, n_prunable)
     started = time.perf_counter()
-    times, sample_times, per_round = interleave(runners, x, y, rounds, warmup, per_turn, verbose=True)
+    times, sample_times, per_round, peaks = interleave(runners, x, y, rounds, warmup, per_turn, verbose=True)
     dense = statistics.median(times["dense"])
     ratios = {m: statistics.median(times[m]) / dense for m in METHODS}
     paired = {m: statistics.median(rd[m] / rd["dense"] for rd in per_round) for m in METHODS}
@@ -198,6 +219,12 @@ def main() -> None:
             f"{f'[{ci[m][0]:.3f}, {ci[m][1]:.3f}]':>15}{paired[m]:>8.3f}"
             f"{'' if goal is None else f'<={goal}':>8}  {verdicts[m]}"
         )
+    images_per_s = {m: args.batch_size / statistics.median(times[m]) for m in METHODS}
+    if cuda:
+        print(
+            "images/s, peak GPU memory: "
+            + "; ".join(f"{m} {images_per_s[m]:,.0f}, {peaks[m] / 2**20:,.0f} MiB" for m in METHODS)
+        )
     sampling = statistics.median(sample_times["temperature_annealing"] + sample_times["random_annealing"])
     print(
         f"sampling (before_step, timed on its own): {1e3 * sampling:.1f} ms = "
@@ -210,15 +237,37 @@ def main() -> None:
         f"goal <= 1.03: {verdicts[stochastic]})  fixed/dense: {ratios['one_shot']:.3f} "
         f"(goal <= 1.02: {verdicts['one_shot']})  [{device.type}, {args.model}, batch {args.batch_size}]"
     )
-    if not args.small_batch:
-        return
+    results = {
+        "model": args.model,
+        "device": str(device),
+        "batch_size": args.batch_size,
+        "amp": precision.amp,
+        "channels_last": precision.channels_last,
+        "median_step_s": {m: statistics.median(times[m]) for m in METHODS},
+        "ratio_to_dense": ratios,
+        "ratio_ci95": ci,
+        "goals": GOALS,
+        "images_per_s": images_per_s,
+        "peak_memory_bytes": peaks if cuda else None,
+    }
+    if args.small_batch:
+        results["estimate_low_noise"] = low_noise(runners, x, y, args, small_rounds, warmup, per_turn, dense)
+    print(f"wall {time.perf_counter() - started:.0f} s; load avg (1 min) at the end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def low_noise(runners: list[Runner], x, y, args, small_rounds: int, warmup: int, per_turn: int, dense: float):
+    """The additive mask cost at a small batch, scaled to the main batch's dense step (module docstring)."""
 
     xs, ys = x[: args.small_batch], y[: args.small_batch]
     print(
         f"\nlow-noise phase: batch {args.small_batch}, {small_rounds} rounds (+{max(warmup, 2)} warm-up), "
         "same models"
     )
-    s_times, _, s_rounds = interleave(runners, xs, ys, small_rounds, max(warmup, 2), per_turn, verbose=False)
+    s_times, _, s_rounds, _ = interleave(
+        runners, xs, ys, small_rounds, max(warmup, 2), per_turn, verbose=False
+    )
     header = f"{'method':<24}{'median ms':>11}{'delta ms':>10}{'95% CI ms':>18}{'est. ratio':>12}{'goal':>8}"
     print(header)
     print("-" * len(header))
@@ -239,10 +288,10 @@ def main() -> None:
     print(
         f"ESTIMATE (additive, low-noise) stochastic/dense: {est[stochastic]:.3f} (goal <= 1.03: "
         f"{'met' if est[stochastic] <= 1.03 else 'MISSED'})  fixed/dense: {est['one_shot']:.3f} "
-        f"(goal <= 1.02: {'met' if est['one_shot'] <= 1.02 else 'MISSED'})  [{device.type}, {args.model}, "
-        f"batch {args.batch_size}; wall {time.perf_counter() - started:.0f} s; load avg (1 min) at the end "
-        f"{os.getloadavg()[0]:.2f}]"
+        f"(goal <= 1.02: {'met' if est['one_shot'] <= 1.02 else 'MISSED'})  [{x.device.type}, {args.model}, "
+        f"batch {args.batch_size}]"
     )
+    return est
 
 
 # The core's first layout (before issue 11), per prunable weight, for the stochastic methods: train and eval
@@ -277,14 +326,21 @@ def print_memory(runners: list[Runner], n_prunable: int) -> None:
 
 
 def interleave(runners: list[Runner], x, y, rounds: int, warmup: int, per_turn: int, verbose: bool):
-    """Round-robin steps; returns (step times, before_step times, per-round medians), warm-up discarded."""
+    """Round-robin steps; returns (step times, before_step times, per-round medians, peak CUDA memory per
+    method), warm-up discarded."""
+    cuda = x.device.type == "cuda"
+    peaks = dict.fromkeys((r.name for r in runners), 0)
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     sample_times: dict[str, list[float]] = {r.name: [] for r in runners}
     per_round: list[dict[str, float]] = []
     for r in range(warmup + rounds):
         this_round = {}
         for runner in runners:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(x.device)
             steps = [runner.step(x, y) for _ in range(per_turn)]
+            if cuda:
+                peaks[runner.name] = max(peaks[runner.name], torch.cuda.max_memory_allocated(x.device))
             this_round[runner.name] = statistics.median(s[0] for s in steps)
             if r >= warmup:
                 times[runner.name] += [s[0] for s in steps]
@@ -297,7 +353,7 @@ def interleave(runners: list[Runner], x, y, rounds: int, warmup: int, per_turn: 
                 f"  {label:<14}" + "  ".join(f"{m} {1e3 * t:8.1f} ms" for m, t in this_round.items()),
                 flush=True,
             )
-    return times, sample_times, per_round
+    return times, sample_times, per_round, peaks
 
 
 def bootstrap_median(values: list[float], n: int = 2000) -> tuple[float, float]:

@@ -9,15 +9,18 @@ throughput does not depend on pixel values). The torch pipeline's timing include
 since ``TorchBatches`` builds a fresh (non-persistent) DataLoader every epoch, as training does.
 
     .venv/bin/python benchmarks/bench_pipeline.py                  # one full epoch (390 batches) each
-    .venv/bin/python benchmarks/bench_pipeline.py --max-batches 60 # quick: under a minute on 2 CPU cores
+    .venv/bin/python benchmarks/bench_pipeline.py --max-batches 60 # under a minute on 2 CPU cores
+    .venv/bin/python benchmarks/bench_pipeline.py --quick          # a smoke check in seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
@@ -62,7 +65,11 @@ def main() -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--repeats", type=int, default=1, help="timed passes per pipeline; the best is reported")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a smoke check in seconds: 2,048 images, 4 batches")
+    p.add_argument("--json", type=Path, help="also write the results here (scripts/gpu_check.py reads them)")
     args = p.parse_args()
+    if args.quick:
+        args.n, args.max_batches, args.warmup_batches, args.repeats = 2048, 4, 1, 1
 
     device = pick_device(args.device)
     data = cifar_sized(args.n, args.seed)
@@ -91,7 +98,11 @@ def main() -> None:
     print(f"{'pipeline':<10}{'batches':>9}{'images':>9}{'seconds':>10}{'images/s':>12}")
     for name, batches, images, seconds, rate in rows:
         print(f"{name:<10}{batches:>9}{images:>9}{seconds:>10.2f}{rate:>12,.0f}")
-    print(f"RATIO device/torch images/s: {rates['device'] / rates['torch']:.2f}")
+    ratio = rates["device"] / rates["torch"]
+    print(f"RATIO device/torch images/s: {ratio:.2f}")
+    if args.json:
+        results = {"device": str(device), "batch_size": args.batch_size, "images_per_s": rates}
+        args.json.write_text(json.dumps({**results, "ratio_device_to_torch": ratio, "goal": 3.0}, indent=1))
 
 
 if __name__ == "__main__":

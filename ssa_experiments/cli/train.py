@@ -3,12 +3,12 @@
 Thin by design: compose the config (Hydra), put the process in the config's CPU numerics before torch
 starts (``numerics.py``: this module's imports are torch-free for that reason), place the run in the store
 (``store.py``: its directory is a function of what it computes; Hydra's job directory links to it) under
-the run's lock, give it a device
-(``devices.py``: one GPU per job), hand it to ``run``, and turn failures into what a shell user needs. A bad
-config prints one line naming the field and exits 2 before any compute (a renamed key, e.g. ``schedule=`` for
-``lr=``, before Hydra composes: ``config/renamed.py``); a run that fails later records
-``status: failed`` in its summary. In a multirun the failure is logged and the sweep goes on, so one bad job
-never costs the others their results; a single run exits 1.
+the run's lock, give it a device (``devices.py``: one GPU per job, or ``train.runs_per_device`` jobs per
+GPU), hand it to ``run``, and turn failures into what a shell user needs. A bad config prints one line
+naming the field and exits 2 before any compute (a renamed key, e.g. ``schedule=`` for ``lr=``, before Hydra
+composes: ``config/renamed.py``); a run that fails later records ``status: failed`` in its summary. In a
+multirun the failure is logged and the sweep goes on, so one bad job never costs the others their results; a
+single run exits 1.
 """
 
 from __future__ import annotations
@@ -81,11 +81,11 @@ def _in_store(cfg: DictConfig) -> Path | None:
 
 
 def _run_on_a_device(cfg: DictConfig, run: Callable[[DictConfig], dict[str, Any]]) -> dict[str, Any]:
-    """``device=auto`` on a machine with several GPUs: the job holds one free GPU for its run (devices.py),
+    """``device=auto`` on a machine with GPUs: the job holds one free GPU slot for its run (devices.py),
     taken once the run's own lock is held, so a job waiting on another's run never blocks a GPU."""
     import torch
 
-    with device_for_job(cfg.device, torch.cuda.device_count()) as device:
+    with device_for_job(cfg.device, torch.cuda.device_count(), per_gpu=cfg.train.runs_per_device) as device:
         cfg.device = device  # not part of the run's identity: where a run executes never changes what it is
         if device.startswith("cuda:"):
             torch.cuda.set_device(device)  # plain torch.cuda calls and autocast then use the claimed GPU

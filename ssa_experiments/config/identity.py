@@ -25,7 +25,8 @@ from ssa_experiments.repro.provenance import COMPUTE_VERSION, file_sha256
 NOT_IDENTITY = (
     "output_dir", "device", "parent.cache_dir", "parent.save_epochs", "parent.cache", "data.root",
     "data.num_workers", "logger", "store", "force", "objective", "train.checkpoint_every", "train.save_model",
-    "train.amp", "train.channels_last", "train.cpu_threads", "train.cpu_numerics",
+    "train.amp", "train.channels_last", "train.cpu_threads", "train.cpu_numerics", "train.compile",
+    "train.runs_per_device",
 )  # fmt: skip
 # The fields each LR schedule reads (training/lr.py lr_at); the parent-derived ones read the parent's.
 LR_SCHEDULE_KEYS = {
@@ -66,8 +67,11 @@ def device_type(device: str) -> str:
 def compute_identity(cfg: DictConfig | Config) -> dict[str, Any]:
     """How the numbers are computed, as applied rather than as asked: on a CPU the numerics mode and the
     thread count (the order of float sums); on CUDA bf16 autocast and channels-last, which the CPU ignores;
-    and the code's ``COMPUTE_VERSION``. Part of every run's identity and every parent's key."""
+    and the code's ``COMPUTE_VERSION``; on both, ``torch.compile`` when it is on (its fused kernels round
+    differently from eager: training/compile.py), absent when off so that eager keys never moved. Part of
+    every run's identity and every parent's key."""
     t = cfg.train
+    compiled = {"compile": True} if t.compile else {}
     if device_type(cfg.device) == "cuda":
         images = cfg.data.name not in SIGNAL_DATA_SETS  # channels-last acts on 4-D inputs only
         return {
@@ -75,12 +79,14 @@ def compute_identity(cfg: DictConfig | Config) -> dict[str, Any]:
             "device": "cuda",
             "autocast": "bfloat16" if t.amp else None,
             "channels_last": bool(t.channels_last and images),
+            **compiled,
         }
     return {
         "version": COMPUTE_VERSION,
         "device": "cpu",
         "cpu_numerics": t.cpu_numerics,
         "cpu_threads": t.cpu_threads,
+        **compiled,
     }
 
 

@@ -147,6 +147,14 @@ class TrainConfig:
     # machine with AVX2, with or without AVX-512; native: torch's own choice for this CPU (faster, its own
     # numbers). Part of a CPU run's (and parent's) identity; a GPU's numbers do not depend on it.
     cpu_numerics: str = "portable"
+    # torch.compile the model (training/compile.py): the parent and the fine-tuning. Its numbers differ from
+    # eager in the last bits (fused float arithmetic), so true is part of the compute identity. Typed Any so
+    # that validate refuses a non-bool in one line (as bool, OmegaConf reads 2 as true and "maybe" as a
+    # multi-line composition error).
+    compile: Any = False
+    # how many jobs of a sweep share one GPU (device=auto, training/devices.py): 1, one job per GPU; k > 1
+    # runs k small runs on each GPU at once. Where a run executes: not part of its identity.
+    runs_per_device: int = 1
 
 
 @dataclass

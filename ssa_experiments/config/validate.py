@@ -198,6 +198,9 @@ def validate(cfg: DictConfig | Config) -> None:
     _positive(cfg.train.batch_size, "train.batch_size")
     _positive(cfg.train.cpu_threads, "train.cpu_threads")
     _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
+    if not isinstance(cfg.train.compile, bool):
+        raise ConfigError("train.compile", f"must be true or false, got {cfg.train.compile!r}")
+    _positive(cfg.train.runs_per_device, "train.runs_per_device")
     _choice(cfg.objective, OBJECTIVES, "objective")
     _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
     validate_retraining(cfg)

@@ -61,6 +61,7 @@ from ssa_experiments.store.files import (
 )
 from ssa_experiments.training.callbacks import Callback, Callbacks, Row, RunContext
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from ssa_experiments.training.compile import compiled
 from ssa_experiments.training.devices import pick_device
 from ssa_experiments.training.loop import Precision, evaluate_splits, steps_per_epoch, train_epoch
 from ssa_experiments.training.lr import lr_replay_start, retraining_lr
@@ -175,6 +176,7 @@ def build(cfg: DictConfig) -> Setup:
         data, cfg.data.pipeline, cfg.train.batch_size, device, init_seed, cfg.data.num_workers
     )
     model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
+    model = compiled(model, cfg.train.compile)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)

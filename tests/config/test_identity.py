@@ -113,6 +113,17 @@ def test_no_unread_precision_key_reaches_a_cpu_identity() -> None:
     }
 
 
+def test_compile_is_in_the_compute_identity_only_when_on_and_runs_per_device_never() -> None:
+    """Compiled numbers differ from eager in the last bits (training/compile.py): another run and another
+    parent; off, the key is absent, so every eager identity is what it was before the key existed. How many
+    runs share a GPU is where a run executes, not what it computes."""
+    on = compose_config(["output_dir=/tmp/unused", "train.compile=true"])
+    assert run_identity(on)["compute"] == {**ident()["compute"], "compile": True}
+    assert parent_key(on) != parent_key(compose_config(["output_dir=/tmp/unused"]))
+    assert ident("train.compile=false") == ident() == ident("train.runs_per_device=8")
+    assert "compile" not in ident()["train"] and "runs_per_device" not in ident()["train"]
+
+
 def test_a_store_written_before_the_compute_version_stays_readable_and_is_not_reused(
     make_cfg, tmp_path
 ) -> None:

@@ -60,6 +60,12 @@ BAD = [
     (["method=dropconnect_target", "method.granularity=batch"], "method.granularity"),
     (["method=stochastic_constant", "method.resample=never"], "method.resample"),
     (["method=soft_annealing", "method.decay_rate=0"], "method.decay_rate"),
+    # typed Any in the schema so that these are refused here, in one line, not read as true or as a
+    # multi-line composition error
+    (["train.compile=maybe"], "train.compile"),
+    (["train.compile=2"], "train.compile"),
+    (["train.compile=1"], "train.compile"),
+    (["train.runs_per_device=0"], "train.runs_per_device"),
 ]
 
 

@@ -103,6 +103,7 @@ CLI_CASES = [
     (["seed=-1"], "error: seed: must be in [0, 2**32), got -1"),
     (["model=mlp", "model.depth=1", "pruning.keep_first_layer=true"], "error: pruning.keep_first_layer: "),
     (["store.root=" + "s" * 300], "error: store.root: cannot use "),
+    (["train.compile=maybe"], "error: train.compile: must be true or false, got 'maybe'"),
 ]
 if not torch.cuda.is_available():
     CLI_CASES.append((["device=cuda"], "error: device: cuda asked for, but torch sees no GPU"))

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,14 @@ def test_slurm_config_extends_submitit_slurm() -> None:
 @pytest.mark.slow
 def test_joblib_sweep_gives_the_sequential_results(tmp_path: Path) -> None:
     """Two workers, four runs: the same test accuracy per (method, seed) as the default sequential launcher.
-    (~75 s on 2 busy cores: each worker imports torch; hence slow.)"""
+    Several runs at once on one device (here the CPU, ``train.runs_per_device=2``; on a GPU the same slots)
+    give the numbers of the same runs one at a time. (~75 s on 2 busy cores: each worker imports torch.)"""
     started = time.monotonic()
     seq = sweep(*TINY_SWEEP, *isolated(tmp_path / "seq"), timeout=300)
     assert seq.returncode == 0, seq.stderr[-3000:]
     par = sweep(
         *TINY_SWEEP, *isolated(tmp_path / "joblib"), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        timeout=300,
+        "train.runs_per_device=2", timeout=300,
     )  # fmt: skip
     assert par.returncode == 0, par.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in par.stdout + par.stderr  # it did run through joblib
@@ -86,6 +88,22 @@ def test_claim_in_another_process_gets_another_gpu(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert mine == "cuda:0"
     assert out.stdout.strip() == "cuda:1"
+
+
+def test_runs_per_device_shares_each_gpu_spreading_over_gpus_first(tmp_path: Path) -> None:
+    """train.runs_per_device=k: k slots per GPU, slot 0 of every GPU taken before slot 1 of any."""
+    with ExitStack() as stack:
+        got = [stack.enter_context(claim_gpu(2, tmp_path, env={}, per_gpu=2)) for _ in range(4)]
+        assert got == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+        with pytest.raises(TimeoutError), claim_gpu(2, tmp_path, env={}, timeout=0.3, poll_s=0.05, per_gpu=2):
+            pass  # all four slots held
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["gpu-0.lock", "gpu-0.slot1.lock", "gpu-1.lock", "gpu-1.slot1.lock"]  # slot 0: k = 1's
+    with (
+        device_for_job("auto", 1, tmp_path, env={}, per_gpu=3) as a,
+        device_for_job("auto", 1, tmp_path, env={}, per_gpu=3) as b,
+    ):
+        assert a == b == "cuda:0"
 
 
 def test_released_gpu_is_reused(tmp_path: Path) -> None:
