@@ -267,8 +267,10 @@ def check_imports(plan: list[Item], problems: list[str]) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     for script in sorted({a for i in plan for a in i.argv if a.startswith("benchmarks/")}):
         spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there while it is executed
         try:  # its imports and definitions; main() is not called
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            spec.loader.exec_module(module)
         except Exception as err:
             problems.append(f"{script} does not import: {type(err).__name__}: {err}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_resumes_identically, kill_in_epoch
+from helpers import assert_resumes_identically, killed_run
 
 from ssa_experiments.config.identity import compute_identity
 from ssa_experiments.config.schema import ConfigError
@@ -78,10 +78,10 @@ def test_a_cuda_run_equals_itself_on_rerun(make_cfg, tmp_path: Path, determinist
 
 
 def test_a_run_killed_mid_annealing_on_cuda_resumes_bit_identically(
-    make_cfg, monkeypatch, tmp_path: Path, deterministic
+    make_cfg, tmp_path: Path, deterministic
 ) -> None:
     reference = run(make_cfg(*CUDA, *ANNEAL, run_dir="reference"))
-    resumed = assert_resumes_identically(make_cfg, monkeypatch, tmp_path, (*CUDA, *ANNEAL), reference, 2)
+    resumed = assert_resumes_identically(make_cfg, tmp_path, (*CUDA, *ANNEAL), reference, 2)
     assert resumed["device"].startswith("cuda")
 
 
@@ -127,11 +127,8 @@ def test_device_auto_claims_a_gpu(tmp_path: Path) -> None:
     assert pick_device("auto").type == "cuda"
 
 
-def test_a_cpu_checkpoint_is_refused_on_cuda_with_one_line(make_cfg, monkeypatch, tmp_path: Path) -> None:
-    kill_in_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(*ANNEAL))  # helpers.FAST: device=cpu
-    monkeypatch.undo()
+def test_a_cpu_checkpoint_is_refused_on_cuda_with_one_line(make_cfg, tmp_path: Path) -> None:
+    killed_run(make_cfg(*ANNEAL), 2)  # helpers.FAST: device=cpu
     path = tmp_path / "run" / "checkpoint.pt"
     with pytest.raises(ConfigError) as info:  # the same overrides on CUDA: another run (its identity)
         run(make_cfg(*ANNEAL, *CUDA))
