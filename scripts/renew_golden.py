@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from ssa_experiments.repro import numerics
+from ssa_experiments.repro import numerics, provenance
 
 numerics.enter("portable")  # before torch starts
 
@@ -29,7 +29,7 @@ if __name__ == "__main__":
         values = golden.compute(Path(work))
     old = golden.read() if golden.GOLDEN_FILE.exists() else {}
     platforms = old.get("platforms", {}) if old.get("compute_version") == values["compute_version"] else {}
-    vendor = golden.cpu_vendor()
+    vendor = provenance.cpu_vendor()
     before = platforms.get(vendor, {}).get("runs", {})
     platforms[vendor] = {"measured_on": args.measured_on, "runs": values["runs"]}
     out = {"compute_version": values["compute_version"], "platforms": platforms}

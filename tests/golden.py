@@ -100,18 +100,5 @@ def compute(work: Path) -> dict[str, Any]:
     return out
 
 
-def cpu_vendor() -> str:
-    """The CPU vendor (``vendor_id`` of /proc/cpuinfo: GenuineIntel, AuthenticAMD): the values' platform."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
-
-
 def read() -> dict[str, Any]:
     return json.loads(GOLDEN_FILE.read_text())

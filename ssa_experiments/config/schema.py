@@ -143,9 +143,10 @@ class TrainConfig:
     # 1: a sweep parallelises over processes (hydra/launcher=joblib, SLURM), and every launcher gives the
     # same numbers; raise it for one large run on a CPU. It does not change what a GPU computes.
     cpu_threads: int = 1
-    # portable: CPU kernels capped at AVX2 (numerics.py), so a CPU run gives the same bits on x86-64 machines
-    # with AVX2 of one CPU vendor, with or without AVX-512; native: torch's own choice for this CPU (faster, its own
-    # numbers). Part of a CPU run's (and parent's) identity; a GPU's numbers do not depend on it.
+    # portable: CPU kernels capped at AVX2 (numerics.py), so a CPU run gives the same bits on x86-64
+    # machines with AVX2 of one CPU vendor, with or without AVX-512; native: torch's own choice for this CPU
+    # (faster, its own numbers). Part of a CPU run's (and parent's) identity; a GPU's numbers do not depend
+    # on it.
     cpu_numerics: str = "portable"
     # torch.compile the model (training/compile.py): the parent and the fine-tuning. Its numbers differ from
     # eager in the last bits (fused float arithmetic), so true is part of the compute identity. Typed Any so

@@ -1,12 +1,5 @@
-"""Data sets as whole tensors in memory: uint8 images (N, C, H, W) or float32 signals (N, C, L).
-
-Every data set we use fits in memory, so one representation serves them all: ``loaders.py`` batches, augments
-and normalises it, either on the training device (fast) or through a torch ``DataLoader`` (the familiar
-path). Images (digits, synthetic, CIFAR-10/100, Tiny ImageNet) are stored as uint8 and divided by 255 on the
-way out; MNIST-1D's signals are stored as the generator's float values, never quantised, and only normalised.
-``load_data`` also carves the validation split out of the training set (``data.val_fraction``), the same for
-every run of a sweep.
-"""
+"""What every data set is: whole tensors in memory (``ImageData``), and the normalisation statistics of the
+real data sets; ``datasets.py`` says why one in-memory representation serves them all."""
 
 from __future__ import annotations
 

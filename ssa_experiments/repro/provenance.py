@@ -54,16 +54,28 @@ def _package_version() -> str | None:
         return None
 
 
-@functools.cache
-def processor() -> str:
-    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of ``/proc/cpuinfo`` (None where there is no such file or line)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+@functools.cache
+def processor() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """GenuineIntel, AuthenticAMD...: portable numerics give the same bits within one vendor only (README,
+    "Numbers that travel")."""
+    return _cpuinfo("vendor_id") or platform.processor() or "unknown"
 
 
 def software_and_machine(numerics_mode: str | None) -> dict[str, Any]:

@@ -1,12 +1,6 @@
-"""Optimizers and learning-rate schedules.
-
-A schedule is a pure function ``lr_at(step, total_steps, cfg)`` stepped every batch: no hidden counter in a
-scheduler object, so a resumed run only needs its global step, and tests compare values directly.
-
-The retraining baselines ``finetune`` and ``lr_rewind`` have no shape of their own: they are the parent's
-schedule read at other steps. ``retraining_lr`` turns the configs into the step -> LR function a fine-tuning
-run uses (and digests into its ``lr_trace_sha256``), still a pure function of the step.
-"""
+"""Optimizers: SGD / AdamW from the config, with weight decay kept off the parameters a pruning method decays
+itself (``self_decayed_params``: masked weight decay, ``pruning/weight_decay.py``). The LR schedules are
+``lr.py``."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import golden
 import pytest
 
-from ssa_experiments.repro import numerics
+from ssa_experiments.repro import numerics, provenance
 from ssa_experiments.repro.provenance import COMPUTE_VERSION
 
 RENEW = 'python scripts/renew_golden.py --measured-on "<CPU>, torch <version>"'
@@ -35,7 +35,7 @@ def test_golden_runs_give_the_pinned_numbers_or_the_compute_version_was_bumped(t
         f"provenance.COMPUTE_VERSION is {COMPUTE_VERSION}, tests/golden.json pins version "
         f"{pinned['compute_version']}: renew the golden values ({RENEW}) in the same commit"
     )
-    vendor = golden.cpu_vendor()
+    vendor = provenance.cpu_vendor()
     assert vendor in pinned["platforms"], (
         f"no golden values for CPU vendor {vendor!r}: compute them with the parent commit's code on this "
         f"machine ({RENEW}) and commit them"
