@@ -89,6 +89,7 @@ from hydra import compose, initialize_config_dir
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from omegaconf import DictConfig
 
+from ssa_experiments.config.paths import conf_dir
 from ssa_experiments.config.schema import register_configs
 from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
@@ -99,7 +100,7 @@ from ssa_experiments.training.devices import pick_device
 from ssa_experiments.training.loop import Precision
 from ssa_experiments.training.run import run
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(conf_dir())  # the configs the package reads (ssa_experiments/config/paths.py)
 GOAL = 0.97
 
 

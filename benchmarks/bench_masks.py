@@ -50,13 +50,13 @@ import os
 import random
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from machine import machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from omegaconf import DictConfig
 
+from ssa_experiments.config.paths import conf_dir
 from ssa_experiments.config.schema import register_configs
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.methods import make_method
@@ -64,7 +64,7 @@ from ssa_experiments.training.devices import pick_device
 from ssa_experiments.training.loop import Precision
 from ssa_experiments.training.optim import make_optimizer, set_lr
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(conf_dir())  # the configs the package reads (ssa_experiments/config/paths.py)
 METHODS = ("dense", "one_shot", "temperature_annealing", "random_annealing")
 GOALS = {"one_shot": 1.02, "temperature_annealing": 1.03, "random_annealing": 1.03}
 STEPS_PER_EPOCH = 390  # CIFAR-10 at batch 128; only used for the (never reached) annealing progress

@@ -69,13 +69,14 @@ def compute(work: Path) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
 
     from ssa_experiments.config.identity import run_identity
+    from ssa_experiments.config.paths import conf_dir
     from ssa_experiments.config.schema import register_configs
     from ssa_experiments.repro.provenance import COMPUTE_VERSION
     from ssa_experiments.store import runs as store
     from ssa_experiments.training.run import run
 
     register_configs()
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    conf = str(conf_dir())
     out: dict[str, Any] = {"compute_version": COMPUTE_VERSION, "runs": {}}
     for name, overrides in RUNS.items():
         with initialize_config_dir(config_dir=conf, version_base="1.3"):

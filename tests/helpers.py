@@ -17,13 +17,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
+from ssa_experiments.config.paths import conf_dir
 from ssa_experiments.config.schema import OptimizerConfig
 from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.training.callbacks import Callback, RunContext
 from ssa_experiments.training.optim import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = str(REPO / "conf")
+CONF_DIR = str(conf_dir())  # the configs the package itself reads (config/paths.py)
 TRAIN = ["-m", "ssa_experiments.cli.train"]  # after sys.executable: the training CLI in a subprocess
 
 # A tiny, fast configuration: synthetic data, the small CNN, a few epochs.

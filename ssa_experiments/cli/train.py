@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.paths import CONFIG_NAME, conf_dir
 from ssa_experiments.config.renamed import refuse_renamed
 from ssa_experiments.config.schema import ConfigError, register_configs, to_container
 from ssa_experiments.config.validate import check_device, validate
@@ -104,7 +105,8 @@ def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+# an absolute path (config/paths.py): the checkout's conf/ or the wheel's copy, whatever the working directory
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=CONFIG_NAME)
 def _main(cfg: DictConfig) -> float | None:
     started = time.time()
     job_dir, out = Path(cfg.output_dir), None

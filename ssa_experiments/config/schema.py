@@ -254,7 +254,7 @@ class Config:
     sparsity: float = 0.9  # fraction of prunable weights removed in the target subnetwork
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    output_dir: str = "${hydra:runtime.output_dir}"
+    output_dir: str = "${ssa_output_dir:}"  # Hydra's job directory (job_output_dir); not part of any identity
     store: StoreConfig = field(default_factory=StoreConfig)
     force: bool = False  # recompute a run the store already holds
     # what main() returns to a Hydra sweeper that optimises (Optuna, Nevergrad): a validation metric of the
@@ -273,9 +273,20 @@ def short_dirname(overrides: str, max_len: int = 120) -> str:
     return f"{name[: max_len - 17]}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
+def job_output_dir() -> str:
+    """Hydra's directory for this job (``${hydra:runtime.output_dir}``). Hydra sets it as the job starts, so
+    where a config is shown without a job (``--cfg job --resolve``) it is still unset: the directory a run
+    would get (``hydra.run.dir``) is shown instead of a failed interpolation."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return hc.run.dir if OmegaConf.is_missing(hc.runtime, "output_dir") else hc.runtime.output_dir
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
     OmegaConf.register_new_resolver("ssa_dirname", short_dirname, replace=True)
+    OmegaConf.register_new_resolver("ssa_output_dir", job_output_dir, replace=True)
 
 
 PARENT_DERIVED_SCHEDULES = ("finetune", "lr_rewind")  # retraining baselines: the parent's LR, replayed
