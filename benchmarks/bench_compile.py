@@ -43,10 +43,11 @@ def overrides(args: argparse.Namespace, work: Path) -> list[str]:
 def one_run(base: list[str], name: str, work: Path, *extra: str) -> dict:
     from hydra import compose, initialize_config_dir
 
+    from ssa_experiments.config.paths import conf_dir
     from ssa_experiments.store.files import read_metrics
     from ssa_experiments.training.run import run
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*base, f"output_dir={work / name}", *extra])
     started = time.perf_counter()
     summary = run(cfg)

@@ -50,6 +50,7 @@ import os
 import random
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir

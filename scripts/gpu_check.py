@@ -279,6 +279,7 @@ def check_presets(work: Path, problems: list[str]) -> None:
     """The CIFAR files are written and every preset composes and validates with the check's overrides."""
     from hydra import compose, initialize_config_dir
 
+    from ssa_experiments.config.paths import conf_dir
     from ssa_experiments.config.schema import register_configs
     from ssa_experiments.config.validate import validate
 
@@ -288,7 +289,7 @@ def check_presets(work: Path, problems: list[str]) -> None:
         overrides = [a for a in preset_argv(name, work)[3:] if "=" in a]
         overrides = [o.replace("device=cuda", "device=cpu") for o in overrides]  # validate reads no GPU here
         try:
-            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
                 validate(compose(config_name="config", overrides=overrides))
         except Exception as err:
             problems.append(f"preset {name} does not compose: {type(err).__name__}: {err}")
