@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def overrides(args: argparse.Namespace, work: Path) -> list[str]:
     model = ["model=small_cnn", "model.width=8"] if args.quick else [f"model={args.model}"]
