@@ -194,7 +194,7 @@ def test_each_criterion_is_the_target_of_a_method(criterion: str) -> None:
 def test_a_data_criterion_without_score_data_fails_clearly() -> None:
     net = fixed_net()
     method = OneShot(MethodConfig(name="one_shot"), PruningConfig(criterion="snip"), 0.5, seed=0)
-    with pytest.raises(RuntimeError, match="pruning.criterion=snip needs"):
+    with pytest.raises(RuntimeError, match=r"pruning\.criterion=snip needs"):
         method.start(net)
 
 
