@@ -92,7 +92,7 @@ class MethodConfig:
 
 @dataclass
 class PruningConfig:
-    # scores that choose the target subnetwork: magnitude | random | snip | grasp | synflow (docs/criteria.md)
+    # scores that choose the target: magnitude | random | snip | grasp | synflow (docs/methods-baselines.md)
     criterion: str = "magnitude"
     scope: str = "global"  # global threshold | layerwise (uniform) | erk (Erdős–Rényi-Kernel densities)
     score_batches: int = 1  # snip, grasp: training batches the scores are summed over (the first of epoch 0)

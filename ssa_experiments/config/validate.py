@@ -136,8 +136,9 @@ def validate_ensemble(cfg: DictConfig | Config) -> None:
 
 
 def validate_pruning(cfg: DictConfig | Config) -> None:
-    """The ``pruning.*`` rules (docs/criteria.md): known criterion, scope, control; an n:m pattern that is
-    well formed, fixes the sparsity at 1 - n/m and is not moved out of its groups by the shuffle control."""
+    """The ``pruning.*`` rules (docs/methods-baselines.md): known criterion, scope, control; an n:m pattern
+    that is well formed, fixes the sparsity at 1 - n/m and is not moved out of its groups by the shuffle
+    control."""
     p = cfg.pruning
     _choice(p.criterion, CRITERIA, "pruning.criterion")
     _choice(p.scope, SCOPES, "pruning.scope")

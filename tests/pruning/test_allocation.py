@@ -1,5 +1,5 @@
 """Layer-wise allocation (ERK, uniform), the N:M pattern and the shuffle control, against closed forms and
-counts (docs/criteria.md)."""
+counts (docs/methods-baselines.md)."""
 
 from __future__ import annotations
 
@@ -121,3 +121,20 @@ def test_shuffled_masks_nest_when_the_counts_shrink() -> None:
     a = shuffle_layerwise(target_masks(scores, 0.5), seed=7)
     b = shuffle_layerwise(target_masks(scores, 0.9), seed=7)
     assert all(bool((b[n] <= a[n]).all()) for n in SHAPES)
+
+
+@pytest.mark.cuda
+def test_a_2_4_linear_mask_runs_on_torchs_semi_structured_kernels() -> None:
+    """The n:m layout of a linear layer (2 of every 4 consecutive inputs of a row) is the one
+    ``torch.sparse.to_sparse_semi_structured`` takes: fp16, Ampere or newer, at least 32 x 64."""
+    if torch.cuda.get_device_capability()[0] < 8:
+        pytest.skip("semi-structured sparse kernels need compute capability 8.0+")
+    from torch.sparse import to_sparse_semi_structured
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(128, 256, generator=g)
+    keep = nm_masks({"w": w}, 2, 4)["w"]
+    dense = (w * keep).half().cuda()
+    x = torch.randn(256, 64, generator=g).half().cuda()
+    sparse = to_sparse_semi_structured(dense)
+    torch.testing.assert_close(sparse @ x, dense @ x, rtol=1e-2, atol=1e-2)

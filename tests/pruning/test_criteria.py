@@ -1,5 +1,5 @@
 """SNIP, GraSP and SynFlow against independent computations on tiny networks with fixed weights and batches,
-and the criteria as the target of a method (docs/criteria.md)."""
+and the criteria as the target of a method (docs/methods-baselines.md)."""
 
 from __future__ import annotations
 
