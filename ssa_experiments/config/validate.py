@@ -147,6 +147,12 @@ def validate_pruning(cfg: DictConfig | Config) -> None:
         raise ConfigError("pruning.score_batches", f"must be >= 1, got {p.score_batches}")
     if p.synflow_rounds < 1:
         raise ConfigError("pruning.synflow_rounds", f"must be >= 1, got {p.synflow_rounds}")
+    if p.control == "reinit" and cfg.model.pretrained:
+        raise ConfigError(
+            "pruning.control",
+            "reinit draws the weights again from the model's initialisation; model.pretrained=true would "
+            "give it the pretrained weights instead",
+        )
     try:
         nm = parse_pattern(p.pattern)
     except ValueError as err:

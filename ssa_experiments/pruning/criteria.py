@@ -46,7 +46,9 @@ def private_rng(device: torch.device) -> Iterator[None]:
     """Scoring draws (dropout in the copy's forward passes) from a fixed seed, and the global RNG of the CPU
     and of ``device`` is as it was afterwards: scoring never shifts a run's later draws, and its scores are
     a function of the weights and batches alone."""
-    devices = [device] if device.type == "cuda" else []
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(SCORING_SEED)
         yield
