@@ -41,6 +41,23 @@ LR_SCHEDULE_KEYS = {
 # data.* keys only some data sets read; dropped from the run's and the parent's identity for the others, so
 # adding a data set never changes the store keys and cached parents of the existing ones
 DATA_KEYS_READ_BY = {"num_samples": ("mnist1d",)}
+# pruning.* keys added after runs were stored: at these values they compute what runs did before, and are
+# dropped from the identity, so every existing store key stays; a criterion's own keys only where it reads
+# them
+PRUNING_KEY_DEFAULTS = {"control": "none", "pattern": "unstructured"}
+PRUNING_KEYS_READ_BY = {"score_batches": ("snip", "grasp"), "synflow_rounds": ("synflow",)}
+
+
+def pruning_identity(pruning: dict[str, Any]) -> dict[str, Any]:
+    """The ``pruning`` node without its keys at their historical default (``PRUNING_KEY_DEFAULTS``) and
+    without the criterion's keys another criterion does not read (``PRUNING_KEYS_READ_BY``)."""
+    criterion = pruning.get("criterion")
+    return {
+        k: v
+        for k, v in pruning.items()
+        if not (k in PRUNING_KEY_DEFAULTS and v == PRUNING_KEY_DEFAULTS[k])
+        and criterion in PRUNING_KEYS_READ_BY.get(k, (criterion,))
+    }
 
 
 def data_identity(data: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +157,8 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     if method.get("name") == "iterative" and method.get("schedule") == "cubic":
         ident["method"]["schedule"] = "polynomial"  # two names of one schedule: one run
     ident["data"] = data_identity(ident.get("data", {}))
+    if "pruning" in ident:
+        ident["pruning"] = pruning_identity(ident["pruning"])
     ident["sparsity"] = float(ident["sparsity"]) + 0.0  # -0.0 is 0.0
     if method.get("name") == "dense":
         ident["sparsity"] = 0.0

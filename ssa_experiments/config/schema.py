@@ -92,8 +92,15 @@ class MethodConfig:
 
 @dataclass
 class PruningConfig:
-    criterion: str = "magnitude"  # magnitude | random: scores that choose the target subnetwork
-    scope: str = "global"  # global | layerwise threshold
+    # scores that choose the target: magnitude | random | snip | grasp | synflow (docs/methods-baselines.md)
+    criterion: str = "magnitude"
+    scope: str = "global"  # global threshold | layerwise (uniform) | erk (Erdős–Rényi-Kernel densities)
+    score_batches: int = 1  # snip, grasp: training batches the scores are summed over (the first of epoch 0)
+    synflow_rounds: int = 100  # synflow: pruning rounds, density (1 - sparsity)^(k / rounds) after round k
+    # sanity controls (Frankle et al. 2021): none | shuffle_layerwise (each layer's kept count at random
+    # positions) | reinit (the mask kept, the prunable weights drawn again from the model's initialisation)
+    control: str = "none"
+    pattern: str = "unstructured"  # unstructured | "n:m": n kept of every m consecutive input weights
     keep_first_layer: bool = False  # paper/authors' code: the first conv IS pruned
     keep_last_layer: bool = True  # paper/authors' code: the classifier is NOT pruned
     allow_layer_collapse: bool = False  # a target that empties a whole layer fails the run unless true
@@ -305,6 +312,23 @@ def resolve_root(cfg: DataConfig) -> Path:
 
 ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm", "cnn1d")
 SIGNAL_ARCHS = ("cnn1d",)
+
+
+CRITERIA = ("magnitude", "random", "snip", "grasp", "synflow")
+DATA_CRITERIA = ("snip", "grasp")  # read pruning.score_batches training batches
+SCOPES = ("global", "layerwise", "erk")
+CONTROLS = ("none", "shuffle_layerwise", "reinit")
+
+
+def parse_pattern(pattern: str) -> tuple[int, int] | None:
+    """(n, m) of an "n:m" pattern, None for "unstructured"; ValueError for anything else (validate names the
+    field)."""
+    if pattern == "unstructured":
+        return None
+    n, sep, m = str(pattern).partition(":")
+    if not (sep and n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+        raise ValueError(f"{pattern!r} is not unstructured or n:m with 0 < n < m (e.g. 2:4)")
+    return int(n), int(m)
 
 
 ENSEMBLE_MASKS = ("anti_random", "random", "magnitude_random")

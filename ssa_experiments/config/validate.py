@@ -24,17 +24,21 @@ from ssa_experiments.config.methods import (
 )
 from ssa_experiments.config.schema import (
     ARCHS,
+    CONTROLS,
     CORRUPTIONS,
+    CRITERIA,
     DATA_SETS,
     ENSEMBLE_MASKS,
     LR_SCHEDULES,
     OBJECTIVES,
     PARENT_DERIVED_SCHEDULES,
+    SCOPES,
     SEVERITIES,
     SIGNAL_ARCHS,
     SIGNAL_DATA_SETS,
     Config,
     ConfigError,
+    parse_pattern,
     resolve_root,
 )
 from ssa_experiments.repro.numerics import MODES as CPU_NUMERICS
@@ -131,6 +135,46 @@ def validate_ensemble(cfg: DictConfig | Config) -> None:
         raise ConfigError("ensemble.severities", f"{bad} not in {list(SEVERITIES)}")
 
 
+def validate_pruning(cfg: DictConfig | Config) -> None:
+    """The ``pruning.*`` rules (docs/methods-baselines.md): known criterion, scope, control; an n:m pattern
+    that is well formed, fixes the sparsity at 1 - n/m and is not moved out of its groups by the shuffle
+    control."""
+    p = cfg.pruning
+    _choice(p.criterion, CRITERIA, "pruning.criterion")
+    _choice(p.scope, SCOPES, "pruning.scope")
+    _choice(p.control, CONTROLS, "pruning.control")
+    if p.score_batches < 1:
+        raise ConfigError("pruning.score_batches", f"must be >= 1, got {p.score_batches}")
+    if p.synflow_rounds < 1:
+        raise ConfigError("pruning.synflow_rounds", f"must be >= 1, got {p.synflow_rounds}")
+    if p.control == "reinit" and cfg.model.pretrained:
+        raise ConfigError(
+            "pruning.control",
+            "reinit draws the weights again from the model's initialisation; model.pretrained=true would "
+            "give it the pretrained weights instead",
+        )
+    try:
+        nm = parse_pattern(p.pattern)
+    except ValueError as err:
+        raise ConfigError("pruning.pattern", str(err)) from None
+    if nm is None or cfg.method.name == "dense":
+        return
+    n, m = nm
+    if abs(cfg.sparsity - (1 - n / m)) > 1e-9:
+        raise ConfigError(
+            "pruning.pattern", f"{p.pattern} keeps {n} of every {m}: sparsity must be {1 - n / m:g}, not "
+            f"{cfg.sparsity}",
+        )  # fmt: skip
+    if p.scope != "global":
+        raise ConfigError(
+            "pruning.scope", f"pattern {p.pattern} puts every layer at {1 - n / m:g}: leave it global"
+        )
+    if p.control == "shuffle_layerwise":
+        raise ConfigError(
+            "pruning.control", f"shuffle_layerwise moves kept weights out of their {n}:{m} groups"
+        )
+
+
 def validate_retraining(cfg: DictConfig | Config) -> None:
     """The retraining baselines' rules: a derived schedule needs a parent schedule to read, LR rewinding must
     stay within the parent's epochs, and weight rewinding needs epoch checkpoints of a parent trained here."""
@@ -184,8 +228,7 @@ def validate(cfg: DictConfig | Config) -> None:
     if cfg.data.name == "mnist1d":
         check_num_samples(cfg.data.num_samples)
     _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
-    _choice(cfg.pruning.criterion, ("magnitude", "random"), "pruning.criterion")
-    _choice(cfg.pruning.scope, ("global", "layerwise"), "pruning.scope")
+    validate_pruning(cfg)
     _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
     _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
     _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
@@ -202,7 +245,7 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError("train.compile", f"must be true or false, got {cfg.train.compile!r}")
     _positive(cfg.train.runs_per_device, "train.runs_per_device")
     _choice(cfg.objective, OBJECTIVES, "objective")
-    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
+    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=True)  # 0: pruning at initialisation
     validate_retraining(cfg)
     if not 0 <= cfg.train.label_smoothing < 1:
         raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")

@@ -7,12 +7,13 @@ is the number the paper's x-axes use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from ssa_experiments.config.schema import ConfigError
+from ssa_experiments.config.schema import ConfigError, parse_pattern
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # Where torchvision (and many hand-written) models keep their classifier, tried in this order when the model
@@ -171,24 +172,137 @@ def n_to_prune(sparsity: float, n: int) -> int:
     return round(sparsity * n)
 
 
-def target_masks(
-    scores: dict[str, torch.Tensor], sparsity: float, scope: str = "global"
-) -> dict[str, torch.Tensor]:
-    """Boolean keep-masks removing the lowest-scoring ``sparsity`` fraction.
+def erk_densities(shapes: dict[str, Sequence[int]], density: float) -> dict[str, float]:
+    """Erdős–Rényi-Kernel densities (Evci et al. 2020) of layers of weight ``shapes`` at overall ``density``.
 
-    global: one threshold over all layers (layers end at different sparsities); layerwise: every layer at
-    ``sparsity``. Scores of -inf are removed first: that is how an iterative step keeps earlier removals.
+    Each layer's density is ``eps * sum(shape) / prod(shape)``: (n_out + n_in + k_h + k_w) / (n_out n_in k_h
+    k_w) for a 2-D conv, (n_in + n_out) / (n_in n_out) for a linear layer. ``eps`` is chosen so the layers
+    keep ``density`` of all their weights together. A layer the formula would give a density > 1 is kept
+    dense and ``eps`` is solved again for the others, repeatedly, adding on each pass the layers with the
+    largest raw factor, as google-research/rigl's ``sparse_utils`` does: so the densities keep their ERK
+    ratios wherever they can, and the budget still adds up.
     """
+    sizes = {n: math.prod(s) for n, s in shapes.items()}
+    raw = {n: sum(s) / sizes[n] for n, s in shapes.items()}
+    total = sum(sizes.values())
+    dense: set[str] = set()
+    while True:
+        sparse = [n for n in shapes if n not in dense]
+        if not sparse:  # density 1: every layer dense
+            return dict.fromkeys(shapes, 1.0)
+        budget = density * total - sum(sizes[n] for n in dense)  # weights the non-dense layers keep
+        eps = budget / sum(raw[n] * sizes[n] for n in sparse)
+        largest = max(raw[n] for n in sparse)
+        if eps * largest <= 1.0:
+            return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
+        dense.update(n for n in sparse if raw[n] == largest)
+
+
+def layer_densities(shapes: dict[str, Sequence[int]], sparsity: float, scope: str) -> dict[str, float] | None:
+    """Each layer's density before scores are seen: ``layerwise``: 1 - sparsity everywhere; ``erk``:
+    ``erk_densities``; ``global``: None (one threshold: the scores decide how many each layer keeps).
+
+    What a method that draws its own masks (a random sparse initialisation) asks for its per-layer budget.
+    """
+    if scope == "global":
+        return None
     if scope == "layerwise":
-        return {
-            n: _lowest(s.flatten(), n_to_prune(sparsity, s.numel())).view_as(s) for n, s in scores.items()
-        }
-    if scope != "global":
-        raise ValueError(f"unknown pruning scope {scope!r}")
+        return dict.fromkeys(shapes, 1.0 - sparsity)
+    if scope == "erk":
+        return erk_densities(shapes, 1.0 - sparsity)
+    raise ValueError(f"unknown pruning scope {scope!r}")
+
+
+def _by_layer(scores: dict[str, torch.Tensor], sparsities: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Each layer removes its own sparsity's share of its weights, the lowest scores."""
+    return {
+        n: _lowest(s.flatten(), n_to_prune(sparsities[n], s.numel())).view_as(s) for n, s in scores.items()
+    }
+
+
+def _global(scores: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """One threshold over all layers: the ``k`` lowest scores of all removed."""
     flat = torch.cat([s.flatten() for s in scores.values()])
-    keep = _lowest(flat, n_to_prune(sparsity, flat.numel()))
+    keep = _lowest(flat, k)
     out, offset = {}, 0
     for name, s in scores.items():
         out[name] = keep[offset : offset + s.numel()].view_as(s)
         offset += s.numel()
     return out
+
+
+def _input_last(t: torch.Tensor) -> torch.Tensor:
+    """A weight (out, in, *kernel) as (out, *kernel, in): the input dimension last, so consecutive elements
+    of a row are consecutive input channels (NVIDIA's 2:4 layout for linear layers and convolutions)."""
+    return t.movedim(1, -1) if t.dim() > 2 else t
+
+
+def check_pattern(shapes: dict[str, Sequence[int]], pattern: str) -> None:
+    """Refuse (field ``pruning.pattern``) a layer whose input dimension is not a whole number of groups."""
+    nm = parse_pattern(pattern)
+    if nm is None:
+        return
+    m = nm[1]
+    bad = [(name, s[1]) for name, s in shapes.items() if len(s) < 2 or s[1] % m]
+    if bad:
+        name, n_in = bad[0]
+        raise ConfigError(
+            "pruning.pattern",
+            f"{pattern} groups {m} consecutive input weights, but layer {name!r} has {n_in} inputs (not a "
+            f"multiple of {m}){f' and {len(bad) - 1} more layers' if len(bad) > 1 else ''}; keep it dense "
+            "(pruning.keep_first_layer=true for a stem on RGB images) or use another pattern",
+        )
+
+
+def nm_masks(scores: dict[str, torch.Tensor], n: int, m: int) -> dict[str, torch.Tensor]:
+    """N:M keep-masks: in every group of ``m`` consecutive input weights of an output (and kernel position),
+    the ``n`` highest scores are kept; ties go to the lower input index."""
+    out = {}
+    for name, s in scores.items():
+        rows = _input_last(s).reshape(-1, m)
+        top = torch.argsort(rows, dim=1, descending=True, stable=True)[:, :n]
+        keep = torch.zeros_like(rows, dtype=torch.bool).scatter_(1, top, True)
+        moved = keep.view(_input_last(s).shape)
+        out[name] = moved.movedim(-1, 1) if s.dim() > 2 else moved
+    return out
+
+
+def _nm_target(scores: dict[str, torch.Tensor], sparsity: float, n: int, m: int) -> dict[str, torch.Tensor]:
+    """The N:M mask at its own sparsity 1 - n/m; below it (an iterative step on the way), the lowest-scoring
+    ``sparsity`` fraction of all weights, chosen among those the N:M mask removes, so a path of such steps
+    nests and ends on exactly n of every m."""
+    final = nm_masks(scores, n, m)
+    total = sum(s.numel() for s in scores.values())
+    removed = total - sum(int(k.sum()) for k in final.values())
+    k = n_to_prune(sparsity, total)
+    if k > removed:
+        raise ValueError(f"pattern {n}:{m} removes {removed} of {total} weights, asked for {k}")
+    if k == removed:
+        return final
+    protected = {name: s.masked_fill(final[name], float("inf")) for name, s in scores.items()}
+    return _global(protected, k)
+
+
+def target_masks(
+    scores: dict[str, torch.Tensor],
+    sparsity: float,
+    scope: str = "global",
+    pattern: str = "unstructured",
+) -> dict[str, torch.Tensor]:
+    """Boolean keep-masks removing the lowest-scoring ``sparsity`` fraction.
+
+    global: one threshold over all layers (layers end at different sparsities); layerwise: every layer at
+    ``sparsity``; erk: each layer at its Erdős–Rényi-Kernel density (``erk_densities``). ``pattern`` "n:m"
+    keeps the n highest scores of every m consecutive input weights instead (``nm_masks``; the scope is not
+    read: every layer is at 1 - n/m). Scores of -inf are removed first: that is how an iterative step keeps
+    earlier removals.
+    """
+    nm = parse_pattern(pattern)
+    if nm is not None:
+        return _nm_target(scores, sparsity, *nm)
+    if scope == "layerwise":  # the sparsity itself, not 1 - (1 - sparsity): the count rounds the same
+        return _by_layer(scores, dict.fromkeys(scores, sparsity))
+    densities = layer_densities({n: tuple(s.shape) for n, s in scores.items()}, sparsity, scope)
+    if densities is not None:
+        return _by_layer(scores, {n: 1.0 - d for n, d in densities.items()})
+    return _global(scores, n_to_prune(sparsity, sum(s.numel() for s in scores.values())))

@@ -19,6 +19,7 @@ What a run reports, and why (see README, "What a run writes"):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -33,8 +34,8 @@ import torch
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
-from ssa_experiments.config.schema import ConfigError, to_container
-from ssa_experiments.config.seeds import finetune_seed, parent_seed
+from ssa_experiments.config.schema import DATA_CRITERIA, ConfigError, to_container
+from ssa_experiments.config.seeds import derived_seed, finetune_seed, parent_seed
 from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.data.base import ImageData
 from ssa_experiments.data.datasets import load_data
@@ -42,9 +43,12 @@ from ssa_experiments.data.loaders import RunBatches, make_batches
 from ssa_experiments.ensembles import members
 from ssa_experiments.ensembles.outputs import member_callbacks
 from ssa_experiments.models import build_model, count_params
-from ssa_experiments.pruning.masking import export_state_dict
+from ssa_experiments.pruning.criteria import ScoreData
+from ssa_experiments.pruning.masking import dense_weight, export_state_dict
 from ssa_experiments.pruning.methods import make_method
-from ssa_experiments.pruning.targets import prunable_modules
+from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.sanity import reinitialise
+from ssa_experiments.pruning.targets import check_pattern, prunable_modules
 from ssa_experiments.repro import numerics, provenance
 from ssa_experiments.store.files import (
     CHECKPOINT,
@@ -179,7 +183,8 @@ def build(cfg: DictConfig) -> Setup:
     model = compiled(model, cfg.train.compile)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
+    prunable = prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
+    check_pattern({n: tuple(dense_weight(m).shape) for n, m in prunable.items()}, cfg.pruning.pattern)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
     return Setup(device, precision, data, batches, model, loss_fn, init_seed)
 
@@ -214,8 +219,11 @@ def set_up_finetuning(
         )
     model = setup.model
     method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_scorer(cfg))
+    method.score_data = score_data(cfg, batches, setup)
     method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
     parent.rewind(model)
+    if cfg.pruning.control == "reinit" and method.masks:
+        reinitialise(method.modules, method.masks, fresh_layers(cfg, setup, method, tune_seed))
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params())
     method.bind_optimizer(optimizer)
     params, prunable = count_params(model), method.report()["prunable_params"]
@@ -236,6 +244,28 @@ def set_up_finetuning(
     )  # fmt: skip
     resume(ctx)
     return ctx
+
+
+def score_data(cfg: DictConfig, batches: RunBatches, setup: Setup) -> ScoreData:
+    """What snip, grasp and synflow score with: the first ``pruning.score_batches`` training batches of
+    epoch 0 in the fine-tuning order (a function of the seed: ``loaders.epoch_generator``, no global RNG),
+    the run's loss, one sample's shape. No batches for the criteria that read none."""
+    k = cfg.pruning.score_batches if cfg.pruning.criterion in DATA_CRITERIA else 0
+    chosen = [(setup.precision.inputs(x), y) for x, y in itertools.islice(batches.train.epoch(0), k)]
+    return ScoreData(chosen, setup.loss_fn, setup.data.image_shape)
+
+
+def fresh_layers(
+    cfg: DictConfig, setup: Setup, method: PruningMethod, seed: int
+) -> dict[str, torch.nn.Module]:
+    """The prunable layers of the model built anew from a seed of the reinit control's own (the model's
+    initialisation, another draw of it), on the CPU RNG forked: the run's later draws do not move."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(seed, 0, "reinit"))
+        data = setup.data
+        fresh = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes)
+    found = dict(fresh.named_modules())
+    return {name: found[name] for name in method.modules}
 
 
 def resume(ctx: RunContext) -> None:

@@ -23,8 +23,16 @@ import torch
 from torch import nn
 
 from ssa_experiments.config.schema import MethodConfig, PruningConfig
+from ssa_experiments.pruning.criteria import (
+    ScoreData,
+    grasp_scores,
+    private_rng,
+    snip_scores,
+    synflow_scores,
+)
 from ssa_experiments.pruning.errors import LayerCollapse
 from ssa_experiments.pruning.masking import Mask, dense_weight, mask_sparsity, set_mask, zero_pruned
+from ssa_experiments.pruning.sanity import shuffle_layerwise
 from ssa_experiments.pruning.targets import (
     Scorer,
     magnitude_scores,
@@ -58,8 +66,14 @@ class PruningMethod:
         self.masks: dict[str, Mask] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self.collapsed_layers: list[str] = []
+        # What snip, grasp and synflow score with (``criteria.ScoreData``), given by the run's set-up; the
+        # sparsity ``target`` asks for, which synflow's rounds need (its scores depend on it)
+        self.score_data: ScoreData | None = None
+        self.scoring_sparsity = sparsity
+        self.model: nn.Module | None = None
 
     def start(self, model: nn.Module) -> None:
+        self.model = model
         self.modules = prunable_modules(model, self.pruning.keep_first_layer, self.pruning.keep_last_layer)
 
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -116,15 +130,43 @@ class PruningMethod:
         weights = {n: dense_weight(m) for n, m in self.modules.items()}
         if self.scorer is not None:
             return self.scorer(weights)
-        if self.pruning.criterion == "random":
+        criterion = self.pruning.criterion
+        if criterion == "random":
             return random_scores(weights, self.seed)
-        return magnitude_scores(weights)
+        if criterion == "magnitude":
+            return magnitude_scores(weights)
+        return self.model_scores(criterion)
+
+    def model_scores(self, criterion: str) -> dict[str, torch.Tensor]:
+        """snip, grasp, synflow: scores of the model's dense weights (``criteria.py``), on a copy, the RNG
+        untouched."""
+        if self.model is None or self.score_data is None:
+            raise RuntimeError(f"pruning.criterion={criterion} needs the model and score_data before start()")
+        names = list(self.modules)
+        device = dense_weight(next(iter(self.modules.values()))).device
+        with private_rng(device):
+            if criterion == "snip":
+                return snip_scores(self.model, names, self.score_data)
+            if criterion == "grasp":
+                return grasp_scores(self.model, names, self.score_data)
+            if criterion == "synflow":
+                return synflow_scores(
+                    self.model, names, self.score_data.input_shape, self.scoring_sparsity,
+                    self.pruning.synflow_rounds, self.masks_at,
+                )  # fmt: skip
+        raise ValueError(f"pruning.criterion: unknown criterion {criterion!r}")
+
+    def masks_at(self, scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+        """The configured allocation of ``scores`` at ``sparsity``: scope and pattern (``target_masks``)."""
+        return target_masks(scores, sparsity, self.pruning.scope, self.pruning.pattern)
 
     def target(self, sparsity: float | None = None) -> dict[str, torch.Tensor]:
-        """Keep-masks at ``sparsity`` (default: the target's); refuses a layer collapse unless allowed."""
-        keep = target_masks(
-            self.scores(), self.sparsity if sparsity is None else sparsity, self.pruning.scope
-        )
+        """Keep-masks at ``sparsity`` (default: the target's), in the configured scope and pattern, moved by
+        the shuffle control if asked; refuses a layer collapse unless allowed."""
+        self.scoring_sparsity = self.sparsity if sparsity is None else sparsity
+        keep = self.masks_at(self.scores(), self.scoring_sparsity)
+        if self.pruning.control == "shuffle_layerwise":
+            keep = shuffle_layerwise(keep, self.seed)
         collapsed = [name for name, k in keep.items() if not bool(k.any())]
         if collapsed:  # global thresholds can empty a whole layer, which disconnects the network
             self.collapsed_layers = sorted(set(self.collapsed_layers) | set(collapsed))
