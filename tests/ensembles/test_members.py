@@ -278,8 +278,6 @@ def test_a_non_member_run_has_the_same_numbers_whatever_the_ensemble_keys(make_c
 @pytest.mark.slow
 def test_four_member_ensemble_through_the_sweep_and_the_combiner(tmp_path: Path) -> None:
     """4 annealed children of one parent, swept by Hydra, then ``python -m ssa_experiments.cli.ensemble``."""
-    if not (REPO / "ssa_experiments" / "ensemble.py").exists():
-        pytest.skip("the combiner (ssa_experiments/ensemble.py) is not there yet")
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
