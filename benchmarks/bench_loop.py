@@ -95,9 +95,9 @@ from ssa_experiments.data.datasets import load_data
 from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.models import build_model
 from ssa_experiments.repro import numerics
+from ssa_experiments.runtime.devices import pick_device
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.training.callbacks import Callback
-from ssa_experiments.training.devices import pick_device
-from ssa_experiments.training.loop import Precision
 from ssa_experiments.training.run import run
 
 CONF_DIR = str(conf_dir())  # the configs the package reads (ssa_experiments/config/paths.py)

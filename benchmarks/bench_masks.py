@@ -61,8 +61,8 @@ from ssa_experiments.config.paths import conf_dir
 from ssa_experiments.config.schema import register_configs
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.methods import make_method
-from ssa_experiments.training.devices import pick_device
-from ssa_experiments.training.loop import Precision
+from ssa_experiments.runtime.devices import pick_device
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.training.optim import make_optimizer, set_lr
 
 CONF_DIR = str(conf_dir())  # the configs the package reads (ssa_experiments/config/paths.py)

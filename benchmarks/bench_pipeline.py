@@ -27,7 +27,7 @@ from machine import machine  # benchmarks/machine.py (scripts run from benchmark
 
 from ssa_experiments.data.base import CIFAR10_STATS, ImageData
 from ssa_experiments.data.loaders import make_batches
-from ssa_experiments.training.devices import pick_device
+from ssa_experiments.runtime.devices import pick_device
 
 
 def cifar_sized(n: int, seed: int) -> ImageData:

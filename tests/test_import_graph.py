@@ -14,12 +14,21 @@ from helpers import REPO
 
 PACKAGE = "ssa_experiments"
 
-# layer -> the layers it must never import (a layer: a subpackage, or a module at the package root)
+# layer -> the layers it must never import (a layer: a subpackage, or a module at the package root). From the
+# top: cli -> training, analysis -> ensembles, pruning, data, models -> store, runtime -> config, repro.
 FORBIDDEN: dict[str, set[str]] = {
-    "config": {"training", "pruning", "ensembles", "analysis", "cli", "data", "models", "store"},
-    "repro": {"training", "pruning", "ensembles", "analysis", "cli", "data", "models", "store"},
+    "config": {"training", "pruning", "ensembles", "analysis", "cli", "data", "models", "store", "runtime"},
+    "repro": {"training", "pruning", "ensembles", "analysis", "cli", "data", "models", "store", "runtime"},
     "pruning": {"ensembles", "training", "analysis", "cli"},
     "analysis": {"training", "cli"},
+    # training asks ensembles for a member's callbacks and scorer; the combiner reads runs through store/
+    "ensembles": {"training", "analysis", "cli"},
+    "store": {"training", "analysis", "ensembles", "pruning"},
+}
+# layer -> the only layers it may import (besides itself): where a run meets the machine (the device, the
+# autocast decision) sits under everything that computes, so training and ensembles can share it
+ONLY: dict[str, set[str]] = {
+    "runtime": {"config", "repro"},
 }
 # (importer, imported) -> why it is still there. The one left: GMP's prune_every_steps equal to the steps per
 # epoch is per-epoch pruning (one run), and the steps per epoch need the data set's size, so run identity
@@ -116,6 +125,8 @@ def layering_violations(graph: dict[str, set[str]]) -> list[str]:
                 bad.append(f"{module} -> {target} (the CLI is imported by nothing inside the package)")
             elif dst in FORBIDDEN.get(src, ()):
                 bad.append(f"{module} -> {target} ({src} must not import {dst})")
+            elif src in ONLY and dst != src and dst not in ONLY[src]:
+                bad.append(f"{module} -> {target} ({src} imports only {', '.join(sorted(ONLY[src]))})")
     return bad
 
 
@@ -162,12 +173,21 @@ def test_a_circle_hidden_by_a_lazy_import_is_found(tmp_path: Path) -> None:
     assert find_cycle(import_graph(root)) is None
 
 
+# an import only a type checker runs is an import statement too: it counts
+TYPE_ONLY = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import ssa_experiments.analysis\n"
+
+
 @pytest.mark.parametrize(
     ("importer", "text", "rule"),
     [
         ("config/seeds.py", "from ssa_experiments.pruning import targets\n", "config must not"),
         ("pruning/targets.py", "def f():\n    import ssa_experiments.ensembles.members\n", "pruning"),
         ("models.py", "from ssa_experiments.cli.train import main\n", "the CLI is imported by nothing"),
+        ("ensembles/members.py", "from ssa_experiments.training import loop\n", "ensembles must not"),
+        ("ensembles/members.py", TYPE_ONLY, "ensembles must not import analysis"),
+        ("store/read.py", "from ssa_experiments.ensembles import members\n", "store must not import"),
+        ("runtime/devices.py", "from ssa_experiments.store import read\n", "runtime imports only config"),
+        ("runtime/devices.py", "def f():\n    import ssa_experiments.models\n", "runtime imports only"),
     ],
 )
 def test_an_import_up_a_layer_is_named(tmp_path: Path, importer: str, text: str, rule: str) -> None:
@@ -175,11 +195,18 @@ def test_an_import_up_a_layer_is_named(tmp_path: Path, importer: str, text: str,
         tmp_path,
         {
             "__init__.py": "",
-            **{f"{p}/__init__.py": "" for p in ("cli", "config", "pruning", "ensembles")},
+            **{
+                f"{p}/__init__.py": ""
+                for p in ("cli", "config", "pruning", "ensembles", "training", "analysis", "store", "runtime")
+            },
             "cli/train.py": "def main():\n    pass\n",
             "config/seeds.py": "",
             "pruning/targets.py": "",
             "ensembles/members.py": "",
+            "training/loop.py": "",
+            "analysis/aggregate.py": "",
+            "store/read.py": "",
+            "runtime/devices.py": "from ssa_experiments.config import seeds\n",  # allowed: one layer down
             "models.py": "",
             importer: text,
         },

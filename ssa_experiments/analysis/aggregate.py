@@ -31,7 +31,6 @@ NAME.csv`` the tidy numbers also go to ``NAME_paired.csv`` next to it.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,15 +40,8 @@ import pandas as pd
 
 from ssa_experiments.config.methods import METHOD_KEYS
 from ssa_experiments.config.renamed import current
-from ssa_experiments.store.files import (
-    CHECKPOINT,
-    METRICS,
-    SUMMARY,
-    DamagedFile,
-    flatten,
-    read_metrics_checked,
-    read_summary,
-)
+from ssa_experiments.store.files import METRICS, flatten, read_metrics_checked
+from ssa_experiments.store.read import DAMAGED, stored_runs
 
 COLUMNS = [
     "method", "target_sparsity", "seed", "status", "test_acc", "val_acc", "best_epoch", "best_val_acc",
@@ -70,66 +62,32 @@ NOT_SETTINGS = (
 # (sweeping method.initial_temperature next to one_shot repeats the same one-shot run, counted once per seed).
 
 
-def _row(summary: dict[str, Any], run_dir: str) -> dict[str, Any]:
+def _row(summary: dict[str, Any], run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
     parent = summary.get("parent") or {}
     return {
         **{k: summary.get(k) for k in COLUMNS if k in summary},
         "parent_source": parent.get("source"),
         "parent_test_acc": parent.get("test_acc"),
         "run_dir": run_dir,
-        "config": current(summary.get("config") or {}),  # runs stored before a rename read as today's
+        "config": config,
     }
 
 
 def collect(roots: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """One row per run under ``roots`` (each searched recursively, following a sweep's ``run`` links into
-    the store), with the flat fields and the config. A run reached twice (two sweeps, or two requests that
-    are one computation) is one row."""
-    roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    the store: ``store/read.py`` reads them), with the flat fields and the config. A run reached twice (two
+    sweeps, or two requests that are one computation) is one row."""
     rows = []
-    seen: set[str] = set()
-    for root in roots:
-        for path, files in _run_dirs(Path(root), seen):
-            try:
-                summary = read_summary(path) if SUMMARY in files else None
-            except (DamagedFile, OSError) as err:  # one bad file is one row, never the whole table
-                warnings.warn(f"{err}; counted as damaged, not read", stacklevel=2)
-                rows.append({"status": "damaged", "run_dir": str(path), "config": {}})
-                continue
-            if summary is not None:
-                rows.append(_row(summary, str(path)))
-            elif METRICS in files or CHECKPOINT in files:  # started, never finished: a hole, shown as such
-                config = _hydra_config(path)
-                method = (config.get("method") or {}).get("name")
-                rows.append({"status": "incomplete", "method": method, "seed": config.get("seed"),
-                             "run_dir": str(path), "config": config})  # fmt: skip
+    for run in stored_runs(roots):
+        if run.summary is not None:
+            rows.append(_row(run.summary, str(run.run_dir), run.config))
+        elif run.status == DAMAGED:  # one bad file is one row, never the whole table (store/read.py warns)
+            rows.append({"status": DAMAGED, "run_dir": str(run.run_dir), "config": {}})
+        else:  # started, never finished: a hole, shown as such
+            method = (run.config.get("method") or {}).get("name")
+            rows.append({"status": run.status, "method": method, "seed": run.config.get("seed"),
+                         "run_dir": str(run.run_dir), "config": run.config})  # fmt: skip
     return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
-
-
-def _run_dirs(root: Path, seen: set[str]) -> Iterable[tuple[Path, set[str]]]:
-    """Every directory under ``root`` holding run files, links followed, each real directory once."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        files = set(filenames)
-        if files & {SUMMARY, METRICS, CHECKPOINT}:
-            yield Path(dirpath), files
-
-
-def _hydra_config(run_dir: Path) -> dict[str, Any]:
-    """What an incomplete run was asked to compute, from Hydra's record of its config (if there is one)."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.exists():  # a stored run reached through a sweep's link: Hydra's record is beside the link
-        path = run_dir.parent / ".hydra" / "config.yaml"
-    if not path.exists():
-        return {}
-    from omegaconf import OmegaConf
-
-    return current(OmegaConf.to_container(OmegaConf.load(path), resolve=False))  # type: ignore[arg-type]
 
 
 def from_wandb(runs: Iterable[Any]) -> pd.DataFrame:
@@ -148,7 +106,8 @@ def from_wandb(runs: Iterable[Any]) -> pd.DataFrame:
         nested["config"] = _unflatten(dict(run.config))
         if "status" not in nested:  # a run that never wrote its summary
             nested["status"] = "incomplete" if run.state in ("running", "crashed", "killed") else run.state
-        rows.append(_row(nested, f"wandb:{run.path if hasattr(run, 'path') else run.id}"))
+        where = f"wandb:{run.path if hasattr(run, 'path') else run.id}"
+        rows.append(_row(nested, where, current(nested["config"])))  # old spellings: today's
     return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
 
 

@@ -1,14 +1,14 @@
 """Command-line entry point: ``python -m ssa_experiments.cli.train [overrides]`` (also ``ssa-train``).
 
-Thin by design: compose the config (Hydra), put the process in the config's CPU numerics before torch
-starts (``numerics.py``: this module's imports are torch-free for that reason), place the run in the store
-(``store.py``: its directory is a function of what it computes; Hydra's job directory links to it) under
-the run's lock, give it a device (``devices.py``: one GPU per job, or ``train.runs_per_device`` jobs per
-GPU), hand it to ``run``, and turn failures into what a shell user needs. A bad config prints one line
-naming the field and exits 2 before any compute (a renamed key, e.g. ``schedule=`` for ``lr=``, before Hydra
-composes: ``config/renamed.py``); a run that fails later records ``status: failed`` in its summary. In a
-multirun the failure is logged and the sweep goes on, so one bad job never costs the others their results; a
-single run exits 1.
+Thin by design: compose the config (Hydra), put the process in the config's CPU numerics before torch starts
+(``numerics.py``: this module's imports are torch-free for that reason), place the run in the store
+(``store/runs.py``: its directory is a function of what it computes; Hydra's job directory links to it) under
+the run's lock, give it a device (``runtime/devices.py``: one GPU per job, or
+``train.runs_per_device`` jobs per GPU), hand it to ``run``, and turn
+failures into what a shell user needs. A bad config prints one line naming the field and exits 2 before any
+compute (a renamed key, e.g. ``schedule=`` for ``lr=``, before Hydra composes: ``config/renamed.py``); a run
+that fails later records ``status: failed`` in its summary. In a multirun the failure is logged and the sweep
+goes on, so one bad job never costs the others their results; a single run exits 1.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from ssa_experiments.config.schema import ConfigError, register_configs, to_cont
 from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.pruning.errors import LayerCollapse
 from ssa_experiments.repro import numerics
+from ssa_experiments.runtime.devices import device_for_job
 from ssa_experiments.store import runs as store
 from ssa_experiments.store.files import SUMMARY, DamagedFile, atomic_write_json, read_summary
-from ssa_experiments.training.devices import device_for_job
 
 log = logging.getLogger("ssa_experiments")
 # refused before any compute: one line, exit 2, nothing left in the store
@@ -82,8 +82,9 @@ def _in_store(cfg: DictConfig) -> Path | None:
 
 
 def _run_on_a_device(cfg: DictConfig, run: Callable[[DictConfig], dict[str, Any]]) -> dict[str, Any]:
-    """``device=auto`` on a machine with GPUs: the job holds one free GPU slot for its run (devices.py),
-    taken once the run's own lock is held, so a job waiting on another's run never blocks a GPU."""
+    """``device=auto`` on a machine with GPUs: the job holds one free GPU slot for its run
+    (``runtime/devices.py``), taken once the run's own lock is held, so a job waiting on another's run never
+    blocks a GPU."""
     import torch
 
     with device_for_job(cfg.device, torch.cuda.device_count(), per_gpu=cfg.train.runs_per_device) as device:

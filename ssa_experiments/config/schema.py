@@ -160,7 +160,7 @@ class TrainConfig:
     # that validate refuses a non-bool in one line (as bool, OmegaConf reads 2 as true and "maybe" as a
     # multi-line composition error).
     compile: Any = False
-    # how many jobs of a sweep share one GPU (device=auto, training/devices.py): 1, one job per GPU; k > 1
+    # how many jobs of a sweep share one GPU (device=auto, runtime/devices.py): 1, one job per GPU; k > 1
     # runs k small runs on each GPU at once. Where a run executes: not part of its identity.
     runs_per_device: int = 1
 

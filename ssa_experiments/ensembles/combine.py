@@ -4,11 +4,12 @@
     ssa-ensemble ...                                                        (console script)
 
 Members are the completed runs with ``ensemble.member`` set and a ``logits.pt`` (``members.py``), found under
-the given sweep directories, store roots or run directories as ``analysis.aggregate.collect`` finds runs.
-Members form one ensemble when their run identities (``summary.json``) agree once ``ensemble.member`` is
-left out: a sweep over methods × seeds gives one ensemble per (method, seed). ``ensemble.size`` is not part
-of an identity (member 0 of a 4- and of a 6-member ensemble is one stored run), so an ensemble is whatever
-members the roots hold; ``requested_size`` (Hydra's record of the job, else the summary) flags a short one.
+the given sweep directories, store roots or run directories by ``store/read.py``, which finds runs for the
+tables too. Members form one ensemble when their run identities (``summary.json``) agree once
+``ensemble.member`` is left out: a sweep over methods × seeds gives one ensemble per (method, seed).
+``ensemble.size`` is not part of an identity (member 0 of a 4- and of a 6-member ensemble is one stored run),
+so an ensemble is whatever members the roots hold; ``requested_size`` (Hydra's record of the job, else the
+summary) flags a short one.
 
 The ensemble predicts the mean of its members' probabilities (softmax of each member's logits, in float32),
 never the softmax of the mean logits. Per split ("test", "val", every "corrupt/<corruption>/<severity>",
@@ -58,7 +59,6 @@ if not numerics.torch_started():  # the combiner's float sums in the default (po
 import pandas as pd
 import torch
 
-from ssa_experiments.analysis.aggregate import _hydra_config, collect
 from ssa_experiments.config.identity import NOT_IDENTITY
 from ssa_experiments.config.renamed import current
 from ssa_experiments.store.files import (
@@ -67,8 +67,8 @@ from ssa_experiments.store.files import (
     atomic_write_bytes,
     atomic_write_json,
     flatten,
-    read_summary,
 )
+from ssa_experiments.store.read import hydra_config, stored_runs
 
 ECE_BINS = 15
 MAX_SUBSETS = 50
@@ -339,7 +339,7 @@ def group_key(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 def _requested_size(run_dir: Path, summary: Mapping[str, Any]) -> int | None:
     """The ensemble size the job asked for: Hydra's record beside a sweep's link, else the summary's."""
-    for config in (_hydra_config(run_dir), summary.get("config") or {}):
+    for config in (hydra_config(run_dir), summary.get("config") or {}):
         size = (config.get("ensemble") or {}).get("size")
         if size is not None:
             return int(size)
@@ -348,19 +348,18 @@ def _requested_size(run_dir: Path, summary: Mapping[str, Any]) -> int | None:
 
 def find_members(roots: Iterable[str | Path]) -> tuple[list[Member], list[tuple[str, str]]]:
     """The ensemble members under ``roots``, and (run_dir, why) for every run found that is not one."""
-    df = collect(list(roots))
     members, skipped = [], []
-    for row in df.itertuples(index=False):
-        run_dir = Path(row.run_dir)
-        index = ((row.config or {}).get("ensemble") or {}).get("member")
+    for run in stored_runs(list(roots)):
+        run_dir = run.run_dir
+        index = (run.config.get("ensemble") or {}).get("member")
         if index is None:
             skipped.append((str(run_dir), "not an ensemble member"))
-        elif row.status != "completed":
-            skipped.append((str(run_dir), f"status {row.status}"))
+        elif run.status != "completed":
+            skipped.append((str(run_dir), f"status {run.status}"))
         elif not (run_dir / LOGITS).exists():
             skipped.append((str(run_dir), f"no {LOGITS}"))
         else:
-            summary = read_summary(run_dir) or {}
+            summary = run.summary or {}
             members.append(Member(run_dir, int(index), summary, _requested_size(run_dir, summary)))
     return members, skipped
 

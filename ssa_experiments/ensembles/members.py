@@ -48,6 +48,8 @@ from ssa_experiments.ensembles.targets import MemberMasks, member_scores
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.targets import Scorer, prunable_modules
 from ssa_experiments.repro import numerics, provenance
+from ssa_experiments.runtime.devices import pick_device
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.store.files import (
     LOGITS,
     LOGITS_FORMAT,
@@ -57,7 +59,6 @@ from ssa_experiments.store.files import (
     atomic_write_json,
     read_summary,
 )
-from ssa_experiments.training.loop import Precision
 
 log = logging.getLogger(__name__)
 CORRUPTION_SEED = 0  # fixed: every member and method is evaluated on the very same corrupted images
@@ -245,8 +246,6 @@ def complete_evaluations(out: Path, cfg: DictConfig) -> dict[str, Any] | None:
     precision, ``train.cpu_threads``), merged into ``logits.pt`` and the summary's corrupted-data accuracies
     (each file replaced atomically, ``logits.pt`` first). Returns the updated summary; None when nothing is
     missing. Raises ConfigError (``train.save_model``) when the member was stored without ``model.pt``."""
-    from ssa_experiments.training.devices import pick_device
-
     out = Path(out)
     summary = read_summary(out)
     if summary is None or summary.get("status") != "completed":

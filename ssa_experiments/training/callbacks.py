@@ -15,6 +15,11 @@ written into the epoch loop and nobody has to patch names inside ``run.py`` to o
     on_finish(summary, ok)      always, also when the run fails (``summary`` None, ``ok`` False)
 
 A callback reads the run through ``RunContext``; only the run writes it.
+
+``Callback`` is a protocol (structural typing): any object with these seven hooks is a callback, so a layer
+below training (``ensembles/outputs.py``) implements one without importing this module, and types what it
+reads of the context with a protocol of its own (``MemberContext``). A class that subclasses ``Callback``
+inherits a no-op for every hook it does not override.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -32,7 +37,7 @@ from torch import nn
 from ssa_experiments.data.base import ImageData
 from ssa_experiments.data.loaders import RunBatches
 from ssa_experiments.pruning.methods import PruningMethod
-from ssa_experiments.training.loop import Precision
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.training.lr import LrFn
 
 Row = dict[str, Any]
@@ -69,8 +74,11 @@ class RunContext:
     evaluated: nn.Module  # the network the last epoch was evaluated on (the model before any epoch)
 
 
-class Callback:
-    """Every hook a no-op: a callback overrides only the ones it needs (module docstring)."""
+HOOKS = ("revisit", "on_start", "on_epoch_start", "span", "on_epoch_end", "summary_fields", "on_finish")
+
+
+class Callback(Protocol):
+    """The hooks a run calls (module docstring). Subclassed, every hook is a no-op until overridden."""
 
     def revisit(self, out: Path, summary: Row) -> Row | None:
         return None
@@ -98,6 +106,10 @@ class Callbacks:
     """A run's callbacks called as one, in order."""
 
     def __init__(self, callbacks: Sequence[Callback]) -> None:
+        for cb in callbacks:  # a hook missing would fail only once the run reaches it: refuse it up front
+            missing = [hook for hook in HOOKS if not callable(getattr(cb, hook, None))]
+            if missing:
+                raise TypeError(f"{type(cb).__name__} is not a callback: it has no {', '.join(missing)}")
         self.callbacks = list(callbacks)
 
     def revisit(self, out: Path, summary: Row) -> Row | None:

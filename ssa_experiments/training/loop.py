@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,29 +18,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.training.optim import set_lr
-
-
-@dataclass
-class Precision:
-    """How tensors meet the device: bf16 autocast and channels-last, used only where they help (CUDA)."""
-
-    device: torch.device
-    amp: bool = False
-    channels_last: bool = False
-
-    @classmethod
-    def for_device(cls, device: torch.device, amp: bool, channels_last: bool) -> Precision:
-        cuda = device.type == "cuda"
-        return cls(device, amp and cuda, channels_last and cuda)
-
-    def autocast(self):
-        if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
-
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
 
 def steps_per_epoch(batches: Batches, max_steps: int = 0) -> int:

@@ -41,8 +41,9 @@ from ssa_experiments.config.schema import LrConfig
 from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.repro.provenance import file_sha256
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.store.files import atomic_torch_save, atomic_write_json
-from ssa_experiments.training.loop import Precision, evaluate_splits, steps_per_epoch, train_epoch
+from ssa_experiments.training.loop import evaluate_splits, steps_per_epoch, train_epoch
 from ssa_experiments.training.lr import lr_at
 from ssa_experiments.training.optim import make_optimizer
 

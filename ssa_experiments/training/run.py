@@ -50,6 +50,8 @@ from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.pruning.sanity import reinitialise
 from ssa_experiments.pruning.targets import check_pattern, prunable_modules
 from ssa_experiments.repro import numerics, provenance
+from ssa_experiments.runtime.devices import pick_device
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.store.files import (
     CHECKPOINT,
     METRICS,
@@ -66,8 +68,7 @@ from ssa_experiments.store.files import (
 from ssa_experiments.training.callbacks import Callback, Callbacks, Row, RunContext
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.training.compile import compiled
-from ssa_experiments.training.devices import pick_device
-from ssa_experiments.training.loop import Precision, evaluate_splits, steps_per_epoch, train_epoch
+from ssa_experiments.training.loop import evaluate_splits, steps_per_epoch, train_epoch
 from ssa_experiments.training.lr import lr_replay_start, retraining_lr
 from ssa_experiments.training.optim import make_optimizer
 from ssa_experiments.training.parent import Parent, load_parent, parent_trainer

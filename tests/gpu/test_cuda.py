@@ -25,10 +25,10 @@ from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.masking import export_state_dict
 from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.runtime.devices import device_for_job, pick_device
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.store.files import read_metrics
 from ssa_experiments.training.checkpoint import load_checkpoint
-from ssa_experiments.training.devices import device_for_job, pick_device
-from ssa_experiments.training.loop import Precision
 from ssa_experiments.training.optim import make_optimizer
 from ssa_experiments.training.run import run
 

@@ -1,5 +1,5 @@
 """Launchers beyond one process: the launcher configs compose, joblib gives the sequential results, and the
-one-job-per-GPU rule (``ssa_experiments.devices``) holds without a GPU.
+one-job-per-GPU rule (``ssa_experiments.runtime.devices``) holds without a GPU.
 
 The SLURM launcher's end-to-end tests need a cluster: tests/test_slurm.py.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY_SWEEP, accuracies, compose_hydra, isolated, sweep
 
-from ssa_experiments.training.devices import claim_gpu, device_for_job, gpu_ids
+from ssa_experiments.runtime.devices import claim_gpu, device_for_job, gpu_ids
 
 # ---- the launcher configs --------------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ def test_two_claims_get_different_gpus(tmp_path: Path) -> None:
 def test_claim_in_another_process_gets_another_gpu(tmp_path: Path) -> None:
     """The real case: joblib workers are processes. The lock is the OS's, so it holds across them."""
     code = (
-        "import sys; from ssa_experiments.training.devices import claim_gpu\n"
+        "import sys; from ssa_experiments.runtime.devices import claim_gpu\n"
         "with claim_gpu(2, sys.argv[1], env={}) as d: print(d)\n"
     )
     with claim_gpu(2, tmp_path, env={}) as mine:

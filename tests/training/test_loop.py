@@ -15,9 +15,10 @@ from ssa_experiments.data.loaders import make_batches
 from ssa_experiments.models import build_model
 from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.store.files import read_metrics, read_summary
 from ssa_experiments.training import loop as loop_module
-from ssa_experiments.training.loop import Precision, evaluate, recalibrated
+from ssa_experiments.training.loop import evaluate, recalibrated
 from ssa_experiments.training.run import run
 
 
