@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 # Python then writes the bytecode of what is imported on first use, even where the shell disables it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install quickstart figures study test test-fast lint bench gpu-check clean
+.PHONY: help install quickstart figures study test test-fast lint docs bench gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,7 +53,11 @@ lint: install  ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install  ## benchmarks: print ratios against plain PyTorch (see README, Performance)
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on every build
+docs: install  ## the docs site (mkdocs.yml, docs/*.md) into site/; strict: a broken link or a page not in the nav fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+bench: install  ## benchmarks: print ratios against plain PyTorch (docs/performance.md)
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_masks.py
 	$(PY) benchmarks/bench_loop.py

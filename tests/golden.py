@@ -8,7 +8,7 @@ numerics (the default), one thread.
 
 The values are pinned per CPU vendor: portable numerics were measured to give the same bits on AVX2 and on
 AVX-512 machines of one vendor, but not between an AMD EPYC and an Intel Xeon (MKL follows another code path
-on each; README, "Numbers that travel"). The store keys are one set for every vendor, and the test checks it.
+on each; docs/numbers.md). The store keys are one set for every vendor, and the test checks it.
 """
 
 from __future__ import annotations

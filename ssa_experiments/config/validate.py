@@ -307,7 +307,7 @@ def validate(cfg: DictConfig | Config) -> None:
             raise ConfigError(
                 "data.root",
                 f"data directory {str(root)!r} does not exist; set data.root=... or SSA_DATA_DIR to a copy "
-                f"of {cfg.data.name} (see README, 'Data sets')",
+                f"of {cfg.data.name} (see docs/data-and-models.md)",
             )
     if cfg.parent.path is not None and not Path(cfg.parent.path).is_file():
         raise ConfigError("parent.path", f"no checkpoint file at {cfg.parent.path!r}")

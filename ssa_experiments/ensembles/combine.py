@@ -1,4 +1,4 @@
-"""Combine ensemble members' saved predictions, without retraining (the paper's Table 2; README, "Ensembles").
+"""Combine ensemble members' saved predictions, without retraining (the paper's Table 2; docs/ensembles.md).
 
     python -m ssa_experiments.cli.ensemble RUNS_OR_SWEEP [...] [--size [K]] [--out DIR] [--max-subsets 50]
     ssa-ensemble ...                                                        (console script)

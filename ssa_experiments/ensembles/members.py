@@ -1,4 +1,4 @@
-"""What makes a run an ensemble member (``ensemble.member`` set; README, "Ensembles"), beyond its mask.
+"""What makes a run an ensemble member (``ensemble.member`` set; docs/ensembles.md), beyond its mask.
 
 A member is an ordinary run: ``run.py`` asks here for its seeds' config and its target scorer, and its
 callback (``outputs.py``), once it has completed, for the outputs the combiner

@@ -1,5 +1,5 @@
 """CPU numerics that travel: the same bits on x86-64 machines with AVX2 of one vendor, with or without AVX-512
-(not between Intel and AMD: README, "Numbers that travel").
+(not between Intel and AMD: docs/numbers.md).
 
 torch picks its CPU kernels by the instruction set it finds (ATen's dispatch, oneDNN's ISA, MKL's code
 path), and kernels of different vector widths sum floats in different orders. On a pruned network at 99 %

@@ -73,8 +73,8 @@ def processor() -> str:
 
 @functools.cache
 def cpu_vendor() -> str:
-    """GenuineIntel, AuthenticAMD...: portable numerics give the same bits within one vendor only (README,
-    "Numbers that travel")."""
+    """GenuineIntel, AuthenticAMD...: portable numerics give the same bits within one vendor only
+    (docs/numbers.md)."""
     return _cpuinfo("vendor_id") or platform.processor() or "unknown"
 
 

@@ -98,7 +98,7 @@ class SweepStatus(Callback):
         sweep = Path(config.hydra.sweep.dir)
         df = states(sweep)
         print(summary_line(df, f"sweep {sweep}"), flush=True)
-        if df["status"].isin(BAD).any():  # the README's promise: a multirun with a bad run exits 1
+        if df["status"].isin(BAD).any():  # docs/sweeps.md's promise: a multirun with a bad run exits 1
             print(f"sweep {sweep}: {failures(df)}; see python -m ssa_experiments.cli.status {sweep}",
                   file=sys.stderr, flush=True)  # fmt: skip
             raise SystemExit(1)  # not an Exception: Hydra's callback runner lets it through

@@ -3,7 +3,7 @@
 Why these matter: MNIST-1D is kept as its generator's float values (no uint8 rounding), must be the same data
 for every run of a sweep (a pure function of the config, cached without changing it), must go through the
 same loaders as the image data sets (validation split, both pipelines), and the over-parameterised
-``cnn1d`` widths are sized by a formula the README quotes.
+``cnn1d`` widths are sized by a formula docs/data-and-models.md quotes.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def test_relaunch_computes_nothing_and_a_new_sparsity_only_its_runs(tmp_path: Pa
 def test_status_counts_failed_and_missing_runs_and_exits_nonzero(tmp_path: Path, capsys) -> None:
     # model.depth=9 fails at run time (pooling shrinks the input to nothing); depth 1 completes
     proc = _train(["method=one_shot", "model.depth=9,1", "hydra.sweep.dir=s"], tmp_path)
-    assert proc.returncode == 1, proc.stderr[-2000:]  # a multirun with a failed run exits 1 (README)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a multirun with a failed run exits 1 (docs/sweeps.md)
     assert "1 completed, 0 running, 1 failed" in proc.stdout.strip().splitlines()[-1]
     sweep = tmp_path / "s"
     jobs = asked_for(sweep)
