@@ -44,9 +44,9 @@ class ModelConfig:
 @dataclass
 class CustomModelConfig:
     """``model=custom``: a model of the user's own (docs/extending.md). Every key besides ``arch`` and
-    ``_target_`` (added with ``+model.<key>=...``) is a keyword argument of ``_target_``, so the node holds
-    nothing the user did not write; the data set's shape is passed as the keywords ``MODEL_DATA_KEYWORDS``
-    the callable names."""
+    ``_target_`` is a keyword argument of ``_target_``; the data set's shape is passed as the keywords
+    ``MODEL_DATA_KEYWORDS`` the callable names. Not registered as the option's schema (a typed node takes no
+    new key from a config file): conf/model/custom.yaml is untyped and ``validate`` checks these two keys."""
 
     arch: str = "custom"
     _target_: str = MISSING  # "package.module.Callable": a class or function returning an nn.Module
@@ -340,7 +340,6 @@ def register_configs() -> None:
 # the schemas the group options name in their defaults (``- /schema/model/builtin@_here_``)
 SCHEMAS = (
     ("model", "builtin", ModelConfig),
-    ("model", "custom", CustomModelConfig),
     ("data", "builtin", DataConfig),
     ("data", "custom", CustomDataConfig),
     ("data", "image_folder", ImageFolderConfig),

@@ -84,6 +84,10 @@ def test_two_custom_models_are_two_runs_and_two_parents(tmp_path: Path, user: st
         assert run(cfg)["status"] == "completed"
     assert len([p for p in (root / "runs").iterdir() if p.is_dir()]) == 2
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2
+    rows = collect(root)
+    assert (
+        set(rows["model"]) == {"byo_user.Net", "byo_user.mlp"} and table(rows).shape[0] == 2
+    )  # two settings
 
 
 @pytest.mark.parametrize(
