@@ -120,3 +120,15 @@ def test_a_sweep_over_two_custom_models_on_the_command_line(tmp_path: Path, user
     runs = [p for p in (tmp_path / "store" / "runs").iterdir() if p.is_dir()]  # besides their lock files
     assert len(runs) == 2 and all((r / "summary.json").exists() for r in runs)
     assert set(collect(tmp_path / "store")["model"]) == {"byo_user.Net", "byo_user.mlp"}
+
+
+def test_a_callable_taking_only_kwargs_gets_the_classes_from_the_user(tmp_path: Path, user: str) -> None:
+    """torchvision's resnet18 takes num_classes through ``**kwargs`` only: nothing of the data set is passed
+    to it, its 1000 logits are refused by name, and ``+model.num_classes`` sets it."""
+    from ssa_experiments.models import build_model
+
+    resnet = ["model=custom", "model._target_=torchvision.models.resnet18", "data=synthetic"]
+    with pytest.raises(ConfigError, match=r"^model._target_: .* returns \(2, 1000\) .* expected \(2, 4\)"):
+        build_model(custom_cfg(tmp_path, *resnet).model, 3, 8, 4, (3, 8, 8))
+    model = build_model(custom_cfg(tmp_path, *resnet, "+model.num_classes=4").model, 3, 8, 4, (3, 8, 8))
+    assert model.fc.out_features == 4
