@@ -60,10 +60,12 @@ def locate(path: Any, field: str) -> Any:
     """The object at dotted ``path`` ("pkg.module.Name"), as Hydra finds a ``_target_``: the first part
     imported, then each next part an attribute, or else a submodule imported. A module that exists but fails
     to import is named with its own error, not reported as missing."""
-    if not isinstance(path, str) or not path.strip() or path == "???":
+    if path in (None, "", "???"):
         raise ConfigError(
             field, "missing: set it to the dotted path of your callable, e.g. my_pkg.module.Name"
         )
+    if not isinstance(path, str) or not all(part.isidentifier() for part in path.split(".")):
+        raise ConfigError(field, f"{path!r} is not a dotted path (package.module.Name)")
     parts = path.split(".")
     obj = _import(parts[0], field)
     if obj is None:

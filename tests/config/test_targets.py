@@ -54,6 +54,8 @@ def test_a_target_on_a_built_in_option_is_refused_not_ignored(tmp_path, user, ov
     ("overrides", "field", "says"),
     [
         (["model=custom", "data=synthetic"], "model._target_", "missing"),
+        (["model=custom", "model._target_=3", "data=synthetic"], "model._target_", "3 is not a dotted path"),
+        (["model=custom", "model._target_=my-pkg.Net", "data=synthetic"], "model._target_", "not a dotted"),
         (
             ["model=custom", "model._target_=no_such_module.Net", "data=synthetic"],
             "model._target_",
