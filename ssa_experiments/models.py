@@ -9,11 +9,14 @@ modules; layers a mask cannot reach (weight-standardised convolutions) are refus
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ssa_experiments.config.schema import ConfigError, ModelConfig
+from ssa_experiments.config.targets import check_custom_model, model_data_keywords, one_line, user_arguments
 
 
 def small_cnn(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
@@ -187,7 +190,65 @@ ARCHS: dict[str, Callable[[ModelConfig, int, int, int], nn.Module]] = {
 }
 
 
-def build_model(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+def build_custom(
+    cfg: DictConfig | dict[str, Any], input_shape: tuple[int, ...], num_classes: int
+) -> nn.Module:
+    """``model=custom``: ``model._target_`` called with the user's keys and, under each name it takes of
+    ``MODEL_DATA_KEYWORDS``, the data set's shape: ``in_channels`` (C), ``num_classes`` (K), ``image_size``
+    (the last dim: an image's width, a signal's length) and ``input_shape`` (one sample's shape, (C, H, W)
+    or (C, L)). What it returns must be an ``nn.Module`` mapping a batch to (batch, K) logits: checked here
+    on a batch of two zero samples, in eval mode, without gradients and with the RNG state restored, so the
+    check changes nothing the run computes."""
+    node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    fn, path = check_custom_model(node), node["_target_"]
+    given = {
+        "in_channels": input_shape[0],
+        "num_classes": num_classes,
+        "image_size": input_shape[-1],
+        "input_shape": tuple(input_shape),
+    }
+    try:
+        model = fn(**user_arguments(node, "model"), **{k: given[k] for k in model_data_keywords(fn)})
+    except Exception as err:
+        raise ConfigError(
+            "model._target_", f"{path} raised while building the model: {one_line(err)}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            "model._target_", f"{path} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    check_output(model, path, input_shape, num_classes)
+    return model
+
+
+def check_output(model: nn.Module, path: str, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """``model`` maps a (2, *input_shape) batch to (2, num_classes) logits; else one line naming it."""
+    was_training = model.training
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model.eval()
+            out = model(torch.zeros(2, *input_shape))
+    except Exception as err:
+        raise ConfigError(
+            "model._target_", f"{path} fails on a batch of shape {(2, *input_shape)}: {one_line(err)}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            "model._target_",
+            f"{path} returns {got} for a batch of shape {(2, *input_shape)}, expected (2, {num_classes}) "
+            "logits (take num_classes as a keyword argument, or set it with +model.num_classes=...)",
+        )
+
+
+def build_model(
+    cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int, input_shape: tuple[int, ...] = ()
+) -> nn.Module:
+    """The model of ``cfg`` for the data set's shape (``input_shape``: one sample's, for ``model=custom``)."""
+    if cfg.arch == "custom":
+        return build_custom(cfg, input_shape or (in_channels, image_size, image_size), num_classes)
     if cfg.arch not in ARCHS:
         raise ConfigError("model.arch", f"unknown model {cfg.arch!r}; choose one of {sorted(ARCHS)}")
     return ARCHS[cfg.arch](cfg, in_channels, image_size, num_classes)

@@ -256,3 +256,139 @@ def accuracies(sweep_dir: Path) -> dict[tuple[str, int], float]:
     df = collect(sweep_dir)
     done = df[df["status"] == "completed"]
     return {(r.method, int(r.seed)): float(r.test_acc) for r in done.itertuples()}
+
+
+# -- the user's own code (docs/extending.md): a module outside the repository, on sys.path ----------------
+
+USER_MODULE = "byo_user"
+USER_CODE = '''
+"""A researcher's own model, data set and method, in a file outside the repository."""
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ssa_experiments.pruning.methods.iterative import Iterative
+from ssa_experiments.pruning.methods.oneshot import OneShot
+
+NOT_CALLABLE = 3
+
+
+class Net(nn.Module):
+    """conv 3 -> width (3x3) + linear head: 27 * width prunable weights (the head is kept dense)."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def mlp(input_shape: tuple, num_classes: int, hidden: int = 20) -> nn.Module:
+    """A function, not a class: flatten, one hidden layer (prod(input_shape) * hidden prunable weights)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.ReLU(),
+                         nn.Linear(hidden, num_classes))
+
+
+def needs_depth(depth: int, num_classes: int) -> nn.Module:
+    return nn.Linear(depth, num_classes)
+
+
+class NoWeights(nn.Module):
+    """Logits from a bias only: nothing a mask can prune."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :1] * 0 + self.bias
+
+
+def wrong_shape(in_channels: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes + 1))
+
+
+def make_data(n: int = 240, classes: int = 3, size: int = 8):
+    """(train, test): uint8 prototypes + noise, fixed seed."""
+    g = torch.Generator().manual_seed(0)
+    protos = torch.rand(classes, 3, size, size, generator=g) * 255
+
+    def draw(k: int):
+        y = torch.arange(k) % classes
+        x = protos[y] + torch.randn(k, 3, size, size, generator=g) * 40
+        return x.round().clamp(0, 255).to(torch.uint8), y
+
+    return draw(n), draw(n // 2)
+
+
+def make_datasets(n: int = 240):
+    """The same data as torch Datasets, with a validation split of its own."""
+    (x, y), (xt, yt) = make_data(n)
+    return {"train": TensorDataset(x[24:], y[24:]), "test": TensorDataset(xt, yt),
+            "val": TensorDataset(x[:24], y[:24])}
+
+
+def bad_data():
+    return 5
+
+
+class LayerNormalised(OneShot):
+    """One-shot pruning with a score of my own: |w| / max |w| of its layer."""
+
+    reads = ()
+
+    def scores(self):
+        return {n: s / s.max() for n, s in super().scores().items()}
+
+
+class PowerMagnitude(Iterative):
+    """Iterative pruning by |w| ** method.power, reaching the target at method.anneal_epochs."""
+
+    reads = ("anneal_epochs", "schedule")
+    gradual = True
+
+    def scores(self):
+        return {n: s ** float(self.cfg.power) for n, s in super().scores().items()}
+
+
+class NotAMethod:
+    pass
+
+
+class ReadsATypo(OneShot):
+    reads = ("anneal_epoch",)
+'''
+# FAST without its model and data (a custom config names its own), gradual methods reach the target at 1
+FAST_CUSTOM = [*(o for o in FAST if not o.startswith(("model", "data"))), "method.anneal_epochs=1"]
+
+
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Write ``USER_CODE`` as ``byo_user.py`` in a directory outside the repository and put it on sys.path
+    (and PYTHONPATH, for subprocesses); returns the directory."""
+    import importlib
+
+    folder = tmp_path / "user_code"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{USER_MODULE}.py").write_text(USER_CODE)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, USER_MODULE, raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(folder)]))
+    importlib.invalidate_caches()
+    return str(folder)
+
+
+def custom_cfg(tmp_path: Path, *overrides: str, run_dir: str = "run") -> DictConfig:
+    """A tiny config (``FAST`` but the model and data) writing under tmp_path, plus ``overrides``."""
+    return compose_config(
+        [
+            *FAST_CUSTOM,
+            f"output_dir={tmp_path / run_dir}",
+            f"parent.cache_dir={tmp_path / 'cache'}",
+            *overrides,
+        ]
+    )

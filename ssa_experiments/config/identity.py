@@ -18,6 +18,8 @@ from omegaconf import DictConfig
 from ssa_experiments.config.methods import METHOD_KEY_DEFAULTS, METHOD_KEYS
 from ssa_experiments.config.renamed import historical
 from ssa_experiments.config.schema import SIGNAL_DATA_SETS, Config, to_container
+from ssa_experiments.config.sources import folder_digest
+from ssa_experiments.config.targets import custom_method_reads
 from ssa_experiments.repro.provenance import COMPUTE_VERSION, file_sha256
 
 # Where a run executes, reads from, logs or is stored, what it saves, how it is tuned: not what it computes.
@@ -61,9 +63,29 @@ def pruning_identity(pruning: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_identity(data: dict[str, Any]) -> dict[str, Any]:
-    """The ``data`` node without the keys its data set does not read (``DATA_KEYS_READ_BY``)."""
+    """The ``data`` node without the keys its data set does not read (``DATA_KEYS_READ_BY``); a data set
+    read from the user's files as what the files hold, not where they are (``data_source_identity``)."""
     name = data.get("name")
-    return {k: v for k, v in data.items() if name in DATA_KEYS_READ_BY.get(k, (name,))}
+    kept = {k: v for k, v in data.items() if name in DATA_KEYS_READ_BY.get(k, (name,))}
+    source = data_source_identity(kept)
+    if source:
+        kept = {k: v for k, v in kept.items() if k not in ("root", "path")}
+    return {**kept, **source}
+
+
+# what data_source_identity adds: kept in a run's identity although data.root is not
+SOURCE_KEYS = ("folder_sha256", "path_sha256")
+
+
+def data_source_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """``data=image_folder``: the folder's digest (``sources.folder_digest``) for its ``root``;
+    ``data=npz``: the file's SHA-256 for its ``path``. Two folders of other images are two data sets, one
+    folder copied elsewhere is one. Empty for every other data set (their ``root`` says where, not what)."""
+    if data.get("name") == "image_folder":
+        return {"folder_sha256": folder_digest(Path(str(data["root"])).expanduser())}
+    if data.get("name") == "npz":
+        return {"path_sha256": content_sha256(Path(str(data["path"])).expanduser())}
+    return {}
 
 
 def lr_identity(lr: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +161,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     that compute the same numbers have equal identities as far as the config can tell (the dense run at any
     requested sparsity is one run)."""
     ident = historical(to_container(cfg))  # the LR schedule as ``schedule``: store keys never move
+    data = data_identity(ident.get("data", {}))  # before data.root goes: an image folder's root says what
     for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
         node = ident
@@ -146,7 +169,10 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
             node = node.get(key, {})
         node.pop(leaf, None)
     method = ident.get("method", {})
-    reads = METHOD_KEYS.get(method.get("name"), tuple(method))
+    if method.get("name") == "custom":  # its target, its declared reads and the keys the user added
+        reads = custom_method_reads(method)
+    else:
+        reads = METHOD_KEYS.get(method.get("name"), tuple(method))
     if "prune_every_steps" in method:
         method["prune_every_steps"] = _normalised_prune_every(cfg, method["prune_every_steps"])
     ident["method"] = {
@@ -156,7 +182,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     }
     if method.get("name") == "iterative" and method.get("schedule") == "cubic":
         ident["method"]["schedule"] = "polynomial"  # two names of one schedule: one run
-    ident["data"] = data_identity(ident.get("data", {}))
+    ident["data"] = {k: v for k, v in data.items() if k in ident.get("data", {}) or k in SOURCE_KEYS}
     if "pruning" in ident:
         ident["pruning"] = pruning_identity(ident["pruning"])
     ident["sparsity"] = float(ident["sparsity"]) + 0.0  # -0.0 is 0.0

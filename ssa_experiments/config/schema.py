@@ -42,6 +42,17 @@ class ModelConfig:
 
 
 @dataclass
+class CustomModelConfig:
+    """``model=custom``: a model of the user's own (docs/extending.md). Every key besides ``arch`` and
+    ``_target_`` is a keyword argument of ``_target_``; the data set's shape is passed as the keywords
+    ``MODEL_DATA_KEYWORDS`` the callable names. Not registered as the option's schema (a typed node takes no
+    new key from a config file): conf/model/custom.yaml is untyped and ``validate`` checks these two keys."""
+
+    arch: str = "custom"
+    _target_: str = MISSING  # "package.module.Callable": a class or function returning an nn.Module
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING  # digits | synthetic | mnist1d | cifar10 | cifar100 | tiny_imagenet
     root: str | None = None  # disk data sets: directory; default $SSA_DATA_DIR, then ./data
@@ -61,6 +72,49 @@ class DataConfig:
     channels: int = 3
     # mnist1d only: samples generated (train 80 %, test 20 %); 5000 is the published 4000/1000 split
     num_samples: int = 5000
+
+
+@dataclass
+class LoadedDataConfig:
+    """What every data set read from the user's files or code shares: the loader, augmentation, validation
+    split and normalisation keys of ``DataConfig`` (same meanings), without the built-in sets' own keys."""
+
+    name: str = MISSING
+    pipeline: str = "device"
+    crop_padding: int = 0
+    flip: bool = False
+    num_workers: int = 2
+    val_fraction: float = 0.1  # ignored when the data brings its own validation split
+    split_seed: int = 0
+    # per-channel normalisation in input units (uint8 images: [0, 1]); null: computed from the training split
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@dataclass
+class CustomDataConfig(LoadedDataConfig):
+    """``data=custom``: ``_target_`` called with every key the schema does not define (``+data.<key>=``)."""
+
+    name: str = "custom"
+    _target_: str = MISSING  # "package.module.callable" returning the splits (data/custom.py)
+
+
+@dataclass
+class ImageFolderConfig(LoadedDataConfig):
+    """``data=image_folder``: torchvision's ImageFolder layout, ``root/{train,test[,val]}/<class>/<file>``."""
+
+    name: str = "image_folder"
+    root: str = MISSING
+    image_size: int | None = None  # null: the images' own size (all must share it); else resized to this
+    channels: int = 3  # 3: RGB, 1: greyscale
+
+
+@dataclass
+class NpzConfig(LoadedDataConfig):
+    """``data=npz``: one ``.npz`` file with x_train, y_train, x_test, y_test [, x_val, y_val]."""
+
+    name: str = "npz"
+    path: str = MISSING
 
 
 @dataclass
@@ -88,6 +142,15 @@ class MethodConfig:
     # iterative: 0 = a pruning step at the start of each epoch 1..n; k > 0 = gradual magnitude pruning, a step
     # every k training steps at the schedule's sparsity at t = epoch + step/steps_per_epoch; target at epoch n
     prune_every_steps: int = 0
+
+
+@dataclass
+class CustomMethodConfig(MethodConfig):
+    """``method=custom``: a ``PruningMethod`` subclass of the user's own; it reads the keys above it declares
+    (its ``reads``) and any it adds with ``+method.<key>=...``."""
+
+    name: str = "custom"
+    _target_: str = MISSING  # "package.module.Class", a subclass of pruning.methods.base.PruningMethod
 
 
 @dataclass
@@ -247,8 +310,10 @@ class StoreConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = MISSING
-    data: DataConfig = MISSING
+    # each option of the model and data groups brings its own schema (conf/model/*.yaml, conf/data/*.yaml:
+    # ``defaults: [/schema/...]``), so a custom model's node holds only what the user wrote
+    model: Any = MISSING
+    data: Any = MISSING
     method: MethodConfig = MISSING
     lr: LrConfig = MISSING
     logger: LoggerConfig = MISSING
@@ -291,14 +356,27 @@ def job_output_dir() -> str:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="base_config", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for group, name, node in SCHEMAS:
+        store.store(group=f"schema/{group}", name=name, node=node)
     OmegaConf.register_new_resolver("ssa_dirname", short_dirname, replace=True)
     OmegaConf.register_new_resolver("ssa_output_dir", job_output_dir, replace=True)
 
 
+# the schemas the group options name in their defaults (``- /schema/model/builtin@_here_``)
+SCHEMAS = (
+    ("model", "builtin", ModelConfig),
+    ("data", "builtin", DataConfig),
+    ("data", "custom", CustomDataConfig),
+    ("data", "image_folder", ImageFolderConfig),
+    ("data", "npz", NpzConfig),
+    ("method", "custom", CustomMethodConfig),
+)
 PARENT_DERIVED_SCHEDULES = ("finetune", "lr_rewind")  # retraining baselines: the parent's LR, replayed
 LR_SCHEDULES = ("one_cycle", "cosine", "constant", "step", "parent_swa_style", *PARENT_DERIVED_SCHEDULES)
 DATA_SETS = ("digits", "synthetic", "mnist1d", "cifar10", "cifar100", "tiny_imagenet")  # data/datasets.py
+LOADED_DATA_SETS = ("custom", "image_folder", "npz")  # the user's code or files: data/custom.py, files.py
 # what main() may return to a sweeper: validation metrics of the summary only
 OBJECTIVES = ("val_acc", "best_val_acc", "val_loss")
 SIGNAL_DATA_SETS = ("mnist1d",)  # (N, C, L) signals: only the 1-D models (SIGNAL_ARCHS) take them
@@ -311,6 +389,8 @@ def resolve_root(cfg: DataConfig) -> Path:
 
 
 ARCHS = ("small_cnn", "mlp", "resnet", "wide_resnet", "vit", "timm", "cnn1d")
+# the data set's shape, passed to a custom model's callable under each of these names it takes (models.py)
+MODEL_DATA_KEYWORDS = ("in_channels", "num_classes", "image_size", "input_shape")
 SIGNAL_ARCHS = ("cnn1d",)
 
 

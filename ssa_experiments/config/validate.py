@@ -18,9 +18,9 @@ from ssa_experiments.config.methods import (
     ANNEAL_SCHEDULES,
     GRADUAL_METHODS,
     ITERATIVE_SCHEDULES,
+    METHOD_KEYS,
     METHODS,
     RESCORE_METHODS,
-    TAU0_METHODS,
 )
 from ssa_experiments.config.schema import (
     ARCHS,
@@ -29,6 +29,7 @@ from ssa_experiments.config.schema import (
     CRITERIA,
     DATA_SETS,
     ENSEMBLE_MASKS,
+    LOADED_DATA_SETS,
     LR_SCHEDULES,
     OBJECTIVES,
     PARENT_DERIVED_SCHEDULES,
@@ -41,6 +42,7 @@ from ssa_experiments.config.schema import (
     parse_pattern,
     resolve_root,
 )
+from ssa_experiments.config.targets import check_targets, method_declaration
 from ssa_experiments.repro.numerics import MODES as CPU_NUMERICS
 
 
@@ -209,6 +211,29 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
         )
 
 
+def method_facts(m: Any) -> tuple[tuple[str, ...], bool]:
+    """(the ``method.*`` keys a method reads, whether it is gradual): the registry's declaration of a
+    built-in method, the class attributes of a custom one (``targets.method_declaration``)."""
+    if m.name == "custom":
+        return method_declaration(m._target_)
+    return METHOD_KEYS[m.name], m.name in GRADUAL_METHODS
+
+
+def validate_loaded_data(d: Any) -> None:
+    """The keys of the data sets read from the user's files (``data/files.py``): the files exist, and the
+    normalisation, when given, is one positive std per mean."""
+    if d.name == "image_folder" and (d.root in (None, "???") or not Path(d.root).expanduser().is_dir()):
+        raise ConfigError(
+            "data.root", f"no image folder at {d.root!r}: set data.root=DIR (DIR/train, DIR/test)"
+        )
+    if d.name == "npz" and (d.path in (None, "???") or not Path(d.path).expanduser().is_file()):
+        raise ConfigError("data.path", f"no .npz file at {d.path!r}: set data.path=FILE")
+    if d.name in LOADED_DATA_SETS and (d.mean is None) != (d.std is None):
+        raise ConfigError(
+            "data.mean" if d.mean is None else "data.std", "set both data.mean and data.std, or neither"
+        )
+
+
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
     if not 0 <= cfg.sparsity < 1:
@@ -216,10 +241,13 @@ def validate(cfg: DictConfig | Config) -> None:
     if not 0 <= cfg.seed < 2**32:  # numpy's seeds
         raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
     m = cfg.method
-    _choice(m.name, METHODS, "method.name")
-    _choice(cfg.model.arch, ARCHS, "model.arch")
-    _choice(cfg.data.name, DATA_SETS, "data.name")
-    if (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
+    _choice(m.name, (*METHODS, "custom"), "method.name")
+    _choice(cfg.model.arch, (*ARCHS, "custom"), "model.arch")
+    _choice(cfg.data.name, (*DATA_SETS, *LOADED_DATA_SETS), "data.name")
+    check_targets(cfg)  # the user's code: importable, takes its arguments; built-in options take none
+    reads, gradual = method_facts(m)
+    known_kind = cfg.model.arch != "custom" and cfg.data.name not in ("custom", "npz")  # else: once read
+    if known_kind and (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
         raise ConfigError(
             "model.arch",
             f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
@@ -234,7 +262,9 @@ def validate(cfg: DictConfig | Config) -> None:
     _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
     for beta in cfg.optimizer.betas:
         _in_range(beta, "optimizer.betas", 0, 1)
-    validate_model(cfg.model)
+    if cfg.model.arch != "custom":
+        validate_model(cfg.model)
+    validate_loaded_data(cfg.data)
     validate_lr(cfg.lr, "lr")
     validate_lr(cfg.parent.lr, "parent.lr")
     _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
@@ -255,7 +285,7 @@ def validate(cfg: DictConfig | Config) -> None:
         _choice(m.schedule, ANNEAL_SCHEDULES, "method.schedule")
     _choice(m.granularity, ("epoch", "step"), "method.granularity")
     _choice(m.resample, ("step", "epoch"), "method.resample")
-    if m.name in TAU0_METHODS and not 0 < m.initial_temperature <= 1:
+    if "initial_temperature" in reads and not 0 < m.initial_temperature <= 1:
         raise ConfigError("method.initial_temperature", f"must be in (0, 1], got {m.initial_temperature}")
     if m.name == "random_annealing" and not 0 < m.max_initial_probability <= 1:
         raise ConfigError(
@@ -265,12 +295,12 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError("method.initial_drop_rate", f"must be in (0, 1), got {m.initial_drop_rate}")
     _positive(m.decay_rate, "method.decay_rate")
     _positive(m.prune_every_steps, "method.prune_every_steps", allow_zero=True)
-    if m.prune_every_steps and m.name != "iterative":
+    if m.prune_every_steps and "prune_every_steps" not in reads:
         raise ConfigError(
             "method.prune_every_steps",
             f"is read by method=iterative only (gradual magnitude pruning), not {m.name}",
         )
-    if m.rescore and m.name not in RESCORE_METHODS:
+    if m.rescore and "rescore" not in reads:
         raise ConfigError(
             "method.rescore",
             f"is read by {', '.join(RESCORE_METHODS)} only, not {m.name} (iterative always re-scores; the "
@@ -280,7 +310,7 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(
             "method.rescore", "pruning.criterion=random draws the same scores again: nothing to re-score"
         )
-    if m.name in GRADUAL_METHODS:
+    if gradual:
         _positive(m.anneal_epochs, "method.anneal_epochs")
         if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
             raise ConfigError(

@@ -68,3 +68,15 @@ INPUT_SCALES = {torch.uint8: 255.0, torch.float32: 1.0}
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 TINY_IMAGENET_STATS = ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821))
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std over samples and every trailing dim, in input units (uint8 images: [0, 1]), for
+    data sets without published constants."""
+    xf = x.float()  # a new tensor for uint8; float32 signals are only read below, never written
+    if x.dtype == torch.uint8:
+        xf = xf.div_(255)
+    dims = (0, *range(2, x.dim()))
+    mean = xf.mean(dim=dims)
+    std = xf.std(dim=dims).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())

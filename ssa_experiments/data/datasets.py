@@ -26,23 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssa_experiments.config.schema import DATA_SETS, ConfigError, DataConfig, resolve_root
+from ssa_experiments.config.schema import DATA_SETS, LOADED_DATA_SETS, ConfigError, DataConfig, resolve_root
 from ssa_experiments.config.validate import check_num_samples
-from ssa_experiments.data.base import ImageData
+from ssa_experiments.data.base import ImageData, channel_stats
 
 log = logging.getLogger(__name__)
-
-
-def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std over samples and every trailing dim, in input units (uint8 images: [0, 1]), for
-    data sets without published constants."""
-    xf = x.float()  # a new tensor for uint8; float32 signals are only read below, never written
-    if x.dtype == torch.uint8:
-        xf = xf.div_(255)
-    dims = (0, *range(2, x.dim()))
-    mean = xf.mean(dim=dims)
-    std = xf.std(dim=dims).clamp_min(1e-3)
-    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def digits(cfg: DataConfig) -> ImageData:
@@ -339,6 +327,19 @@ def load_data(cfg: DataConfig) -> ImageData:
         return with_validation(data, cfg.val_fraction, cfg.split_seed, restat=True)
     if cfg.name == "mnist1d":  # normalised by its generator: the constants stay (mean 0, std 1)
         return with_validation(mnist1d(cfg), cfg.val_fraction, cfg.split_seed, restat=False)
+    if cfg.name in LOADED_DATA_SETS:  # the user's code or files (data/custom.py, data/files.py)
+        from ssa_experiments.data import custom, files
+
+        readers = {
+            "custom": custom.load_custom,
+            "image_folder": files.read_image_folder,
+            "npz": files.read_npz,
+        }
+        loaded = readers[cfg.name](cfg)
+        if loaded.val_x is not None:  # the data's own validation split: nothing is carved out of train
+            return loaded
+        restat = cfg.mean is None  # the training images' statistics, unless data.mean/std are given
+        return with_validation(loaded, cfg.val_fraction, cfg.split_seed, restat=restat)
     from ssa_experiments.data import disk
 
     readers = {

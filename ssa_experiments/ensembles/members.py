@@ -223,7 +223,9 @@ def evaluated_network(out: Path, cfg: DictConfig, data: ImageData, precision: Pr
     of it: recalibrated BatchNorm statistics, pruned weights zero), placed as ``run`` places its model."""
     path = Path(out) / MODEL
     with torch.random.fork_rng(devices=[]):  # building initialises weights: no draw from the global RNG
-        model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes)
+        model = build_model(
+            cfg.model, data.in_channels, data.image_shape[-1], data.num_classes, data.image_shape
+        )
     model = model.to(precision.device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -323,7 +325,9 @@ def training_flops(
     members share one parent, so a Prune-and-Tune ensemble is charged one parent, a dense ensemble one each.
     The architecture is counted on the meta device: no compute, no draw from any RNG."""
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes)
+        model = build_model(
+            cfg.model, data.in_channels, data.image_shape[-1], data.num_classes, data.image_shape
+        )
     names = prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
     forward = flops.forward_flops(model, (1, *data.image_shape), names)
     batch = int(cfg.train.batch_size)

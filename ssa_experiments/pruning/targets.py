@@ -111,6 +111,11 @@ def classifier_heads(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if id(m) in heads}
 
 
+def prunable_layers(model: nn.Module) -> list[str]:
+    """The names of every layer the masks can act on, whatever keep_first/last_layer keep dense."""
+    return [n for n, m in model.named_modules() if isinstance(m, (*PRUNABLE_TYPES, nn.MultiheadAttention))]
+
+
 def prunable_modules(
     model: nn.Module, keep_first_layer: bool = False, keep_last_layer: bool = True
 ) -> dict[str, nn.Module]:

@@ -34,8 +34,9 @@ import torch
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
-from ssa_experiments.config.schema import DATA_CRITERIA, ConfigError, to_container
+from ssa_experiments.config.schema import DATA_CRITERIA, SIGNAL_ARCHS, ConfigError, to_container
 from ssa_experiments.config.seeds import derived_seed, finetune_seed, parent_seed
+from ssa_experiments.config.targets import option_label
 from ssa_experiments.config.validate import check_device, validate
 from ssa_experiments.data.base import ImageData
 from ssa_experiments.data.datasets import load_data
@@ -48,7 +49,7 @@ from ssa_experiments.pruning.masking import dense_weight, export_state_dict
 from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.pruning.sanity import reinitialise
-from ssa_experiments.pruning.targets import check_pattern, prunable_modules
+from ssa_experiments.pruning.targets import check_pattern, prunable_layers, prunable_modules
 from ssa_experiments.repro import numerics, provenance
 from ssa_experiments.runtime.devices import pick_device
 from ssa_experiments.runtime.precision import Precision
@@ -177,17 +178,40 @@ def build(cfg: DictConfig) -> Setup:
     init_seed = parent_seed(cfg)
     seed_everything(init_seed)
     data = load_data(cfg.data)
+    check_fits(cfg.model.arch, data)
     batches = make_batches(
         data, cfg.data.pipeline, cfg.train.batch_size, device, init_seed, cfg.data.num_workers
     )
-    model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes).to(device)
+    model = build_model(
+        cfg.model, data.in_channels, data.image_shape[-1], data.num_classes, data.image_shape
+    ).to(device)
     model = compiled(model, cfg.train.compile)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.model.arch == "custom" and not prunable_layers(model):  # before keep_first/last_layer's own rule
+        raise ConfigError(
+            "model._target_",
+            f"{cfg.model._target_} has no layer the masks can prune (nn.Conv1d/2d/3d, nn.Linear, "
+            "nn.MultiheadAttention): nothing to prune",
+        )
     prunable = prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
     check_pattern({n: tuple(dense_weight(m).shape) for n, m in prunable.items()}, cfg.pruning.pattern)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
     return Setup(device, precision, data, batches, model, loss_fn, init_seed)
+
+
+def check_fits(arch: str, data: ImageData) -> None:
+    """A built-in model takes the data's kind of sample: (C, H, W) images a 2-D model, (C, L) signals a 1-D
+    one (``validate`` knows this for the built-in data sets; the user's data or files, once read)."""
+    if arch == "custom":
+        return
+    signals = len(data.image_shape) == 2
+    if signals != (arch in SIGNAL_ARCHS):
+        kind = "(C, L) signals" if signals else "(C, H, W) images"
+        need = ", ".join(SIGNAL_ARCHS) if signals else "a 2-D model"
+        raise ConfigError(
+            "model.arch", f"{arch} does not fit data={data.name}: its samples are {kind}; use {need}"
+        )
 
 
 # -- parent: the dense network every run starts from ---------------------------------------------------------
@@ -230,7 +254,8 @@ def set_up_finetuning(
     params, prunable = count_params(model), method.report()["prunable_params"]
     log.info(
         "model %s: %d parameters, %d prunable (%s); method %s, target sparsity %.4f",
-        cfg.model.arch, params, prunable, f"{100 * prunable / params:.1f}%", method.name, cfg.sparsity,
+        option_label(cfg.model, "arch"), params, prunable, f"{100 * prunable / params:.1f}%", method.name,
+        cfg.sparsity,
     )  # fmt: skip
     epochs = cfg.train.finetune_epochs
     steps = steps_per_epoch(batches.train, cfg.train.max_steps_per_epoch)
@@ -347,13 +372,13 @@ def finalise(ctx: RunContext, status: str, hooks: Callbacks, started: float) -> 
     outputs = hooks.summary_fields(ctx) if status == "completed" else {}
     final = {
         "status": status,
-        "method": method.name,
+        "method": option_label(cfg.method, "name"),
         "target_sparsity": cfg.sparsity if method.name != "dense" else 0.0,
         **summarize(ctx.history),
         "collapsed_layers": method.collapsed_layers,
         "seed": cfg.seed,
-        "model": cfg.model.arch,
-        "data": cfg.data.name,
+        "model": option_label(cfg.model, "arch"),
+        "data": option_label(cfg.data, "name"),
         "steps": ctx.global_step,
         "lr_trace_sha256": lr_trace_sha256(ctx.global_step, ctx.lr_fn),
         # the retraining baseline's budget: where the weights and the LR restart in the parent's training

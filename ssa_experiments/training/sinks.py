@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ssa_experiments.config.targets import option_label
 from ssa_experiments.store.files import METRICS, append_metrics, flatten, rewrite_metrics
 from ssa_experiments.training.callbacks import Callback, RunContext
 
@@ -122,7 +123,8 @@ class WandB(Callback):
     def on_start(self, history: list[dict[str, Any]], ctx: RunContext) -> None:
         lc = self.cfg.logger
         tags = [str(t) for t in lc.tags] + [
-            f"model:{self.cfg.model.arch}", f"data:{self.cfg.data.name}", f"method:{self.cfg.method.name}",
+            f"model:{option_label(self.cfg.model, 'arch')}", f"data:{option_label(self.cfg.data, 'name')}",
+            f"method:{option_label(self.cfg.method, 'name')}",
             f"sparsity:{self.cfg.sparsity}",
         ]  # fmt: skip
 
@@ -133,7 +135,7 @@ class WandB(Callback):
                 project=lc.project,
                 entity=lc.entity,
                 group=lc.group or _default_group(self.out),
-                job_type=lc.job_type or self.cfg.method.name,
+                job_type=lc.job_type or option_label(self.cfg.method, "name"),
                 tags=tags,
                 name=self.out.name,
                 config=flatten(self.config),

@@ -7,7 +7,8 @@
     controls.py    stochastic_constant, dropconnect_target, soft_annealing
 
 Which class runs a method is its declaration's ``target`` in the registry (``config/methods.py``), so adding
-a method is one class here plus one declaration there.
+a method is one class here plus one declaration there; ``method=custom`` runs the user's class named by
+``method._target_`` (``config/targets.py``, docs/extending.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import importlib
 
 from ssa_experiments.config.methods import METHODS, spec
 from ssa_experiments.config.schema import MethodConfig, PruningConfig
+from ssa_experiments.config.targets import method_class as custom_method_class
 from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.pruning.targets import Scorer
 
@@ -37,4 +39,5 @@ def make_method(
 ) -> PruningMethod:
     """The configured method; ``scorer`` (e.g. an ensemble member's) chooses its target instead of
     ``pruning.criterion`` (every method composes with every scorer: it only replaces the scores)."""
-    return method_class(method.name)(method, pruning, sparsity, seed, scorer=scorer)
+    cls = custom_method_class(method._target_) if method.name == "custom" else method_class(method.name)
+    return cls(method, pruning, sparsity, seed, scorer=scorer)
