@@ -165,44 +165,16 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
         )
 
 
-def validate(cfg: DictConfig | Config) -> None:
-    """Raise ConfigError for the first bad value; called before any data is read or model built."""
-    if not 0 <= cfg.sparsity < 1:
-        raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
-    if not 0 <= cfg.seed < 2**32:  # numpy's seeds
-        raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
-    m = cfg.method
-    _choice(m.name, METHODS, "method.name")
-    _choice(cfg.model.arch, ARCHS, "model.arch")
-    _choice(cfg.data.name, DATA_SETS, "data.name")
-    if (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
-        raise ConfigError(
-            "model.arch",
-            f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
-            f"({', '.join(SIGNAL_DATA_SETS)}) need a 1-D model ({', '.join(SIGNAL_ARCHS)}), images a 2-D one",
-        )
-    if cfg.data.name == "mnist1d":
-        check_num_samples(cfg.data.num_samples)
-    _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
-    _choice(cfg.pruning.criterion, ("magnitude", "random"), "pruning.criterion")
-    _choice(cfg.pruning.scope, ("global", "layerwise"), "pruning.scope")
-    _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
-    _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
-    _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
-    for beta in cfg.optimizer.betas:
-        _in_range(beta, "optimizer.betas", 0, 1)
-    validate_model(cfg.model)
-    validate_lr(cfg.lr, "lr")
-    validate_lr(cfg.parent.lr, "parent.lr")
-    _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
-    _positive(cfg.train.batch_size, "train.batch_size")
-    _positive(cfg.train.cpu_threads, "train.cpu_threads")
-    _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
-    _choice(cfg.objective, OBJECTIVES, "objective")
-    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
-    validate_retraining(cfg)
-    if not 0 <= cfg.train.label_smoothing < 1:
-        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
+def validate_pruning(p: Any) -> None:
+    """The ``pruning.*`` choices (how the target is chosen); shared with the library's ``Pruner``."""
+    _choice(p.criterion, ("magnitude", "random"), "pruning.criterion")
+    _choice(p.scope, ("global", "layerwise"), "pruning.scope")
+
+
+def validate_method(m: Any, criterion: str, epochs: int, epochs_field: str = "train.finetune_epochs") -> None:
+    """The ``method.*`` rules: its keys' ranges and choices, and that a gradual method reaches its target
+    before the last of ``epochs`` fine-tuning epochs (``epochs_field`` names that number in the error). Shared
+    by ``validate`` and the library's ``Pruner``, so a method option is judged the same way in both."""
     if m.name == "iterative":
         _choice(m.schedule, ITERATIVE_SCHEDULES, "method.schedule")
     else:
@@ -230,18 +202,58 @@ def validate(cfg: DictConfig | Config) -> None:
             f"is read by {', '.join(RESCORE_METHODS)} only, not {m.name} (iterative always re-scores; the "
             "controls fix P or the target from the start)",
         )
-    if m.rescore and cfg.pruning.criterion == "random":
+    if m.rescore and criterion == "random":
         raise ConfigError(
             "method.rescore", "pruning.criterion=random draws the same scores again: nothing to re-score"
         )
     if m.name in GRADUAL_METHODS:
         _positive(m.anneal_epochs, "method.anneal_epochs")
-        if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
+        if m.anneal_epochs >= epochs:  # the target must be trained on its own
             raise ConfigError(
                 "method.anneal_epochs",
-                f"{m.anneal_epochs} must be < train.finetune_epochs={cfg.train.finetune_epochs} "
+                f"{m.anneal_epochs} must be < {epochs_field}={epochs} "
                 "(the target mask is in force from epoch anneal_epochs on; at least one epoch must train it)",
             )
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Raise ConfigError for the first bad value; called before any data is read or model built."""
+    if not 0 <= cfg.sparsity < 1:
+        raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
+    if not 0 <= cfg.seed < 2**32:  # numpy's seeds
+        raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
+    m = cfg.method
+    _choice(m.name, METHODS, "method.name")
+    _choice(cfg.model.arch, ARCHS, "model.arch")
+    _choice(cfg.data.name, DATA_SETS, "data.name")
+    if (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
+        raise ConfigError(
+            "model.arch",
+            f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
+            f"({', '.join(SIGNAL_DATA_SETS)}) need a 1-D model ({', '.join(SIGNAL_ARCHS)}), images a 2-D one",
+        )
+    if cfg.data.name == "mnist1d":
+        check_num_samples(cfg.data.num_samples)
+    _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
+    validate_pruning(cfg.pruning)
+    _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
+    _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
+    _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
+    for beta in cfg.optimizer.betas:
+        _in_range(beta, "optimizer.betas", 0, 1)
+    validate_model(cfg.model)
+    validate_lr(cfg.lr, "lr")
+    validate_lr(cfg.parent.lr, "parent.lr")
+    _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
+    _positive(cfg.train.batch_size, "train.batch_size")
+    _positive(cfg.train.cpu_threads, "train.cpu_threads")
+    _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
+    _choice(cfg.objective, OBJECTIVES, "objective")
+    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
+    validate_retraining(cfg)
+    if not 0 <= cfg.train.label_smoothing < 1:
+        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
+    validate_method(m, cfg.pruning.criterion, cfg.train.finetune_epochs)
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
     _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)

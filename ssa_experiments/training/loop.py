@@ -18,7 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
-from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.pruner import Pruner
 from ssa_experiments.training.optim import set_lr
 
 
@@ -58,10 +58,12 @@ def train_epoch(
     global_step: int,
     lr_fn: Callable[[int], float],
     precision: Precision,
-    method: PruningMethod | None = None,
+    pruner: Pruner | None = None,
     max_steps: int = 0,
 ) -> tuple[dict[str, float], int]:
-    """One pass over the training batches; returns (metrics, global step after the epoch)."""
+    """One pass over the training batches; returns (metrics, global step after the epoch). ``pruner``
+    (``pruning/pruner.py``, as a loop of one's own drives it): ``step()`` before each forward pass; its hook
+    on ``optimizer`` runs the method's ``before_optimizer_step`` inside ``optimizer.step()``."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
@@ -70,8 +72,8 @@ def train_epoch(
     for step, (x, y) in enumerate(batches.epoch(epoch)):
         if step >= steps:
             break
-        if method is not None:
-            method.before_step(epoch, step, steps)  # stochastic masks are sampled here
+        if pruner is not None:
+            pruner.step()  # stochastic masks are sampled here
         lr = lr_fn(global_step)
         set_lr(optimizer, lr)
         with precision.autocast():
@@ -79,9 +81,7 @@ def train_epoch(
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if method is not None:
-            method.before_optimizer_step(lr)
-        optimizer.step()
+        optimizer.step()  # the pruner's hook first: masked weight decay, if configured
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
