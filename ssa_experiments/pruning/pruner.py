@@ -27,7 +27,7 @@ jaxpruner users as the wrapped optimizer (here a hook on their own optimizer, wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -41,6 +41,7 @@ from ssa_experiments.config.validate import validate_method, validate_pruning
 from ssa_experiments.pruning.masking import export_state_dict
 from ssa_experiments.pruning.methods import make_method
 from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.recalibration import recalibrated
 from ssa_experiments.pruning.targets import Scorer
 from ssa_experiments.pruning.weight_decay import leave_decay_to_method
 
@@ -183,6 +184,13 @@ class Pruner:
         buffers) that loads into an unpruned instance of the architecture; of ``model`` if given (a copy of
         the pruner's model, e.g. with recalibrated BatchNorm statistics), else of the pruner's model."""
         return export_state_dict(self.model if model is None else model)
+
+    def recalibrated(self, inputs: Iterable[torch.Tensor], num_batches: int = 20) -> nn.Module:
+        """The network to evaluate: a copy of the model, in eval mode, with BatchNorm statistics recalibrated
+        for the target mask over the first ``num_batches`` of ``inputs`` (training inputs; labels are not
+        needed); the model itself when it has no BatchNorm. The runner's ``eval.bn_recalibration_batches``
+        (``recalibration.py``). Pass it to ``export`` to save the network evaluated."""
+        return recalibrated(self.model, inputs, num_batches)
 
     def state_dict(self) -> dict[str, Any]:
         """The method's own state (its mask generator; the masks are the model's buffers): with the

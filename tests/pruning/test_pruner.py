@@ -133,3 +133,33 @@ def test_an_epoch_of_another_length_than_declared_is_refused() -> None:
         pruner.step()
     with pytest.raises(ValueError, match="outside the 3 epochs"):
         pruner.step()
+
+
+def test_recalibrated_statistics_are_the_target_networks_own() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    pruner = Pruner(net, "temperature_annealing", 0.5, epochs=2, steps_per_epoch=1, anneal_epochs=1)
+    pruner.step()  # a sampled training mask, denser than the target
+    xs = [torch.randn(32, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    evaluated = pruner.recalibrated(iter(xs), num_batches=2)
+    target = pruner.method.masks["0"].eval_mask
+    pre_bn = [x @ (dense_weight(net[0]) * target).T + net[0].bias for x in xs[:2]]  # the target's, 2 batches
+    bn = evaluated[1]
+    assert torch.allclose(bn.running_mean, torch.stack([h.mean(0) for h in pre_bn]).mean(0), atol=1e-6)
+    assert torch.allclose(bn.running_var, torch.stack([h.var(0) for h in pre_bn]).mean(0), atol=1e-5)
+    assert not evaluated.training and bn.num_batches_tracked == 2
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the model is untouched
+    assert set(pruner.export(evaluated)) == {
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "3.weight",
+        "3.bias",
+    }
+    plain = small()
+    assert Pruner(plain, "one_shot", 0.5, epochs=1, steps_per_epoch=1).recalibrated(xs) is plain  # no BN
