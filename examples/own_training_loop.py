@@ -20,9 +20,9 @@ the two share is the data batches, the Pruner, and torch. Both run on the CPU wi
 ssa_experiments' portable numerics (set below before torch starts, as the runner's CLI does), the
 conditions under which the runner's CPU numbers are reproducible at all.
 
-The MLP has no BatchNorm. For a network with BatchNorm, evaluate the pruned network with statistics
-recalibrated for its final mask (the runner does: ``eval.bn_recalibration_batches``), since during annealing
-the running statistics are accumulated under sampled, denser masks.
+The MLP has no BatchNorm. For a network with BatchNorm, evaluate ``pruner.recalibrated(train_inputs)``: a
+copy with statistics recalibrated for the target mask, as the runner evaluates (during annealing the running
+statistics are accumulated under sampled, denser masks).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(); loss.backward(); optimizer.step()
     state = pruner.export()                     # plain state_dict, pruned weights exactly zero
+    evaluated = pruner.recalibrated(train_inputs)  # BatchNorm statistics of the target network
 
 What it adds to a method (``methods/base.py``, whose hooks it calls in the runner's order):
 
