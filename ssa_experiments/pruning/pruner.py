@@ -50,7 +50,7 @@ PRUNING_OPTIONS = tuple(PruningConfig.__dataclass_fields__)  # criterion, scope,
 METHOD_OPTIONS = tuple(k for k in MethodConfig.__dataclass_fields__ if k != "name")
 
 
-def method_options(name: str, options: Mapping[str, Any]) -> tuple[DictConfig, DictConfig]:
+def method_options(name: str, options: Mapping[str, Any]) -> tuple[MethodConfig, PruningConfig]:
     """(method config, pruning config) of ``Pruner(model, name, **options)``: the schema's defaults, the
     options typed by it; an unknown option, one ``name`` does not read, or a value of the wrong type is a
     ``ConfigError`` naming the option."""
@@ -72,13 +72,21 @@ def method_options(name: str, options: Mapping[str, Any]) -> tuple[DictConfig, D
             raise ConfigError(key, f"{value!r}: {str(err).splitlines()[0]}") from None
     if name in GRADUAL_METHODS and "anneal_epochs" not in options:
         raise ConfigError("anneal_epochs", f"{name} needs it: the epoch from which its target is in force")
-    return method, pruning
+    # typed and checked: plain dataclasses from here (a DictConfig's attribute read costs microseconds, the
+    # method reads its options every step)
+    return OmegaConf.to_object(method), OmegaConf.to_object(pruning)  # type: ignore[return-value]
 
 
 def _plain(err: ConfigError) -> ConfigError:
     """The runner's field names as the library's arguments: ``method.x`` / ``pruning.x`` -> ``x``."""
     name = err.field_name.removeprefix("method.").removeprefix("pruning.")
     return ConfigError(name, str(err).removeprefix(f"{err.field_name}: "))
+
+
+def _plain_object(cfg: Any) -> Any:
+    """A DictConfig of the schema as its dataclass (the same values; a DictConfig's attribute read costs
+    microseconds); anything else as it is."""
+    return OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
 
 
 class Pruner:
@@ -118,6 +126,8 @@ class Pruner:
                 raise _plain(err) from None
         elif options:
             raise ConfigError(next(iter(options)), "with a method config, its options belong in the config")
+        else:  # the runner's validated configs, as plain dataclasses: the method reads them every step
+            method, pruning = _plain_object(method), _plain_object(pruning)
         self.model, self.epochs, self.steps_per_epoch = model, epochs, steps_per_epoch
         self.method: PruningMethod = make_method(method, pruning or PruningConfig(), sparsity, seed, scorer)
         self.method.start(model)
