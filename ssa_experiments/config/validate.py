@@ -137,11 +137,10 @@ def validate_ensemble(cfg: DictConfig | Config) -> None:
         raise ConfigError("ensemble.severities", f"{bad} not in {list(SEVERITIES)}")
 
 
-def validate_pruning(cfg: DictConfig | Config) -> None:
+def validate_pruning(p: Any, sparsity: float, method: str, pretrained: bool = False) -> None:
     """The ``pruning.*`` rules (docs/methods-baselines.md): known criterion, scope, control; an n:m pattern
     that is well formed, fixes the sparsity at 1 - n/m and is not moved out of its groups by the shuffle
-    control."""
-    p = cfg.pruning
+    control. Shared by ``validate`` and the library's ``Pruner``."""
     _choice(p.criterion, CRITERIA, "pruning.criterion")
     _choice(p.scope, SCOPES, "pruning.scope")
     _choice(p.control, CONTROLS, "pruning.control")
@@ -149,7 +148,7 @@ def validate_pruning(cfg: DictConfig | Config) -> None:
         raise ConfigError("pruning.score_batches", f"must be >= 1, got {p.score_batches}")
     if p.synflow_rounds < 1:
         raise ConfigError("pruning.synflow_rounds", f"must be >= 1, got {p.synflow_rounds}")
-    if p.control == "reinit" and cfg.model.pretrained:
+    if p.control == "reinit" and pretrained:
         raise ConfigError(
             "pruning.control",
             "reinit draws the weights again from the model's initialisation; model.pretrained=true would "
@@ -159,13 +158,13 @@ def validate_pruning(cfg: DictConfig | Config) -> None:
         nm = parse_pattern(p.pattern)
     except ValueError as err:
         raise ConfigError("pruning.pattern", str(err)) from None
-    if nm is None or cfg.method.name == "dense":
+    if nm is None or method == "dense":
         return
     n, m = nm
-    if abs(cfg.sparsity - (1 - n / m)) > 1e-9:
+    if abs(sparsity - (1 - n / m)) > 1e-9:
         raise ConfigError(
             "pruning.pattern", f"{p.pattern} keeps {n} of every {m}: sparsity must be {1 - n / m:g}, not "
-            f"{cfg.sparsity}",
+            f"{sparsity}",
         )  # fmt: skip
     if p.scope != "global":
         raise ConfigError(
@@ -234,51 +233,11 @@ def validate_loaded_data(d: Any) -> None:
         )
 
 
-def validate(cfg: DictConfig | Config) -> None:
-    """Raise ConfigError for the first bad value; called before any data is read or model built."""
-    if not 0 <= cfg.sparsity < 1:
-        raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
-    if not 0 <= cfg.seed < 2**32:  # numpy's seeds
-        raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
-    m = cfg.method
-    _choice(m.name, (*METHODS, "custom"), "method.name")
-    _choice(cfg.model.arch, (*ARCHS, "custom"), "model.arch")
-    _choice(cfg.data.name, (*DATA_SETS, *LOADED_DATA_SETS), "data.name")
-    check_targets(cfg)  # the user's code: importable, takes its arguments; built-in options take none
+def validate_method(m: Any, criterion: str, epochs: int, epochs_field: str = "train.finetune_epochs") -> None:
+    """The ``method.*`` rules: its keys' ranges and choices, and that a gradual method reaches its target
+    before the last of ``epochs`` fine-tuning epochs (``epochs_field`` names that number in the error). Shared
+    by ``validate`` and the library's ``Pruner``, so a method option is judged the same way in both."""
     reads, gradual = method_facts(m)
-    known_kind = cfg.model.arch != "custom" and cfg.data.name not in ("custom", "npz")  # else: once read
-    if known_kind and (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
-        raise ConfigError(
-            "model.arch",
-            f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
-            f"({', '.join(SIGNAL_DATA_SETS)}) need a 1-D model ({', '.join(SIGNAL_ARCHS)}), images a 2-D one",
-        )
-    if cfg.data.name == "mnist1d":
-        check_num_samples(cfg.data.num_samples)
-    _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
-    validate_pruning(cfg)
-    _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
-    _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
-    _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
-    for beta in cfg.optimizer.betas:
-        _in_range(beta, "optimizer.betas", 0, 1)
-    if cfg.model.arch != "custom":
-        validate_model(cfg.model)
-    validate_loaded_data(cfg.data)
-    validate_lr(cfg.lr, "lr")
-    validate_lr(cfg.parent.lr, "parent.lr")
-    _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
-    _positive(cfg.train.batch_size, "train.batch_size")
-    _positive(cfg.train.cpu_threads, "train.cpu_threads")
-    _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
-    if not isinstance(cfg.train.compile, bool):
-        raise ConfigError("train.compile", f"must be true or false, got {cfg.train.compile!r}")
-    _positive(cfg.train.runs_per_device, "train.runs_per_device")
-    _choice(cfg.objective, OBJECTIVES, "objective")
-    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=True)  # 0: pruning at initialisation
-    validate_retraining(cfg)
-    if not 0 <= cfg.train.label_smoothing < 1:
-        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
     if m.name == "iterative":
         _choice(m.schedule, ITERATIVE_SCHEDULES, "method.schedule")
     else:
@@ -306,18 +265,65 @@ def validate(cfg: DictConfig | Config) -> None:
             f"is read by {', '.join(RESCORE_METHODS)} only, not {m.name} (iterative always re-scores; the "
             "controls fix P or the target from the start)",
         )
-    if m.rescore and cfg.pruning.criterion == "random":
+    if m.rescore and criterion == "random":
         raise ConfigError(
             "method.rescore", "pruning.criterion=random draws the same scores again: nothing to re-score"
         )
     if gradual:
         _positive(m.anneal_epochs, "method.anneal_epochs")
-        if m.anneal_epochs >= cfg.train.finetune_epochs:  # the target must be trained on its own
+        if m.anneal_epochs >= epochs:  # the target must be trained on its own
             raise ConfigError(
                 "method.anneal_epochs",
-                f"{m.anneal_epochs} must be < train.finetune_epochs={cfg.train.finetune_epochs} "
+                f"{m.anneal_epochs} must be < {epochs_field}={epochs} "
                 "(the target mask is in force from epoch anneal_epochs on; at least one epoch must train it)",
             )
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Raise ConfigError for the first bad value; called before any data is read or model built."""
+    if not 0 <= cfg.sparsity < 1:
+        raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
+    if not 0 <= cfg.seed < 2**32:  # numpy's seeds
+        raise ConfigError("seed", f"must be in [0, 2**32), got {cfg.seed}")
+    m = cfg.method
+    _choice(m.name, (*METHODS, "custom"), "method.name")
+    _choice(cfg.model.arch, (*ARCHS, "custom"), "model.arch")
+    _choice(cfg.data.name, (*DATA_SETS, *LOADED_DATA_SETS), "data.name")
+    check_targets(cfg)  # the user's code: importable, takes its arguments; built-in options take none
+    known_kind = cfg.model.arch != "custom" and cfg.data.name not in ("custom", "npz")  # else: once read
+    if known_kind and (cfg.data.name in SIGNAL_DATA_SETS) != (cfg.model.arch in SIGNAL_ARCHS):
+        raise ConfigError(
+            "model.arch",
+            f"{cfg.model.arch} does not fit data={cfg.data.name}: 1-D signals "
+            f"({', '.join(SIGNAL_DATA_SETS)}) need a 1-D model ({', '.join(SIGNAL_ARCHS)}), images a 2-D one",
+        )
+    if cfg.data.name == "mnist1d":
+        check_num_samples(cfg.data.num_samples)
+    _choice(cfg.data.pipeline, ("device", "torch"), "data.pipeline")
+    validate_pruning(cfg.pruning, cfg.sparsity, m.name, bool(cfg.model.get("pretrained", False)))
+    _choice(cfg.optimizer.name, ("sgd", "adamw"), "optimizer.name")
+    _positive(cfg.optimizer.weight_decay, "optimizer.weight_decay", allow_zero=True)
+    _in_range(cfg.optimizer.momentum, "optimizer.momentum", 0, 1)
+    for beta in cfg.optimizer.betas:
+        _in_range(beta, "optimizer.betas", 0, 1)
+    if cfg.model.arch != "custom":
+        validate_model(cfg.model)
+    validate_loaded_data(cfg.data)
+    validate_lr(cfg.lr, "lr")
+    validate_lr(cfg.parent.lr, "parent.lr")
+    _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
+    _positive(cfg.train.batch_size, "train.batch_size")
+    _positive(cfg.train.cpu_threads, "train.cpu_threads")
+    _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
+    if not isinstance(cfg.train.compile, bool):
+        raise ConfigError("train.compile", f"must be true or false, got {cfg.train.compile!r}")
+    _positive(cfg.train.runs_per_device, "train.runs_per_device")
+    _choice(cfg.objective, OBJECTIVES, "objective")
+    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=True)  # 0: pruning at initialisation
+    validate_retraining(cfg)
+    if not 0 <= cfg.train.label_smoothing < 1:
+        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
+    validate_method(m, cfg.pruning.criterion, cfg.train.finetune_epochs)
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
     _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)

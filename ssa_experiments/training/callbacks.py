@@ -37,6 +37,7 @@ from torch import nn
 from ssa_experiments.data.base import ImageData
 from ssa_experiments.data.loaders import RunBatches
 from ssa_experiments.pruning.methods import PruningMethod
+from ssa_experiments.pruning.pruner import Pruner
 from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.training.lr import LrFn
 
@@ -60,7 +61,7 @@ class RunContext:
     batches: RunBatches  # the fine-tuning batches (a member's own order when its seed differs)
     model: nn.Module
     loss_fn: nn.Module
-    method: PruningMethod
+    pruner: Pruner  # the pruning method, driven as a loop of one's own drives it
     optimizer: torch.optim.Optimizer
     parent_info: dict[str, Any]  # the summary's record of the dense parent
     params: int  # the model's parameters
@@ -72,6 +73,10 @@ class RunContext:
     history: list[Row]  # the epoch rows so far (a resumed run's included)
     global_step: int
     evaluated: nn.Module  # the network the last epoch was evaluated on (the model before any epoch)
+
+    @property
+    def method(self) -> PruningMethod:
+        return self.pruner.method
 
 
 HOOKS = ("revisit", "on_start", "on_epoch_start", "span", "on_epoch_end", "summary_fields", "on_finish")

@@ -7,17 +7,15 @@ the GPU every batch.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssa_experiments.data.loaders import Batches, RunBatches
-from ssa_experiments.pruning.masking import Mask
-from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning import recalibration
+from ssa_experiments.pruning.pruner import Pruner
 from ssa_experiments.runtime.precision import Precision
 from ssa_experiments.training.optim import set_lr
 
@@ -36,10 +34,12 @@ def train_epoch(
     global_step: int,
     lr_fn: Callable[[int], float],
     precision: Precision,
-    method: PruningMethod | None = None,
+    pruner: Pruner | None = None,
     max_steps: int = 0,
 ) -> tuple[dict[str, float], int]:
-    """One pass over the training batches; returns (metrics, global step after the epoch)."""
+    """One pass over the training batches; returns (metrics, global step after the epoch). ``pruner``
+    (``pruning/pruner.py``, as a loop of one's own drives it): ``step()`` before each forward pass; its hook
+    on ``optimizer`` runs the method's ``before_optimizer_step`` inside ``optimizer.step()``."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
@@ -48,8 +48,8 @@ def train_epoch(
     for step, (x, y) in enumerate(batches.epoch(epoch)):
         if step >= steps:
             break
-        if method is not None:
-            method.before_step(epoch, step, steps)  # stochastic masks are sampled here
+        if pruner is not None:
+            pruner.step()  # stochastic masks are sampled here
         lr = lr_fn(global_step)
         set_lr(optimizer, lr)
         with precision.autocast():
@@ -57,9 +57,7 @@ def train_epoch(
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if method is not None:
-            method.before_optimizer_step(lr)
-        optimizer.step()
+        optimizer.step()  # the pruner's hook first: masked weight decay, if configured
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -68,39 +66,16 @@ def train_epoch(
 
 
 def recalibrated(model: nn.Module, batches: Batches, num_batches: int, precision: Precision) -> nn.Module:
-    """A copy of ``model`` whose BatchNorm statistics are its *evaluation* network's own.
+    """A copy of ``model`` whose BatchNorm statistics are its *evaluation* network's own
+    (``pruning/recalibration.py``), from the first ``num_batches`` training batches of epoch 0's order (the
+    same images at every epoch), under the run's autocast and memory layout. Returns ``model`` itself when
+    there is nothing to recalibrate (no BatchNorm, or ``num_batches=0``)."""
 
-    During annealing the running statistics accumulate under sampled (denser) masks, and after an iterative
-    step or a one-shot prune they still describe an earlier, denser network; evaluating the target with
-    them mixes two networks. The copy runs the eval masks in train mode over ``num_batches`` training
-    batches (the first ones of epoch 0's order: the same images at every epoch), without gradients, with
-    BN's cumulative average (``momentum=None``: every batch weighs the same), and under a forked RNG:
-    the model, its masks, the optimizer and every random stream of training are untouched.
-    Returns ``model`` itself when there is nothing to recalibrate (no BatchNorm, or ``num_batches=0``).
-    """
-    if num_batches <= 0 or not any(isinstance(m, _BatchNorm) for m in model.modules()):
-        return model
-    net = copy.deepcopy(model)
-    for m in net.modules():
-        if isinstance(m, Mask):
-            m.train_mask = m.eval_mask.to(m.train_mask.dtype)
-        elif isinstance(m, _BatchNorm) and m.track_running_stats:
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()
-    device = precision.device
-    cuda = (
-        [device.index if device.index is not None else torch.cuda.current_device()]
-        if device.type == "cuda"
-        else []
-    )
-    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-        for i, (x, _) in enumerate(batches.epoch(0)):
-            if i >= num_batches:
-                break
-            with precision.autocast():
-                net(precision.inputs(x))
-    return net.eval()
+    def forward(net: nn.Module, x: torch.Tensor) -> None:
+        with precision.autocast():
+            net(precision.inputs(x))
+
+    return recalibration.recalibrated(model, (x for x, _ in batches.epoch(0)), num_batches, forward)
 
 
 @torch.no_grad()

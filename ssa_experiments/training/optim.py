@@ -8,9 +8,8 @@ from collections.abc import Iterable
 
 import torch
 
-from ssa_experiments.config.schema import (
-    OptimizerConfig,
-)
+from ssa_experiments.config.schema import OptimizerConfig
+from ssa_experiments.pruning.weight_decay import leave_decay_to_method
 
 
 def make_optimizer(
@@ -20,27 +19,23 @@ def make_optimizer(
     self_decayed: Iterable[torch.Tensor] = (),
 ) -> torch.optim.Optimizer:
     """SGD or AdamW. ``self_decayed`` parameters get a group without weight decay whose
-    ``masked_weight_decay`` tells a pruning method to apply the decay itself (to sampled-in weights only)."""
-    own = {id(p) for p in self_decayed}
-    params = list(params)
-    groups: list[dict] = [{"params": [p for p in params if id(p) not in own]}]
-    if own:
-        groups.append({
-            "params": [p for p in params if id(p) in own],
-            "weight_decay": 0.0,
-            "masked_weight_decay": cfg.weight_decay,
-        })  # fmt: skip
+    ``masked_weight_decay`` tells a pruning method to apply the decay itself (to sampled-in weights only):
+    ``leave_decay_to_method``, which the library's ``Pruner`` applies to a user's own optimizer too."""
+    groups: list[dict] = [{"params": list(params)}]
     if cfg.name == "sgd":
-        return torch.optim.SGD(
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
             groups,
             lr=lr,
             momentum=cfg.momentum,
             nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
+    elif cfg.name == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
+    leave_decay_to_method(optimizer, list(self_decayed))
+    return optimizer
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

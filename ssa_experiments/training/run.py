@@ -45,9 +45,9 @@ from ssa_experiments.ensembles import members
 from ssa_experiments.ensembles.outputs import member_callbacks
 from ssa_experiments.models import build_model, count_params
 from ssa_experiments.pruning.criteria import ScoreData
-from ssa_experiments.pruning.masking import dense_weight, export_state_dict
-from ssa_experiments.pruning.methods import make_method
+from ssa_experiments.pruning.masking import dense_weight
 from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.pruning.pruner import Pruner
 from ssa_experiments.pruning.sanity import reinitialise
 from ssa_experiments.pruning.targets import check_pattern, prunable_layers, prunable_modules
 from ssa_experiments.repro import numerics, provenance
@@ -242,28 +242,31 @@ def set_up_finetuning(
         batches = make_batches(
             setup.data, cfg.data.pipeline, cfg.train.batch_size, setup.device, tune_seed, cfg.data.num_workers
         )
-    model = setup.model
-    method = make_method(cfg.method, cfg.pruning, cfg.sparsity, tune_seed, members.member_scorer(cfg))
-    method.score_data = score_data(cfg, batches, setup)
-    method.start(model)  # the mask comes from the trained parent, also when the weights are rewound
+    model, epochs = setup.model, cfg.train.finetune_epochs
+    steps = steps_per_epoch(batches.train, cfg.train.max_steps_per_epoch)
+    # the method through the library's interface, as a loop of one's own uses it (``pruning/pruner.py``);
+    # the mask comes from the trained parent, also when the weights are rewound
+    pruner = Pruner(
+        model, cfg.method, cfg.sparsity, epochs=epochs, steps_per_epoch=steps, seed=tune_seed,
+        pruning=cfg.pruning, scorer=members.member_scorer(cfg), score_data=score_data(cfg, batches, setup),
+    )  # fmt: skip
+    method = pruner.method
     parent.rewind(model)
     if cfg.pruning.control == "reinit" and method.masks:
         reinitialise(method.modules, method.masks, fresh_layers(cfg, setup, method, tune_seed))
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr.lr, method.self_decayed_params())
-    method.bind_optimizer(optimizer)
+    pruner.bind_optimizer(optimizer)
     params, prunable = count_params(model), method.report()["prunable_params"]
     log.info(
         "model %s: %d parameters, %d prunable (%s); method %s, target sparsity %.4f",
         option_label(cfg.model, "arch"), params, prunable, f"{100 * prunable / params:.1f}%", method.name,
         cfg.sparsity,
     )  # fmt: skip
-    epochs = cfg.train.finetune_epochs
-    steps = steps_per_epoch(batches.train, cfg.train.max_steps_per_epoch)
     lr_fn = retraining_lr(cfg.lr, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
     recal = cfg.eval.bn_recalibration_batches if method.masks else 0  # dense: trained == evaluated network
     ctx = RunContext(
         cfg=cfg, out=out, identity=identity, device=setup.device, precision=setup.precision,
-        data=setup.data, batches=batches, model=model, loss_fn=setup.loss_fn, method=method,
+        data=setup.data, batches=batches, model=model, loss_fn=setup.loss_fn, pruner=pruner,
         optimizer=optimizer, parent_info=parent.info, params=params, prunable_params=prunable,
         epochs=epochs, steps_per_epoch=steps, lr_fn=lr_fn, recalibration_batches=recal,
         history=[], global_step=0, evaluated=model,
@@ -333,12 +336,12 @@ def train_and_evaluate(ctx: RunContext, epoch: int, hooks: Callbacks) -> Row:
     """One fine-tuning epoch and the evaluation after it; returns its metrics row."""
     t0 = time.time()
     method = ctx.method
-    method.begin_epoch(epoch, ctx.steps_per_epoch)
+    ctx.pruner.begin_epoch(epoch)  # also where a resumed run starts: the pruner's position
     at_target = method.at_target
     with hooks.span("train_epoch"):
         train_metrics, ctx.global_step = train_epoch(
             ctx.model, ctx.batches.train, ctx.optimizer, ctx.loss_fn, epoch, ctx.global_step,
-            ctx.lr_fn, ctx.precision, method, ctx.cfg.train.max_steps_per_epoch,
+            ctx.lr_fn, ctx.precision, ctx.pruner, ctx.cfg.train.max_steps_per_epoch,
         )  # fmt: skip
     eval_metrics, ctx.evaluated = evaluate_splits(
         ctx.model, ctx.batches, ctx.precision, ctx.recalibration_batches, hooks.span
@@ -366,7 +369,7 @@ def finalise(ctx: RunContext, status: str, hooks: Callbacks, started: float) -> 
     if status == "completed" and cfg.train.save_model:
         with hooks.span("save_model"):
             # The network evaluated last (recalibrated BN statistics included), pruned weights exactly zero.
-            state = {k: v.detach().cpu() for k, v in export_state_dict(ctx.evaluated).items()}
+            state = {k: v.detach().cpu() for k, v in ctx.pruner.export(ctx.evaluated).items()}
             atomic_torch_save(ctx.out / MODEL, state)
         model_file = MODEL
     outputs = hooks.summary_fields(ctx) if status == "completed" else {}
