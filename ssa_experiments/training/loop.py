@@ -60,8 +60,11 @@ def train_epoch(
     precision: Precision,
     method: PruningMethod | None = None,
     max_steps: int = 0,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, float], int]:
-    """One pass over the training batches; returns (metrics, global step after the epoch)."""
+    """One pass over the training batches; returns (metrics, global step after the epoch). ``on_step``
+    is called after each step with the steps done in the epoch (a progress bar; nothing is read back from
+    the device for it)."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
@@ -86,6 +89,8 @@ def train_epoch(
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         global_step += 1
+        if on_step is not None:
+            on_step(step + 1)
     return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}, global_step
 
 

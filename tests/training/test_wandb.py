@@ -13,7 +13,7 @@ from helpers import killed_run
 
 from ssa_experiments.store.files import flatten, read_metrics
 from ssa_experiments.training.run import run
-from ssa_experiments.training.sinks import wandb_run_id
+from ssa_experiments.training.wandb_mirror import wandb_run_id
 
 WANDB = ("logger=wandb", "logger.mode=offline")
 
