@@ -163,8 +163,9 @@ def _main(cfg: DictConfig) -> float | None:
         raise
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:  # the sweep's log: one line per run, whatever logger.progress says
-        job = f"job {hc.job.num}: {hc.job.override_dirname or 'defaults'}"
-        log.info("%s -> %s", run_line(job, summary, time.time() - started), cfg.output_dir)
+        log.info(
+            "%s", run_line(f"job {hc.job.num} {Path(cfg.output_dir).name}", summary, time.time() - started)
+        )
     return _objective(cfg, summary)
 
 

@@ -79,6 +79,8 @@ class ProgressBar(Callback):
     """A tqdm bar on a terminal that counts optimizer steps over the whole run (its ETA is the run's), the
     epoch in its description and the last epoch's loss, accuracy and expected training sparsity after it."""
 
+    MININTERVAL_S = 0.1  # tqdm's: at most ten frames a second, however fast the steps
+
     def __init__(self, epochs: int, label: str = "") -> None:
         self.epochs, self.label = epochs, label
         self.bar: Any = None
@@ -91,7 +93,7 @@ class ProgressBar(Callback):
         self.steps, self.epoch = steps_per_epoch, done_epochs
         self.bar = tqdm(
             total=self.epochs * steps_per_epoch, initial=done_epochs * steps_per_epoch, unit="step",
-            dynamic_ncols=True, leave=True, desc=self._desc(done_epochs),
+            dynamic_ncols=True, leave=True, desc=self._desc(done_epochs), mininterval=self.MININTERVAL_S,
         )  # fmt: skip
 
     def _desc(self, epoch: int) -> str:
@@ -121,6 +123,7 @@ class ProgressBar(Callback):
         if "expected_train_sparsity" in row:
             post["exp_sparsity"] = f"{row['expected_train_sparsity']:.3f}"
         self.bar.set_postfix(post, refresh=False)
+        self.bar.set_description(self._desc(int(row["epoch"]) - (int(row["epoch"]) == self.epochs)), False)
         self.bar.n = int(row["epoch"]) * self.steps
         self.bar.refresh()
 
