@@ -1,10 +1,12 @@
-"""Where each epoch's row goes: the run's own files, the console, Weights & Biases.
+"""Where each epoch's row goes: the run's own files, the console, Weights & Biases; and the same for the
+dense parent's training (``ParentSinks``).
 
 Each sink is an epoch callback (``callbacks.py``: ``on_start`` with the rows a resumed run already has,
-``on_epoch_end`` with every row, ``on_finish`` also when the run fails), so a new logger is a new sink, not
-new lines in the loop. Local files are always written first and are the source of truth (``collect`` reads
-them); W&B is a mirror that must never cost a run: a bounded start-up, and on any W&B failure one warning
-and the run goes on.
+``on_step`` after every optimizer step, ``on_epoch_end`` with every row, ``on_finish`` also when the run
+fails), so a new logger is a new sink, not new lines in the loop. Local files are always written first and
+are the source of truth (``collect`` reads them); W&B is a mirror that must never cost a run: a bounded
+start-up, and on any W&B failure one warning and the run goes on. How a run looks in W&B (group, job_type,
+namespaces, artifacts, the stable id) is ``wandb_mirror.py``.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class WandB(Callback):
         self.run: Any = None
         self.mode = "offline"
         self.masks: Path | None = None
+        self._last_masks: dict[str, Any] | None = None
 
     def _guard(self, what: str, fn) -> bool:
         """``fn()``; False (and W&B given up for this run, in one warning) when it raised."""
@@ -215,7 +218,7 @@ class WandB(Callback):
     def on_finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
         def done() -> None:
             if summary is not None:
-                masks = getattr(self, "_last_masks", None)
+                masks = self._last_masks
                 if masks is not None and (self.out / MODEL).exists():
                     import torch
 
