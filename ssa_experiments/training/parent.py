@@ -126,10 +126,10 @@ def fit(
 
 
 def untouched_evaluation(model: nn.Module, batches: RunBatches, precision: Precision) -> dict[str, float]:
-    """The parent's validation and test metrics after an epoch, under a forked RNG: a DataLoader draws its
-    workers' base seed from torch's global RNG, so an evaluation outside the fork would change the parent's
-    later batches and augmentations (and every stored number). Leaves the model in eval mode; the next
-    ``train_epoch`` sets train mode again."""
+    """The parent's validation and test metrics after an epoch, in eval mode and under a forked RNG: whatever
+    an evaluation pass draws (a DataLoader without its own generator draws its workers' base seed from
+    torch's global RNG) never moves the random streams the parent's training continues with, so a watched
+    parent is the parent (tests/training/test_parent.py). The next ``train_epoch`` sets train mode again."""
     device = precision.device
     cuda = (
         [device.index if device.index is not None else torch.cuda.current_device()]
