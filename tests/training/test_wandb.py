@@ -202,6 +202,13 @@ def test_group_is_the_sweep_or_logger_group(make_cfg, monkeypatch, tmp_path) -> 
     hydra.mode = RunMode.RUN
     hydra.runtime.choices["experiment"] = "quickstart"
     assert wm.sweep_group(cfg, out, {}) == "quickstart"
+    hydra.runtime.choices["experiment"] = None
+    assert wm.sweep_group(cfg, out, {}) == "0"  # a single run without a preset: its job directory
+
+
+def test_job_type_is_the_stage(make_cfg) -> None:
+    assert wm.stage(make_cfg("method=one_shot")) == "finetune"
+    assert wm.stage(make_cfg("method=one_shot", "ensemble.member=1")) == "ensemble"
 
 
 def test_a_sweep_is_one_group_with_a_line_per_run(tmp_path) -> None:
