@@ -346,3 +346,33 @@ def test_flatten_gives_the_keys_users_override() -> None:
 )  # fmt: skip
 def test_metric_names(key: str, name: str) -> None:
     assert wm.metric_name(key) == name
+
+
+def test_aggregate_reads_the_mirror_back_as_the_files(make_cfg, tmp_path) -> None:
+    """``aggregate --wandb`` builds its frame from W&B's config and summary: from what the mirror wrote it
+    gives the rows and the settings (a τ0 sweep: one per τ0) the runs' own files give, the identity's
+    ``schedule`` read back as ``lr``."""
+    from ssa_experiments.analysis.aggregate import collect, from_wandb, settings
+
+    dirs = []
+    for t0 in ("0.25", "0.5"):
+        run(make_cfg("method=temperature_annealing", "method.anneal_epochs=1",
+                     f"method.initial_temperature={t0}", *WANDB, run_dir=f"t{t0}"))  # fmt: skip
+        dirs.append(tmp_path / f"t{t0}")
+    shown = [read_run(offline_runs(d)[0]) for d in dirs]
+    api_runs = [
+        SimpleNamespace(
+            id=str(i), path=["me", "p", str(i)], state="finished", config=r.config, summary=r.summary
+        )
+        for i, r in enumerate(shown)
+    ]
+    mirrored = from_wandb(api_runs)
+    local = collect(dirs)
+    for key in ("status", "method", "target_sparsity", "seed", "test_acc", "best_val_acc", "steps"):
+        assert list(mirrored[key]) == list(local[key]), key
+    assert [c["lr"]["name"] for c in mirrored["config"]] == [c["lr"]["name"] for c in local["config"]]
+    assert list(settings(mirrored)) == list(settings(local))
+    assert sorted(settings(mirrored)) == [
+        "temperature_annealing method.initial_temperature=0.25",
+        "temperature_annealing method.initial_temperature=0.5",
+    ]
