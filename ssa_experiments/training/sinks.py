@@ -152,7 +152,7 @@ class WandB(Callback):
         self.run: Any = None
         self.mode = "offline"
         self.masks: Path | None = None
-        self._last_masks: dict[str, Any] | None = None
+        self._ctx: RunContext | None = None  # its method's masks go into the model artifact at the end
 
     def _guard(self, what: str, fn) -> bool:
         """``fn()``; False (and W&B given up for this run, in one warning) when it raised."""
@@ -204,6 +204,8 @@ class WandB(Callback):
         return "published"
 
     def on_start(self, history: list[dict[str, Any]], ctx: RunContext) -> None:
+        self._ctx = ctx
+
         def init() -> None:
             self._start()
             wm.parent_link(self.run, self.mode, ctx.parent_info, self.cfg.parent.cache_dir)
@@ -212,23 +214,27 @@ class WandB(Callback):
 
     def on_epoch_end(self, row: dict[str, Any], ctx: RunContext) -> None:
         self._guard("log", lambda: self.run.log(wm.history_row(row), step=row["epoch"]))
-        if ctx.method.masks:  # kept for the model artifact: the masks the run is evaluated on
-            self._last_masks = {n: m.eval_mask.detach().cpu().bool() for n, m in ctx.method.masks.items()}
 
     def on_finish(self, summary: dict[str, Any] | None, ok: bool) -> None:
         def done() -> None:
             if summary is not None:
-                masks = self._last_masks
-                if masks is not None and (self.out / MODEL).exists():
-                    import torch
-
-                    self.masks = self.out / "wandb" / "masks.pt"
-                    torch.save(masks, self.masks)
+                self._save_masks()
                 self._close(summary, ok)
             else:
                 self.run.finish(exit_code=1)
 
         self._guard("finish", done)
+
+    def _save_masks(self) -> None:
+        """The masks the run was evaluated on (``{layer: bool tensor}``), beside W&B's files, for the model
+        artifact; none for a dense run."""
+        if self._ctx is None or not self._ctx.method.masks or not (self.out / MODEL).exists():
+            return
+        import torch
+
+        masks = {n: m.eval_mask.detach().cpu().bool() for n, m in self._ctx.method.masks.items()}
+        self.masks = self.out / "wandb" / "masks.pt"
+        torch.save(masks, self.masks)
 
     def _fill(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         """A stored run's history, summary and model, logged at once (publishing)."""
