@@ -100,6 +100,16 @@ def _serves_a_sweeper() -> bool:
     return hc.mode == RunMode.MULTIRUN and not str(hc.sweeper.get("_target_", "")).endswith("BasicSweeper")
 
 
+def run_line(job: str, summary: dict[str, Any], seconds: float) -> str:
+    """A multirun's one line per run: which job, its status, its headline numbers, how long, where."""
+    acc = lambda key: "-" if summary.get(key) is None else f"{summary[key]:.2f}%"  # noqa: E731
+    sparsity = summary.get("sparsity")
+    return (
+        f"[{job}] {summary.get('status')}: test_acc {acc('test_acc')}  val_acc {acc('val_acc')}  "
+        f"sparsity {'-' if sparsity is None else f'{sparsity:.4f}'}  ({seconds:.1f} s)"
+    )
+
+
 def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
     """The validation metric named by ``objective`` (default val_acc): what a tuner optimises."""
     value = summary.get(cfg.objective)
@@ -154,6 +164,11 @@ def _main(cfg: DictConfig) -> float | None:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         raise
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:  # the sweep's log: one line per run, whatever logger.progress says
+        log.info(
+            "%s", run_line(f"job {hc.job.num} {Path(cfg.output_dir).name}", summary, time.time() - started)
+        )
     return _objective(cfg, summary)
 
 

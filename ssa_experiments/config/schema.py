@@ -286,15 +286,18 @@ class LoggerConfig:
     """Where runs are logged besides their own files (which are always written, and written first)."""
 
     name: str = "local"  # local | wandb (a mirror of the local files)
-    # per-epoch progress: bar (tqdm, on a terminal) | lines (one log line per epoch) | none | auto: a bar on a
-    # terminal, lines otherwise (SLURM, CI logs), none inside multirun workers (their one-line result stays)
+    # per-epoch progress: bar (tqdm on a terminal, counting steps, with an ETA) | lines (one log line per
+    # epoch, with its time and an ETA) | none | auto: a bar on a terminal, lines otherwise (SLURM, CI, files)
+    # and inside multirun workers (each line names its run); the dense parent's training is shown the same
     progress: str = "auto"
     project: str = "ssa-experiments"  # wandb
     entity: str | None = None  # wandb: your user or team; null: W&B's default
-    group: str | None = None  # wandb; null: the experiment preset's name, else the sweep directory's name
-    job_type: str | None = None  # wandb; null: the method's name
-    tags: list[str] = field(default_factory=list)  # wandb; model, data, method and sparsity are added
-    mode: str | None = None  # wandb: online | offline | disabled; null: W&B decides (WANDB_MODE, else online)
+    group: str | None = None  # wandb; null: the sweep's name (docs/wandb.md)
+    job_type: str | None = None  # wandb; null: the stage (finetune, ensemble; the parent's run: parent)
+    tags: list[str] = field(default_factory=list)  # wandb; method, sparsity, model and data are added
+    # wandb: online | offline | disabled; null: W&B decides (WANDB_MODE, else online); online with the W&B
+    # host unreachable: one short probe per sweep, then offline
+    mode: str | None = None
     init_timeout: float = 60.0  # wandb: seconds before a hanging init is given up (the run goes on)
 
 

@@ -9,6 +9,7 @@ written into the epoch loop and nobody has to patch names inside ``run.py`` to o
                                 what this callback adds without retraining, or None; nothing else is called
     on_start(history, ctx)      once, before the first fine-tuning epoch, with the rows a resumed run has
     on_epoch_start(epoch, ctx)  before each fine-tuning epoch (0-based; the dense parent's do not count)
+    on_step(step, ctx)          after each optimizer step, with the steps done in the epoch (progress)
     span(part)                  a context around each part of fine-tuning (``PARTS``), for timing
     on_epoch_end(row, ctx)      after each epoch, with its metrics row (already in ``ctx.history``)
     summary_fields(ctx)         once the run has completed: the fields it adds to summary.json (at the end)
@@ -94,6 +95,9 @@ class Callback(Protocol):
     def on_epoch_start(self, epoch: int, ctx: RunContext) -> None:
         pass
 
+    def on_step(self, step: int, ctx: RunContext) -> None:
+        pass
+
     def span(self, part: str) -> AbstractContextManager[object]:
         return nullcontext()
 
@@ -131,6 +135,10 @@ class Callbacks:
     def on_epoch_start(self, epoch: int, ctx: RunContext) -> None:
         for cb in self.callbacks:
             cb.on_epoch_start(epoch, ctx)
+
+    def on_step(self, step: int, ctx: RunContext) -> None:
+        for cb in self.callbacks:
+            cb.on_step(step, ctx)
 
     @contextmanager
     def span(self, part: str) -> Iterator[None]:

@@ -36,10 +36,13 @@ def train_epoch(
     precision: Precision,
     pruner: Pruner | None = None,
     max_steps: int = 0,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass over the training batches; returns (metrics, global step after the epoch). ``pruner``
     (``pruning/pruner.py``, as a loop of one's own drives it): ``step()`` before each forward pass; its hook
-    on ``optimizer`` runs the method's ``before_optimizer_step`` inside ``optimizer.step()``."""
+    on ``optimizer`` runs the method's ``before_optimizer_step`` inside ``optimizer.step()``. ``on_step`` is
+    called after each step with the steps done in the epoch (a progress bar; nothing is read back from the
+    device for it)."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
@@ -62,6 +65,8 @@ def train_epoch(
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         global_step += 1
+        if on_step is not None:
+            on_step(step + 1)
     return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}, global_step
 
 

@@ -21,9 +21,10 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from filelock import FileLock
@@ -58,6 +59,19 @@ TrainParent = Callable[..., dict[str, float]]
 State = dict[str, torch.Tensor]
 
 
+class ParentObserver(Protocol):
+    """Who watches the parent being trained (``sinks.ParentSinks``: parent_metrics.jsonl, the bar or log
+    lines, the parent's W&B run): what a run's epoch callbacks are to fine-tuning."""
+
+    def start(self, epochs: int, steps_per_epoch: int) -> None: ...
+
+    def step(self, step: int) -> None: ...
+
+    def epoch(self, row: dict[str, Any]) -> None: ...
+
+    def finish(self, ok: bool) -> None: ...
+
+
 class Parent(NamedTuple):
     """What a run gets from the parent besides the weights loaded into its model."""
 
@@ -81,40 +95,92 @@ def fit(
     precision: Precision,
     max_steps: int = 0,
     on_epoch_end: EpochHook | None = None,
+    observer: ParentObserver | None = None,
+    evaluate_epoch: Callable[[], dict[str, float]] | None = None,
 ) -> None:
     """Train ``epochs`` epochs without pruning: the dense parent. ``on_epoch_end(epochs_done)`` lets the
-    parent cache keep the weights weight rewinding goes back to."""
-    total, global_step = epochs * steps_per_epoch(train_batches, max_steps), 0
+    parent cache keep the weights weight rewinding goes back to; ``observer`` sees every step and every
+    epoch's row (its training metrics and, with ``evaluate_epoch``, its validation and test metrics)."""
+    steps = steps_per_epoch(train_batches, max_steps)
+    total, global_step = epochs * steps, 0
+    if observer is not None:
+        observer.start(epochs, steps)
     for epoch in range(epochs):
+        t0 = time.time()
         train_metrics, global_step = train_epoch(
             model, train_batches, optimizer, loss_fn, epoch, global_step,
             lambda s: lr_at(s, total, schedule), precision, None, max_steps,
+            observer.step if observer is not None else None,
         )  # fmt: skip
         if not math.isfinite(train_metrics["train_loss"]):
             raise FloatingPointError(
                 f"dense parent diverged at epoch {epoch} (loss {train_metrics['train_loss']})"
             )
+        if observer is not None:
+            evaluated = evaluate_epoch() if evaluate_epoch is not None else {}
+            observer.epoch({
+                "epoch": epoch + 1, "step": global_step, "lr": optimizer.param_groups[0]["lr"],
+                **train_metrics, **evaluated, "epoch_time_s": time.time() - t0,
+            })  # fmt: skip
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 
 
+def untouched_evaluation(model: nn.Module, batches: RunBatches, precision: Precision) -> dict[str, float]:
+    """The parent's validation and test metrics after an epoch, in eval mode and under a forked RNG: whatever
+    an evaluation pass draws (a DataLoader without its own generator draws its workers' base seed from
+    torch's global RNG) never moves the random streams the parent's training continues with, so a watched
+    parent is the parent (tests/training/test_parent.py). The next ``train_epoch`` sets train mode again."""
+    device = precision.device
+    cuda = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=cuda):
+        metrics = evaluate_splits(model, batches, precision, 0)[0]
+    metrics.pop("bn_recalibration_batches", None)
+    return metrics
+
+
 def parent_trainer(
-    cfg: DictConfig, batches: RunBatches, precision: Precision, loss_fn: nn.Module
+    cfg: DictConfig,
+    batches: RunBatches,
+    precision: Precision,
+    loss_fn: nn.Module,
+    observer: ParentObserver | None = None,
 ) -> TrainParent:
     """How ``load_parent`` trains the parent when it must: ``parent.epochs`` under ``parent.lr`` on the
-    run's batches, then its validation and test metrics (the record the cache keeps)."""
+    run's batches, then its validation and test metrics (the record the cache keeps). ``observer`` (the
+    parent's progress and metrics) sees it, each epoch evaluated for it."""
 
     def train_parent(model: nn.Module, on_epoch_end: EpochHook | None = None) -> dict[str, float]:
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.parent.lr.lr)
-        fit(
-            model, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.lr, precision,
-            cfg.train.max_steps_per_epoch, on_epoch_end,
-        )  # fmt: skip
+        ok = False
+        try:
+            fit(
+                model, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.lr, precision,
+                cfg.train.max_steps_per_epoch, on_epoch_end, observer,
+                (lambda: untouched_evaluation(model, batches, precision)) if observer is not None else None,
+            )  # fmt: skip
+            ok = True
+        finally:
+            if observer is not None:
+                observer.finish(ok)
         metrics = evaluate_splits(model, batches, precision, 0)[0]
         log.info("parent: test_acc %.2f%% after %d epochs", metrics["test_acc"], cfg.parent.epochs)
         return metrics
 
     return train_parent
+
+
+def parent_entry(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
+    """The cache entry the parent of ``cfg`` lives in (and its key), or None: brought (``parent.path``) or
+    not cached (``parent.cache=false``)."""
+    if cfg.parent.path or not cfg.parent.cache:
+        return None
+    key = parent_key(cfg)
+    return Path(cfg.parent.cache_dir) / key_hash(key), key
 
 
 def parent_key(cfg: DictConfig) -> dict[str, Any]:

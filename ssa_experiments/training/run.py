@@ -72,8 +72,8 @@ from ssa_experiments.training.compile import compiled
 from ssa_experiments.training.loop import evaluate_splits, steps_per_epoch, train_epoch
 from ssa_experiments.training.lr import lr_replay_start, retraining_lr
 from ssa_experiments.training.optim import make_optimizer
-from ssa_experiments.training.parent import Parent, load_parent, parent_trainer
-from ssa_experiments.training.sinks import make_sinks
+from ssa_experiments.training.parent import Parent, load_parent, parent_entry, parent_trainer
+from ssa_experiments.training.sinks import make_sinks, parent_sinks
 from ssa_experiments.training.summary import lr_trace_sha256, summarize
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     ``callbacks`` are called after the ones the config asks for (``callbacks.py``): a caller's way to observe
     or interrupt a run (a benchmark's timer, a test's simulated kill)."""
     out, identity, previous = prepare(cfg)
-    sinks = make_sinks(cfg, to_container(cfg), identity, out, cfg.train.finetune_epochs)
+    sinks = make_sinks(cfg, identity, out, cfg.train.finetune_epochs)
     hooks = Callbacks([*sinks, *member_callbacks(cfg), *callbacks])
     if previous is not None and previous.get("status") == "completed":
         return revisit(out, previous, hooks)
@@ -219,9 +219,13 @@ def check_fits(arch: str, data: ImageData) -> None:
 
 def dense_parent(cfg: DictConfig, setup: Setup) -> Parent:
     """The parent's weights loaded into ``setup.model`` (``parent.py``: brought, cached or trained), with its
-    record for the summary; a parent brought by ``parent.path`` is measured here."""
-    train = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn)
-    parent = load_parent(members.with_parent_seed(cfg), setup.model, train)
+    record for the summary; a parent brought by ``parent.path`` is measured here. A parent trained here is
+    watched like a run (``sinks.parent_sinks``): parent_metrics.jsonl beside it, a bar or log lines, W&B."""
+    parent_cfg = members.with_parent_seed(cfg)
+    observer = parent_sinks(cfg, parent_entry(parent_cfg))
+    train = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn, observer)
+    parent = load_parent(parent_cfg, setup.model, train)
+    observer.published(parent.info)  # the parent's W&B run, if it was trained here: its weights as artifacts
     if parent.info.get("test_acc") is None:
         parent.info.update(evaluate_splits(setup.model, setup.batches, setup.precision, 0)[0])
     return parent
@@ -342,6 +346,7 @@ def train_and_evaluate(ctx: RunContext, epoch: int, hooks: Callbacks) -> Row:
         train_metrics, ctx.global_step = train_epoch(
             ctx.model, ctx.batches.train, ctx.optimizer, ctx.loss_fn, epoch, ctx.global_step,
             ctx.lr_fn, ctx.precision, ctx.pruner, ctx.cfg.train.max_steps_per_epoch,
+            lambda step: hooks.on_step(step, ctx),
         )  # fmt: skip
     eval_metrics, ctx.evaluated = evaluate_splits(
         ctx.model, ctx.batches, ctx.precision, ctx.recalibration_batches, hooks.span

@@ -138,5 +138,6 @@ def test_asked_for_expands_preset_params_and_command_line_like_hydra(tmp_path: P
 def test_progress_output_by_where_it_goes() -> None:
     assert progress_kind("auto", tty=True, multirun=False) == "bar"
     assert progress_kind("auto", tty=False, multirun=False) == "lines"  # SLURM and CI logs
-    assert progress_kind("auto", tty=True, multirun=True) == "none"  # quiet inside multirun workers
+    assert progress_kind("auto", tty=True, multirun=True) == "lines"  # no bars overwriting each other
+    assert progress_kind("auto", tty=False, multirun=True) == "lines"  # SLURM workers: a line per epoch
     assert progress_kind("lines", tty=True, multirun=True) == "lines"  # asked for explicitly

@@ -10,8 +10,15 @@ import torch
 from helpers import compose_config
 from omegaconf import OmegaConf
 
-from ssa_experiments.training.parent import checkpoint_epochs, load_checkpoint_file, parent_key, same_weights
-from ssa_experiments.training.run import run
+from ssa_experiments.training.parent import (
+    checkpoint_epochs,
+    load_checkpoint_file,
+    parent_key,
+    parent_trainer,
+    same_weights,
+    snapshot,
+)
+from ssa_experiments.training.run import build, run
 
 
 def test_parent_is_cached_and_reused(make_cfg, tmp_path: Path) -> None:
@@ -97,3 +104,42 @@ def test_a_users_checkpoint_is_read_plain_or_wrapped_and_without_dataparallels_p
     loaded = load_checkpoint_file(tmp_path / "mine.pt")
     assert sorted(loaded) == ["0.weight", "1.bias"]
     assert torch.equal(loaded["0.weight"], torch.ones(2, 2))
+
+
+class _Recorder:
+    """A ParentObserver that keeps what it is shown."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.steps = 0
+
+    def start(self, epochs: int, steps_per_epoch: int) -> None:
+        self.total = epochs * steps_per_epoch
+
+    def step(self, step: int) -> None:
+        self.steps += 1
+
+    def epoch(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def finish(self, ok: bool) -> None:
+        self.ok = ok
+
+
+@pytest.mark.parametrize("pipeline", ["device", "torch"])
+def test_watching_the_parent_changes_none_of_its_weights(make_cfg, pipeline: str) -> None:
+    """Each parent epoch is evaluated for its progress and parent_metrics.jsonl (eval mode, under a forked
+    RNG): the parent trained watched is bit-identical to the parent trained unwatched, weights and BatchNorm
+    statistics, with either data pipeline."""
+    cfg = make_cfg(f"data.pipeline={pipeline}", "data.num_workers=0", "parent.epochs=3")
+    states, recorder = [], _Recorder()
+    for observer in (None, recorder):
+        setup = build(cfg)
+        train = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn, observer)
+        metrics = train(setup.model)
+        states.append(snapshot(setup.model))
+    assert same_weights(*states)
+    assert (
+        [r["epoch"] for r in recorder.rows] == [1, 2, 3] and recorder.steps == recorder.total and recorder.ok
+    )
+    assert recorder.rows[-1]["test_acc"] == pytest.approx(metrics["test_acc"])
