@@ -61,6 +61,9 @@ class MemberOutputs:
     def on_epoch_start(self, epoch: int, ctx: MemberContext) -> None:
         pass
 
+    def on_step(self, step: int, ctx: MemberContext) -> None:
+        pass
+
     def span(self, part: str) -> AbstractContextManager[object]:
         return nullcontext()
 

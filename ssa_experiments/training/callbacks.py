@@ -80,7 +80,16 @@ class RunContext:
         return self.pruner.method
 
 
-HOOKS = ("revisit", "on_start", "on_epoch_start", "span", "on_epoch_end", "summary_fields", "on_finish")
+HOOKS = (
+    "revisit",
+    "on_start",
+    "on_epoch_start",
+    "on_step",
+    "span",
+    "on_epoch_end",
+    "summary_fields",
+    "on_finish",
+)
 
 
 class Callback(Protocol):
