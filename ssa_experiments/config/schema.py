@@ -66,7 +66,7 @@ class DataConfig:
 @dataclass
 class MethodConfig:
     # dense | one_shot | iterative | random_annealing | temperature_annealing; controls (README):
-    # stochastic_constant | dropconnect_target | soft_annealing
+    # stochastic_constant | dropconnect_target | soft_annealing; dynamic sparse training: set | rigl
     name: str = MISSING
     anneal_epochs: int = 0  # n: epochs over which iterative pruning / annealing reaches the target
     # annealing: linear|cosine|exponential|cubic (curves of the keep-probability p), geometric|density_linear
@@ -88,6 +88,13 @@ class MethodConfig:
     # iterative: 0 = a pruning step at the start of each epoch 1..n; k > 0 = gradual magnitude pruning, a step
     # every k training steps at the schedule's sparsity at t = epoch + step/steps_per_epoch; target at epoch n
     prune_every_steps: int = 0
+    # set, rigl (dynamic sparse training, pruning/methods/dst.py): every update_every training steps (ΔT) each
+    # layer drops drop_fraction (α, at step 0) of its active weights by magnitude and grows as many, α decayed
+    # by drop_schedule (cosine | constant) to 0 at end_fraction of the fine-tuning steps (no update after)
+    update_every: int = 100
+    drop_fraction: float = 0.3
+    drop_schedule: str = "cosine"
+    end_fraction: float = 0.75
 
 
 @dataclass

@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 
 from ssa_experiments.config.methods import (
     ANNEAL_SCHEDULES,
+    DROP_SCHEDULES,
+    DST_METHODS,
     GRADUAL_METHODS,
     ITERATIVE_SCHEDULES,
     METHODS,
@@ -165,6 +167,16 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
         )
 
 
+def validate_dst(m: Any) -> None:
+    """The keys of dynamic sparse training (set, rigl): ΔT, α, its decay and the stop fraction."""
+    _positive(m.update_every, "method.update_every")
+    if not 0 < m.drop_fraction < 1:
+        raise ConfigError("method.drop_fraction", f"must be in (0, 1), got {m.drop_fraction}")
+    _choice(m.drop_schedule, DROP_SCHEDULES, "method.drop_schedule")
+    if not 0 < m.end_fraction <= 1:
+        raise ConfigError("method.end_fraction", f"must be in (0, 1], got {m.end_fraction}")
+
+
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
     if not 0 <= cfg.sparsity < 1:
@@ -242,6 +254,8 @@ def validate(cfg: DictConfig | Config) -> None:
                 f"{m.anneal_epochs} must be < train.finetune_epochs={cfg.train.finetune_epochs} "
                 "(the target mask is in force from epoch anneal_epochs on; at least one epoch must train it)",
             )
+    if m.name in DST_METHODS:
+        validate_dst(m)
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {cfg.data.val_fraction}")
     _positive(cfg.eval.bn_recalibration_batches, "eval.bn_recalibration_batches", allow_zero=True)

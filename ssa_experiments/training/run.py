@@ -224,6 +224,7 @@ def set_up_finetuning(
     epochs = cfg.train.finetune_epochs
     steps = steps_per_epoch(batches.train, cfg.train.max_steps_per_epoch)
     lr_fn = retraining_lr(cfg.lr, cfg.parent, steps, epochs)  # the parent's steps per epoch are these
+    method.plan(epochs, steps)
     recal = cfg.eval.bn_recalibration_batches if method.masks else 0  # dense: trained == evaluated network
     ctx = RunContext(
         cfg=cfg, out=out, identity=identity, device=setup.device, precision=setup.precision,
