@@ -23,7 +23,7 @@ from ssa_experiments.config.methods import DROP_SCHEDULES
 
 def end_step(total_steps: int, end_fraction: float) -> int:
     """The first step with no update: ``floor(end_fraction * total_steps)``."""
-    return int(math.floor(end_fraction * total_steps + 1e-9))
+    return math.floor(end_fraction * total_steps + 1e-9)
 
 
 def is_update_step(step: int, every: int, end: int) -> bool:
@@ -52,7 +52,7 @@ def drop_fraction_at(step: int, end: int, initial: float, schedule: str) -> floa
 def moved_count(active: int, inactive: int, fraction: float) -> int:
     """How many connections one layer's update drops (and grows): ``floor(fraction * active)`` as in the
     reference, at most the inactive count (the growth candidates)."""
-    return min(int(math.floor(fraction * active + 1e-9)), inactive)
+    return min(math.floor(fraction * active + 1e-9), inactive)
 
 
 def drop_and_grow(

@@ -233,7 +233,8 @@ def test_dst_keys_are_not_part_of_other_methods_identity(make_cfg) -> None:
     assert "update_every" not in a["method"]
     r = run_identity(make_cfg("method=rigl"))
     assert r["method"] == {
-        "name": "rigl", "update_every": 100, "drop_fraction": 0.3, "drop_schedule": "cosine", "end_fraction": 0.75
+        "name": "rigl", "update_every": 100, "drop_fraction": 0.3, "drop_schedule": "cosine",
+        "end_fraction": 0.75,
     }  # fmt: skip
     assert run_identity(make_cfg("method=set"))["method"]["name"] == "set"
 

@@ -36,7 +36,7 @@ from ssa_experiments.pruning.regrowth import (
 
 
 class DynamicSparse(PruningMethod):
-    """Drop by magnitude, grow by ``grow_scores`` (the subclass's rule), every ΔT steps until the stop step."""
+    """Drop by magnitude, grow by ``grow_scores`` (the subclass's rule) every ΔT steps until the stop."""
 
     GROW_SEED_OFFSET = 15485863  # SET's growth draws: a CPU generator of its own, seeded by the run's seed
 
