@@ -211,7 +211,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _positive(cfg.train.cpu_threads, "train.cpu_threads")
     _choice(cfg.train.cpu_numerics, CPU_NUMERICS, "train.cpu_numerics")
     _choice(cfg.objective, OBJECTIVES, "objective")
-    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=cfg.parent.path is not None)
+    _positive(cfg.parent.epochs, "parent.epochs", allow_zero=True)  # 0: pruning at initialisation
     validate_retraining(cfg)
     if not 0 <= cfg.train.label_smoothing < 1:
         raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")

@@ -267,6 +267,9 @@ def load_parent(cfg: DictConfig, model: nn.Module, train_parent: TrainParent) ->
     """
     if cfg.parent.path:
         return _from_path(cfg.parent.path, model)
+    if cfg.parent.epochs == 0:  # pruning at initialisation: the parent is ``model`` as built, nothing cached
+        log.info("parent: parent.epochs=0, the freshly initialised network is pruned (pruning at init)")
+        return Parent({"source": "initialisation", "epochs": 0}, None)
     if not cfg.parent.cache:
         return _trained_uncached(cfg.parent.rewind_epoch, model, train_parent)
     return _from_cache(cfg, model, train_parent)
