@@ -40,6 +40,14 @@ LR_SCHEDULE_KEYS = {
 # data.* keys only some data sets read; dropped from the run's and the parent's identity for the others, so
 # adding a data set never changes the store keys and cached parents of the existing ones
 DATA_KEYS_READ_BY = {"num_samples": ("mnist1d",)}
+# model.* keys added after runs and parents were stored: at these values they build the model they built
+# before (no MIMO wrapper), and are dropped from the run's identity and the parent's key
+MODEL_KEY_DEFAULTS = {"mimo_heads": 1, "mimo_batch_repetitions": 1}
+
+
+def model_identity(model: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` node without the keys at their historical default (``MODEL_KEY_DEFAULTS``)."""
+    return {k: v for k, v in model.items() if not (k in MODEL_KEY_DEFAULTS and v == MODEL_KEY_DEFAULTS[k])}
 
 
 def data_identity(data: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +142,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     if method.get("name") == "iterative" and method.get("schedule") == "cubic":
         ident["method"]["schedule"] = "polynomial"  # two names of one schedule: one run
     ident["data"] = data_identity(ident.get("data", {}))
+    ident["model"] = model_identity(ident.get("model", {}))
     ident["sparsity"] = float(ident["sparsity"]) + 0.0  # -0.0 is 0.0
     if method.get("name") == "dense":
         ident["sparsity"] = 0.0

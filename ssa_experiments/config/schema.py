@@ -39,6 +39,11 @@ class ModelConfig:
     dropout: float = 0.0
     pretrained: bool = False  # timm only; needs weights available locally (no network here)
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed through to timm.create_model
+    # MIMO (Havasi et al. 2021; models.py MIMO): M > 1 wraps the model with M inputs concatenated on channels
+    # and M output heads, trained on M independent examples per input, tested on the input replicated M
+    # times with the heads' probabilities averaged; 1: the plain model
+    mimo_heads: int = 1
+    mimo_batch_repetitions: int = 1  # MIMO: each training batch repeated this many times before shuffling
 
 
 @dataclass

@@ -88,6 +88,13 @@ def validate_model(m: Any) -> None:
         if getattr(m, key) < 1:
             raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
     _in_range(m.dropout, "model.dropout", 0, 1)
+    for key in ("mimo_heads", "mimo_batch_repetitions"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
+    if m.mimo_batch_repetitions > 1 and m.mimo_heads == 1:
+        raise ConfigError(
+            "model.mimo_batch_repetitions", "repeats MIMO's batches: needs model.mimo_heads > 1"
+        )
 
 
 def check_device(cfg: DictConfig | Config) -> None:

@@ -328,7 +328,8 @@ def training_flops(
         model = build_model(cfg.model, data.in_channels, data.image_shape[-1], data.num_classes)
     names = prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
     forward = flops.forward_flops(model, (1, *data.image_shape), names)
-    batch = int(cfg.train.batch_size)
+    # a MIMO step trains on its batch repeated (one forward pass: M examples, counted by forward_flops)
+    batch = int(cfg.train.batch_size) * int(cfg.model.mimo_batch_repetitions)
     steps = int(history[-1]["step"]) if history else 0
     density = flops.child_density(history[-1], history) if history else 1.0
     # RigL (dynamic sparse training growing by gradient): a dense weight gradient at every mask update

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssa_experiments.data.loaders import Batches, RunBatches
+from ssa_experiments.models import MIMO
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.training.optim import set_lr
@@ -74,9 +75,13 @@ def train_epoch(
             method.before_step(epoch, step, steps)  # stochastic masks are sampled here
         lr = lr_fn(global_step)
         set_lr(optimizer, lr)
+        scale = 1.0
+        if isinstance(model, MIMO):  # M independent examples per input; the loss is summed over the heads
+            x, y = model.training_batch(x, y)
+            scale = float(model.heads)
         with precision.autocast():
             logits = model(precision.inputs(x))
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits, y) * scale if scale != 1.0 else loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if method is not None:

@@ -1,6 +1,6 @@
 """The paper's Table 2 competitors run for real at tiny scale (digits): FreeTickets (a DST ensemble: RigL
-members from their own initialisations) through the same combiner, FLOPs accounting and table as the
-Prune-and-Tune rows."""
+members from their own initialisations) and MIMO (one network, 3 heads, trained from scratch) through the
+same combiner, FLOPs accounting and table as the Prune-and-Tune rows."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ FREETICKETS = (
     "method=rigl", "sparsity=0.8", "parent.epochs=0", "ensemble.independent_parents=true",
     "ensemble.masks=random", "method.update_every=4", "method.end_fraction=0.75", "pruning.scope=layerwise",
 )  # fmt: skip
+MIMO = (
+    "method=dense", "model.mimo_heads=3", "model.mimo_batch_repetitions=2", "parent.epochs=0",
+    "ensemble.size=1", "ensemble.member=0", "ensemble.masks=random",
+)  # fmt: skip
 
 
 def test_labels_of_the_rerun_rows() -> None:
@@ -32,9 +36,10 @@ def test_labels_of_the_rerun_rows() -> None:
     assert label("dense", True, None, from_scratch=True, mimo_heads=3) == "MIMO (3 heads)"
 
 
-def test_freetickets_members_through_the_combiner_and_table2(make_cfg, tmp_path: Path) -> None:
+def test_freetickets_and_mimo_through_the_combiner_and_table2(make_cfg, tmp_path: Path) -> None:
     from ssa_experiments.cli.figures import main as figures
 
+    dense_runs = []
     for member in (0, 1):
         s = run(make_cfg(*DIGITS, *FREETICKETS, f"ensemble.member={member}", run_dir=f"runs/ft{member}"))
         assert s["status"] == "completed" and s["parent"]["source"] == "initialisation"
@@ -48,10 +53,18 @@ def test_freetickets_members_through_the_combiner_and_table2(make_cfg, tmp_path:
             "ensemble.independent_parents=true",
             "train.finetune_epochs=1",
         )
-        run(make_cfg(*DIGITS, *dense, f"ensemble.member={member}", run_dir=f"runs/dense{member}"))
+        dense_runs.append(
+            run(make_cfg(*DIGITS, *dense, f"ensemble.member={member}", run_dir=f"runs/dense{member}"))
+        )
+    m = run(make_cfg(*DIGITS, *MIMO, run_dir="runs/mimo"))
+    assert m["status"] == "completed" and m["sparsity"] == 0.0
+    # one forward pass per training example x repetitions: the batch of every step counted twice
+    assert m["flops"]["finetune"] == pytest.approx(3 * m["flops"]["forward_per_sample"] * m["steps"] * 64 * 2)
     report = combine([tmp_path / "runs"], max_k=0)
-    by_method = {e["method"]: e for e in report["ensembles"]}
-    assert set(by_method) == {"rigl", "dense"} and by_method["rigl"]["n_members"] == 2
+    by_method = {(e["method"], e["n_members"]): e for e in report["ensembles"]}
+    assert set(by_method) == {("rigl", 2), ("dense", 2), ("dense", 1)}
+    by_method = {k[0] if k[1] == 2 else "mimo": e for k, e in by_method.items()}
+    assert by_method["mimo"]["complete"]
     assert by_method["rigl"]["complete"]
     assert {"test", "val", "corrupt/gaussian_noise/1"} <= set(by_method["rigl"]["splits"])
     path = tmp_path / "ensemble.json"
@@ -60,9 +73,11 @@ def test_freetickets_members_through_the_combiner_and_table2(make_cfg, tmp_path:
     figures(["table2", "--runs", str(path), "--out", str(out)])
     md = (out / "table2.md").read_text()
     assert "| FreeTickets (DST ensemble, rigl) |" in md and "| Dense ensemble |" in md
-    assert "| FreeTickets | paper's numbers" not in md  # rerun: no placeholder row
-    assert "| MIMO | paper's numbers, not rerun" in md
+    assert "| MIMO (3 heads) |" in md
+    assert "paper's numbers" not in md  # both rerun: no placeholder rows
     numbers = pd.read_csv(out / "table2.csv")
     cost = numbers[numbers["metric"] == "training FLOPs / dense ensemble"].set_index("setting")["mean"]
     assert cost["Dense ensemble"] == pytest.approx(1.0)
     assert 0 < cost["FreeTickets (DST ensemble, rigl)"] < 1  # sparse members, no parents
+    dense_total = sum(d["flops"]["parent"] + d["flops"]["finetune"] for d in dense_runs)
+    assert cost["MIMO (3 heads)"] == pytest.approx(m["flops"]["finetune"] / dense_total)
