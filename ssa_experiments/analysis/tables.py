@@ -552,7 +552,7 @@ def table2(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
             if field not in per or per[field].isna().all():
                 continue
             s = stats(per.assign(value=per[field] * factor), ["label"], "value")
-            parts.append(s.assign(metric=title))
+            parts.append(s[s["count"] > 0].assign(metric=title))  # a row without it (MIMO: no disagreement)
         long = pd.concat(parts, ignore_index=True).rename(columns={"label": "setting", "count": "n"})
         long = long.assign(sparsity=long["setting"].map(per.groupby("label")["sparsity"].first()))
         order = {lab: i for i, lab in enumerate(sorted(set(long["setting"]), key=_ensemble_rank))}

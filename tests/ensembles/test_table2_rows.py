@@ -75,6 +75,7 @@ def test_freetickets_and_mimo_through_the_combiner_and_table2(make_cfg, tmp_path
     assert "| FreeTickets (DST ensemble, rigl) |" in md and "| Dense ensemble |" in md
     assert "| MIMO (3 heads) |" in md
     assert "paper's numbers" not in md  # both rerun: no placeholder rows
+    assert "nan" not in md  # MIMO has no disagreement (one network): an empty cell
     numbers = pd.read_csv(out / "table2.csv")
     cost = numbers[numbers["metric"] == "training FLOPs / dense ensemble"].set_index("setting")["mean"]
     assert cost["Dense ensemble"] == pytest.approx(1.0)
