@@ -8,6 +8,7 @@ modules; layers a mask cannot reach (weight-standardised convolutions) are refus
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -190,6 +191,43 @@ ARCHS: dict[str, Callable[[ModelConfig, int, int, int], nn.Module]] = {
 }
 
 
+class MIMO(nn.Module):
+    """Multi-input multi-output (Havasi et al. 2021): one network, M inputs and M heads, an ensemble of M
+    subnetworks in one forward pass.
+
+    ``base`` is the configured model built for ``M x in_channels`` input channels and ``M x num_classes``
+    outputs. Given a batch with ``in_channels`` channels (evaluation, BN recalibration, a member's logits),
+    the input is replicated M times and the output is the log of the heads' mean probabilities, so softmax
+    of it (what every evaluation and the ensemble combiner take) is the MIMO prediction, and cross-entropy on
+    it is its NLL. Given ``M x in_channels`` channels (training, from ``training_batch``), the output is
+    every head's logits, ``(B x M, num_classes)`` in (sample, head) order.
+    """
+
+    def __init__(self, base: nn.Module, heads: int, in_channels: int, num_classes: int, repetitions: int):
+        super().__init__()
+        self.base, self.heads, self.in_channels = base, heads, in_channels
+        self.num_classes, self.repetitions = num_classes, repetitions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == self.in_channels:  # one input for every head: the ensemble's prediction
+            heads = self.base(torch.cat([x] * self.heads, dim=1)).view(len(x), self.heads, self.num_classes)
+            log_p = torch.log_softmax(heads.float(), dim=-1)
+            return torch.logsumexp(log_p, dim=1) - math.log(self.heads)
+        if x.shape[1] != self.in_channels * self.heads:
+            raise ValueError(f"MIMO takes {self.in_channels} or {self.in_channels * self.heads} channels")
+        return self.base(x).reshape(len(x) * self.heads, self.num_classes)
+
+    def training_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """M independent examples per input: the batch repeated ``repetitions`` times, then shuffled by one
+        permutation per head (drawn on the CPU from torch's global generator, which a checkpoint keeps), the
+        heads' images concatenated on channels; the targets as ``forward`` orders the logits (sample, head).
+        The input-repetition ratio of the paper is 0 here: every head sees its own shuffle."""
+        x, y = x.repeat(self.repetitions, *([1] * (x.dim() - 1))), y.repeat(self.repetitions)
+        perms = [torch.randperm(len(x)).to(x.device) for _ in range(self.heads)]
+        inputs = torch.cat([x[p] for p in perms], dim=1)
+        return inputs, torch.stack([y[p] for p in perms], dim=1).reshape(-1)
+
+
 def build_custom(
     cfg: DictConfig | dict[str, Any], input_shape: tuple[int, ...], num_classes: int
 ) -> nn.Module:
@@ -246,12 +284,17 @@ def check_output(model: nn.Module, path: str, input_shape: tuple[int, ...], num_
 def build_model(
     cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int, input_shape: tuple[int, ...] = ()
 ) -> nn.Module:
-    """The model of ``cfg`` for the data set's shape (``input_shape``: one sample's, for ``model=custom``)."""
+    """The model of ``cfg`` for the data set's shape (``input_shape``: one sample's, for ``model=custom``);
+    with ``model.mimo_heads`` M > 1, wrapped as ``MIMO``."""
     if cfg.arch == "custom":
         return build_custom(cfg, input_shape or (in_channels, image_size, image_size), num_classes)
     if cfg.arch not in ARCHS:
         raise ConfigError("model.arch", f"unknown model {cfg.arch!r}; choose one of {sorted(ARCHS)}")
-    return ARCHS[cfg.arch](cfg, in_channels, image_size, num_classes)
+    m = cfg.mimo_heads
+    if m == 1:
+        return ARCHS[cfg.arch](cfg, in_channels, image_size, num_classes)
+    base = ARCHS[cfg.arch](cfg, in_channels * m, image_size, num_classes * m)
+    return MIMO(base, m, in_channels, num_classes, cfg.mimo_batch_repetitions)
 
 
 def count_params(model: nn.Module) -> int:

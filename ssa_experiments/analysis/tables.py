@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -514,7 +514,8 @@ TABLE2_COLUMNS = [
     ("disagreement", "disagreement (%)", "none", ".2f", 100.0),
     ("flops_ratio", "training FLOPs / dense ensemble", "min", ".2f", 1.0),
 ]
-# Not rerun (issue 14): rows with the paper's numbers where paper.md records them; it records none.
+# Rows of the paper's Table 2 that a table without their runs names (issue 14; paper.md records no numbers
+# for them): a table with a rerun row (``ensembles/report.py``: "FreeTickets (...)", "MIMO (...)") omits it.
 PUBLISHED = {"FreeTickets": None, "MIMO": None}
 PUBLISHED_NOTE = "paper's numbers, not rerun (paper.md records none)"
 FLOP_UNITS = ((1e18, "EFLOPs"), (1e15, "PFLOPs"), (1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"))
@@ -551,7 +552,7 @@ def table2(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
             if field not in per or per[field].isna().all():
                 continue
             s = stats(per.assign(value=per[field] * factor), ["label"], "value")
-            parts.append(s.assign(metric=title))
+            parts.append(s[s["count"] > 0].assign(metric=title))  # a row without it (MIMO: no disagreement)
         long = pd.concat(parts, ignore_index=True).rename(columns={"label": "setting", "count": "n"})
         long = long.assign(sparsity=long["setting"].map(per.groupby("label")["sparsity"].first()))
         order = {lab: i for i, lab in enumerate(sorted(set(long["setting"]), key=_ensemble_rank))}
@@ -585,15 +586,22 @@ def table2_caption(context: str) -> str:
     )
 
 
-def _published_rows(path: Path, n_columns: int) -> None:
-    """Append the rows of the methods not rerun (``PUBLISHED``) to a written Markdown or LaTeX table."""
+def not_rerun(settings: Iterable[str]) -> list[str]:
+    """The ``PUBLISHED`` methods with no rerun row among ``settings`` (a row label starting with the name)."""
+    return [name for name in PUBLISHED if not any(str(s).startswith(name) for s in settings)]
+
+
+def _published_rows(path: Path, n_columns: int, names: list[str]) -> None:
+    """Append the rows of the methods not rerun (``names``) to a written Markdown or LaTeX table."""
     text = path.read_text()
+    if not names:
+        return
     if path.suffix == ".md":
-        rows = "".join(f"| {name} | {PUBLISHED_NOTE} |" + " |" * (n_columns - 1) + "\n" for name in PUBLISHED)
+        rows = "".join(f"| {name} | {PUBLISHED_NOTE} |" + " |" * (n_columns - 1) + "\n" for name in names)
         path.write_text(text + rows)
     else:
         note = _tex(PUBLISHED_NOTE)
-        rows = "".join(f"{name} & \\multicolumn{{{n_columns}}}{{l}}{{{note}}} \\\\\n" for name in PUBLISHED)
+        rows = "".join(f"{name} & \\multicolumn{{{n_columns}}}{{l}}{{{note}}} \\\\\n" for name in names)
         path.write_text(text.replace("\\bottomrule", "\\midrule\n" + rows + "\\bottomrule"))
 
 
@@ -610,6 +618,6 @@ def write_table2(rows: pd.DataFrame, out: Path) -> list[Path]:
         )  # fmt: skip
         n_columns = long["metric"].nunique()
         for path in written[:2]:
-            _published_rows(path, n_columns)
+            _published_rows(path, n_columns, not_rerun(long["setting"]))
         paths += written
     return paths

@@ -62,6 +62,16 @@ def pruning_identity(pruning: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# model.* keys added after runs and parents were stored: at these values they build the model they built
+# before (no MIMO wrapper), and are dropped from the run's identity and the parent's key
+MODEL_KEY_DEFAULTS = {"mimo_heads": 1, "mimo_batch_repetitions": 1}
+
+
+def model_identity(model: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` node without the keys at their historical default (``MODEL_KEY_DEFAULTS``)."""
+    return {k: v for k, v in model.items() if not (k in MODEL_KEY_DEFAULTS and v == MODEL_KEY_DEFAULTS[k])}
+
+
 def data_identity(data: dict[str, Any]) -> dict[str, Any]:
     """The ``data`` node without the keys its data set does not read (``DATA_KEYS_READ_BY``); a data set
     read from the user's files as what the files hold, not where they are (``data_source_identity``)."""
@@ -185,6 +195,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     ident["data"] = {k: v for k, v in data.items() if k in ident.get("data", {}) or k in SOURCE_KEYS}
     if "pruning" in ident:
         ident["pruning"] = pruning_identity(ident["pruning"])
+    ident["model"] = model_identity(ident.get("model", {}))
     ident["sparsity"] = float(ident["sparsity"]) + 0.0  # -0.0 is 0.0
     if method.get("name") == "dense":
         ident["sparsity"] = 0.0

@@ -67,6 +67,9 @@ ITERATIVE_KEYS = ("anneal_epochs", "schedule", "prune_every_steps")
 # fixed from the start, so there is nothing to re-score
 CONSTANT_KEYS = ("anneal_epochs", "resample", "decay_sampled_out", "initial_temperature")
 SOFT_KEYS = tuple(k for k in ANNEALING_KEYS if k != "resample")  # nothing is sampled: P(t) is the train mask
+# dynamic sparse training: the mask's size is the target's from the start; its connections move until a stop
+DST_KEYS = ("update_every", "drop_fraction", "drop_schedule", "end_fraction")
+DROP_SCHEDULES = ("cosine", "constant")  # pruning/regrowth.py: how the drop fraction decays to the stop step
 REGISTRY: tuple[MethodSpec, ...] = (
     _spec("dense", "base:PruningMethod", (), False, Style("dense", "black", "Greys")),
     _spec("one_shot", "oneshot:OneShot", (), False, Style("one_shot", "tab:gray", "Greys")),
@@ -114,6 +117,8 @@ REGISTRY: tuple[MethodSpec, ...] = (
         True,
         Style("soft_annealing", "tab:pink", "RdPu"),
     ),
+    _spec("set", "dst:SET", DST_KEYS, False, Style("set", "tab:cyan", "GnBu")),
+    _spec("rigl", "dst:RigL", DST_KEYS, False, Style("rigl", "tab:green", "Greens")),
 )
 SPECS = {s.name: s for s in REGISTRY}
 
@@ -128,4 +133,5 @@ METHOD_KEYS = {s.name: s.reads for s in REGISTRY}
 GRADUAL_METHODS = tuple(s.name for s in REGISTRY if s.gradual)  # reach the target at epoch n
 TAU0_METHODS = tuple(s.name for s in REGISTRY if s.takes_tau0)  # read method.initial_temperature
 RESCORE_METHODS = tuple(s.name for s in REGISTRY if s.rescores)  # read method.rescore
+DST_METHODS = tuple(s.name for s in REGISTRY if "update_every" in s.reads)  # move connections while training
 STYLES = {st.family: st for s in REGISTRY for st in s.styles}  # figure families, in legend order

@@ -39,6 +39,11 @@ class ModelConfig:
     dropout: float = 0.0
     pretrained: bool = False  # timm only; needs weights available locally (no network here)
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed through to timm.create_model
+    # MIMO (Havasi et al. 2021; models.py MIMO): M > 1 wraps the model with M inputs concatenated on channels
+    # and M output heads, trained on M independent examples per input, tested on the input replicated M
+    # times with the heads' probabilities averaged; 1: the plain model
+    mimo_heads: int = 1
+    mimo_batch_repetitions: int = 1  # MIMO: each training batch repeated this many times before shuffling
 
 
 @dataclass
@@ -120,7 +125,7 @@ class NpzConfig(LoadedDataConfig):
 @dataclass
 class MethodConfig:
     # dense | one_shot | iterative | random_annealing | temperature_annealing; controls (README):
-    # stochastic_constant | dropconnect_target | soft_annealing
+    # stochastic_constant | dropconnect_target | soft_annealing; dynamic sparse training: set | rigl
     name: str = MISSING
     anneal_epochs: int = 0  # n: epochs over which iterative pruning / annealing reaches the target
     # annealing: linear|cosine|exponential|cubic (curves of the keep-probability p), geometric|density_linear
@@ -142,6 +147,13 @@ class MethodConfig:
     # iterative: 0 = a pruning step at the start of each epoch 1..n; k > 0 = gradual magnitude pruning, a step
     # every k training steps at the schedule's sparsity at t = epoch + step/steps_per_epoch; target at epoch n
     prune_every_steps: int = 0
+    # set, rigl (dynamic sparse training, pruning/methods/dst.py): every update_every training steps (ΔT) each
+    # layer drops drop_fraction (α, at step 0) of its active weights by magnitude and grows as many, α decayed
+    # by drop_schedule (cosine | constant) to 0 at end_fraction of the fine-tuning steps (no update after)
+    update_every: int = 100
+    drop_fraction: float = 0.3
+    drop_schedule: str = "cosine"
+    end_fraction: float = 0.75
 
 
 @dataclass

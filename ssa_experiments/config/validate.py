@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 
 from ssa_experiments.config.methods import (
     ANNEAL_SCHEDULES,
+    DROP_SCHEDULES,
+    DST_METHODS,
     GRADUAL_METHODS,
     ITERATIVE_SCHEDULES,
     METHOD_KEYS,
@@ -92,6 +94,13 @@ def validate_model(m: Any) -> None:
         if getattr(m, key) < 1:
             raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
     _in_range(m.dropout, "model.dropout", 0, 1)
+    for key in ("mimo_heads", "mimo_batch_repetitions"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
+    if m.mimo_batch_repetitions > 1 and m.mimo_heads == 1:
+        raise ConfigError(
+            "model.mimo_batch_repetitions", "repeats MIMO's batches: needs model.mimo_heads > 1"
+        )
 
 
 def check_device(cfg: DictConfig | Config) -> None:
@@ -210,6 +219,16 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
         )
 
 
+def validate_dst(m: Any) -> None:
+    """The keys of dynamic sparse training (set, rigl): ΔT, α, its decay and the stop fraction."""
+    _positive(m.update_every, "method.update_every")
+    if not 0 < m.drop_fraction < 1:
+        raise ConfigError("method.drop_fraction", f"must be in (0, 1), got {m.drop_fraction}")
+    _choice(m.drop_schedule, DROP_SCHEDULES, "method.drop_schedule")
+    if not 0 < m.end_fraction <= 1:
+        raise ConfigError("method.end_fraction", f"must be in (0, 1], got {m.end_fraction}")
+
+
 def method_facts(m: Any) -> tuple[tuple[str, ...], bool]:
     """(the ``method.*`` keys a method reads, whether it is gradual): the registry's declaration of a
     built-in method, the class attributes of a custom one (``targets.method_declaration``)."""
@@ -277,6 +296,8 @@ def validate_method(m: Any, criterion: str, epochs: int, epochs_field: str = "tr
                 f"{m.anneal_epochs} must be < {epochs_field}={epochs} "
                 "(the target mask is in force from epoch anneal_epochs on; at least one epoch must train it)",
             )
+    if m.name in DST_METHODS:
+        validate_dst(m)
 
 
 def validate(cfg: DictConfig | Config) -> None:

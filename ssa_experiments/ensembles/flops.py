@@ -85,6 +85,16 @@ def child_flops(
     return training_flops(forward.at_density(density), steps, batch_size)
 
 
+def dense_gradient_flops(
+    forward: ForwardFlops, density: float | Mapping[str, float], updates: int, batch_size: int
+) -> float:
+    """RigL's extra cost: at each mask update the prunable layers' weight gradient is dense (it scores the
+    inactive connections), so that step costs f_D instead of f_S for it (Evci et al. 2020: 2 f_S + f_D
+    instead of 3 f_S per sample), the prunable layers only."""
+    extra = sum(forward.prunable.values()) - prunable_flops(forward.prunable, density)
+    return extra * updates * batch_size
+
+
 def mean_expected_density(rows: Sequence[Mapping[str, Any]]) -> float | None:
     """The step-weighted mean of ``1 − expected_train_sparsity`` over a run's epoch rows (``metrics.jsonl``):
     the fraction of prunable weights in use while training, annealing included. None if no row has it."""

@@ -321,7 +321,8 @@ def training_flops(
 ) -> dict[str, Any]:
     """The member's training FLOPs (``flops.py``: 3 x forward x samples, prunable layers at the density in
     use): its dense parent's (``parent.epochs`` as configured, also for a parent brought by ``parent.path``)
-    and its own fine-tuning's (annealing's denser epochs included). ``parent_id`` tells the table which
+    and its own fine-tuning's (annealing's denser epochs included; RigL's dense gradients at its mask
+    updates, ``finetune_dense_gradients``, included). ``parent_id`` tells the table which
     members share one parent, so a Prune-and-Tune ensemble is charged one parent, a dense ensemble one each.
     The architecture is counted on the meta device: no compute, no draw from any RNG."""
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
@@ -330,12 +331,18 @@ def training_flops(
         )
     names = prunable_modules(model, cfg.pruning.keep_first_layer, cfg.pruning.keep_last_layer)
     forward = flops.forward_flops(model, (1, *data.image_shape), names)
-    batch = int(cfg.train.batch_size)
+    # a MIMO step trains on its batch repeated (one forward pass: M examples, counted by forward_flops)
+    batch = int(cfg.train.batch_size) * int(cfg.model.mimo_batch_repetitions)
     steps = int(history[-1]["step"]) if history else 0
     density = flops.child_density(history[-1], history) if history else 1.0
+    # RigL (dynamic sparse training growing by gradient): a dense weight gradient at every mask update
+    updates = int(history[-1].get("mask_updates", 0)) if history and cfg.method.name == "rigl" else 0
+    dense_gradients = flops.dense_gradient_flops(forward, density, updates, batch)
+    record = {"finetune_dense_gradients": dense_gradients} if cfg.method.name == "rigl" else {}
     return {
         "forward_per_sample": forward.dense,
         "parent": flops.parent_flops(forward, int(cfg.parent.epochs), steps_per_epoch, batch),
-        "finetune": flops.child_flops(forward, steps, batch, density),
+        "finetune": flops.child_flops(forward, steps, batch, density) + dense_gradients,
         "parent_id": str(parent_info.get("hash") or parent_info.get("path") or f"seed{parent_seed(cfg)}"),
+        **record,
     }

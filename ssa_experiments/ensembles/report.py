@@ -41,12 +41,31 @@ METHOD_LABELS = {
     "random_annealing": "Prune and Tune + random annealing",
     "iterative": "Prune and Tune + iterative pruning",
 }
-LABEL_ORDER = list(METHOD_LABELS.values())
+DST_METHODS = ("set", "rigl")  # dynamic sparse training (pruning/methods/dst.py)
+LABEL_ORDER = [*METHOD_LABELS.values(), "FreeTickets (DST ensemble, rigl)", "FreeTickets (DST ensemble, set)"]
 
 
-def label(method: str, independent_parents: bool, masks: str | None) -> str:
+def label(
+    method: str,
+    independent_parents: bool,
+    masks: str | None,
+    from_scratch: bool = False,
+    mimo_heads: int = 1,
+) -> str:
     """The row of an ensemble: its method, "dense fine-tuned children" for dense members of one parent, and
-    the member masks where they are not the paper's anti-random ones."""
+    the member masks where they are not the paper's anti-random ones.
+
+    Two rows of the paper's Table 2 are runs of their own kind: FreeTickets (Liu et al. 2022), members
+    trained by dynamic sparse training from their own initialisation (``parent.epochs=0``,
+    ``ensemble.independent_parents``, ``method=rigl|set``: the "DST ensemble"), and MIMO (Havasi et al.
+    2021), one network with ``model.mimo_heads`` heads trained from scratch (``docs/methods-dst.md``)."""
+    if mimo_heads > 1:
+        return f"MIMO ({mimo_heads} heads)"
+    if method in DST_METHODS and from_scratch:
+        text = f"FreeTickets (DST ensemble, {method})"
+        if not independent_parents:
+            text += " (one initialisation)"
+        return text if masks in (None, "random") else f"{text} ({masks} masks)"
     if method == "dense":
         return "Dense ensemble" if independent_parents else "Dense children of one parent"
     text = METHOD_LABELS.get(method, f"Prune and Tune + {method}")
@@ -96,9 +115,11 @@ def _context(e: Mapping[str, Any]) -> dict[str, Any]:
     ident = e.get("identity") or {}
     ens = ident.get("ensemble") or {}
     independent = bool(ens.get("independent_parents", False))
+    from_scratch = (ident.get("parent") or {}).get("epochs") == 0
+    heads = int((ident.get("model") or {}).get("mimo_heads") or 1)
     return {
         "ensemble": e["id"],
-        "label": label(str(e.get("method")), independent, e.get("masks")),
+        "label": label(str(e.get("method")), independent, e.get("masks"), from_scratch, heads),
         "method": e.get("method"),
         "data": (ident.get("data") or {}).get("name"),
         "model": (ident.get("model") or {}).get("name") or (ident.get("model") or {}).get("arch"),

@@ -134,6 +134,7 @@ class Pruner:
         self.method: PruningMethod = make_method(method, pruning or PruningConfig(), sparsity, seed, scorer)
         self.method.score_data = score_data  # the batches snip and grasp score the target with
         self.method.start(model)
+        self.method.plan(epochs, steps_per_epoch)  # dynamic sparse training schedules its updates by it
         self.epoch: int | None = None  # the epoch begun last; None before the first
         self.step_in_epoch = 0  # steps of it taken
         self.optimizer: torch.optim.Optimizer | None = None

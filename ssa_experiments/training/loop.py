@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ssa_experiments.data.loaders import Batches, RunBatches
+from ssa_experiments.models import MIMO
 from ssa_experiments.pruning import recalibration
 from ssa_experiments.pruning.pruner import Pruner
 from ssa_experiments.runtime.precision import Precision
@@ -55,9 +56,13 @@ def train_epoch(
             pruner.step()  # stochastic masks are sampled here
         lr = lr_fn(global_step)
         set_lr(optimizer, lr)
+        scale = 1.0
+        if isinstance(model, MIMO):  # M independent examples per input; the loss is summed over the heads
+            x, y = model.training_batch(x, y)
+            scale = float(model.heads)
         with precision.autocast():
             logits = model(precision.inputs(x))
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits, y) * scale if scale != 1.0 else loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()  # the pruner's hook first: masked weight decay, if configured

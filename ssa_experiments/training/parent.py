@@ -36,6 +36,7 @@ from ssa_experiments.config.identity import (
     compute_identity,
     data_identity,
     lr_identity,
+    model_identity,
     parent_source_identity,
 )
 from ssa_experiments.config.schema import LrConfig
@@ -193,7 +194,7 @@ def parent_key(cfg: DictConfig) -> dict[str, Any]:
     parent = OmegaConf.to_container(cfg.parent, resolve=True)
     return {
         "format": CACHE_FORMAT,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_identity(OmegaConf.to_container(cfg.model, resolve=True)),
         "data": data,
         "epochs": parent["epochs"],
         "schedule": lr_identity(parent["lr"]),  # the historical spelling (config/renamed.py): keys never move

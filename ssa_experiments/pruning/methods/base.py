@@ -2,6 +2,8 @@
 
     start(model)                 once, on the trained dense parent: choose the target, attach masks
     bind_optimizer(optimizer)    so a mask that becomes final can clear the removed weights' optimizer state
+    plan(epochs, steps)          the run's length, before training (dynamic sparse training stops updating
+                                 at a fraction of it)
     begin_epoch(epoch, steps)    before each epoch: iterative steps, per-epoch annealing updates
     before_step(epoch, step, n)  before each training forward pass: stochastic masks are sampled here
     before_optimizer_step(lr)    after backward: weight decay restricted to the sampled mask, if configured
@@ -78,6 +80,9 @@ class PruningMethod:
 
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+
+    def plan(self, epochs: int, steps_per_epoch: int) -> None:
+        """The fine-tuning budget (epochs x steps per epoch), told once before the first epoch."""
 
     def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
         pass
