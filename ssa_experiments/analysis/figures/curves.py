@@ -1,4 +1,4 @@
-"""The curves figure: test (solid) and validation (dashed) accuracy per epoch of every setting at one target
+"""The curves figure: test (left) and validation (right) accuracy per epoch of every setting at one target
 sparsity, dotted at the end of annealing (epoch n), read from metrics.jsonl in the run directories or from
 the epochs CSV that aggregate's ``--csv`` writes next to a runs CSV."""
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -19,9 +18,8 @@ from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.analysis.tables import NAMES
 from ssa_experiments.config.methods import STYLES
 
-# One colour per method in every figure; a method's settings are shades of its colour map.
+# One colour per method in every figure (the registry's); its settings differ in line style and marker.
 COLORS = {name: style.color for name, style in STYLES.items()}
-CMAPS = {name: style.cmap for name, style in STYLES.items()}
 ORDER = list(STYLES)  # the legend order
 SHORT = {TAU: "τ0", N: "n", "method.max_initial_probability": "p_max", "pruning.criterion": "criterion"}
 ACC = "test accuracy (%)"
@@ -75,13 +73,6 @@ def seeds(counts: Iterable[Any]) -> str:
 def label(fam: str, count: Iterable[Any], extra: str = "") -> str:
     """ "one-shot (3 seeds)": the method's name, what sets the line apart, and its number of seeds."""
     return f"{NAMES.get(fam, fam)}{extra} ({seeds(count)})"
-
-
-def shades(fam: str, k: int) -> list[Any]:
-    """k colours for k settings of one method: its colour alone, or a ramp of its colour map."""
-    if k <= 1:
-        return [COLORS.get(fam, "tab:green")]
-    return list(plt.get_cmap(CMAPS.get(fam, "Greens"))(np.linspace(0.45, 0.95, k)))
 
 
 def color(fam: str) -> str:
