@@ -46,7 +46,8 @@ from ssa_experiments.store.read import DAMAGED, stored_runs
 COLUMNS = [
     "method", "target_sparsity", "seed", "status", "test_acc", "val_acc", "best_epoch", "best_val_acc",
     "test_acc_at_best_val", "sparsity", "epochs", "epochs_at_target", "steps", "lr_trace_sha256",
-    "bn_recalibration_batches", "wall_time_s", "model", "data", "parent_source", "parent_test_acc", "run_dir",
+    "bn_recalibration_batches", "wall_time_s", "model", "data", "parent_source", "parent_test_acc",
+    "parent_val_acc", "run_dir",
 ]  # fmt: skip
 BUDGET = ["steps", "epochs_at_target", "lr_trace_sha256"]
 TEXT = ["method", "status", "lr_trace_sha256", "model", "data", "parent_source", "run_dir", "setting"]
@@ -68,6 +69,7 @@ def _row(summary: dict[str, Any], run_dir: str, config: dict[str, Any]) -> dict[
         **{k: summary.get(k) for k in COLUMNS if k in summary},
         "parent_source": parent.get("source"),
         "parent_test_acc": parent.get("test_acc"),
+        "parent_val_acc": parent.get("val_acc"),  # with parent_test_acc: the curves' epoch 0
         "run_dir": run_dir,
         "config": config,
     }

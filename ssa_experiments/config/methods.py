@@ -25,11 +25,11 @@ METHOD_KEY_DEFAULTS = {"rescore": False, "prune_every_steps": 0}
 
 @dataclass(frozen=True)
 class Style:
-    """How one family of a method's runs is drawn: a colour for its line, a colour map for its settings."""
+    """How one family of a method's runs is drawn: its colour (its settings differ in line style and marker,
+    analysis/figures/style.py, so one colour per method stays readable in greyscale)."""
 
     family: str  # the legend entry: the method's name, or e.g. "iterative (cubic)" for a schedule
     color: str
-    cmap: str
 
 
 @dataclass(frozen=True)
@@ -71,36 +71,36 @@ SOFT_KEYS = tuple(k for k in ANNEALING_KEYS if k != "resample")  # nothing is sa
 DST_KEYS = ("update_every", "drop_fraction", "drop_schedule", "end_fraction")
 DROP_SCHEDULES = ("cosine", "constant")  # pruning/regrowth.py: how the drop fraction decays to the stop step
 REGISTRY: tuple[MethodSpec, ...] = (
-    _spec("dense", "base:PruningMethod", (), False, Style("dense", "black", "Greys")),
-    _spec("one_shot", "oneshot:OneShot", (), False, Style("one_shot", "tab:gray", "Greys")),
+    _spec("dense", "base:PruningMethod", (), False, Style("dense", "black")),
+    _spec("one_shot", "oneshot:OneShot", (), False, Style("one_shot", "tab:gray")),
     _spec(
         "iterative",
         "iterative:Iterative",
         ITERATIVE_KEYS,
         True,
-        Style("iterative (linear)", "tab:blue", "Blues"),
-        Style("iterative (cubic)", "tab:purple", "Purples"),
+        Style("iterative (linear)", "tab:blue"),
+        Style("iterative (cubic)", "tab:purple"),
     ),
     _spec(
         "random_annealing",
         "annealing:RandomAnnealing",
         (*ANNEALING_KEYS, "max_initial_probability", "rescore"),
         True,
-        Style("random_annealing", "tab:orange", "Oranges"),
+        Style("random_annealing", "tab:orange"),
     ),
     _spec(
         "temperature_annealing",
         "annealing:TemperatureAnnealing",
         (*ANNEALING_KEYS, "initial_temperature", "rescore"),
         True,
-        Style("temperature_annealing", "tab:red", "Reds"),
+        Style("temperature_annealing", "tab:red"),
     ),
     _spec(
         "stochastic_constant",
         "controls:StochasticConstant",
         CONSTANT_KEYS,
         True,
-        Style("stochastic_constant", "tab:brown", "YlOrBr"),
+        Style("stochastic_constant", "tab:brown"),
     ),
     # the weights outside the target are zeroed at the start: nothing to re-choose from, no re-scoring
     _spec(
@@ -108,14 +108,14 @@ REGISTRY: tuple[MethodSpec, ...] = (
         "controls:DropConnectTarget",
         (*ANNEALING_KEYS, "initial_drop_rate"),
         True,
-        Style("dropconnect_target", "tab:olive", "YlGn"),
+        Style("dropconnect_target", "tab:olive"),
     ),
     _spec(
         "soft_annealing",
         "controls:SoftAnnealing",
         (*SOFT_KEYS, "initial_temperature", "rescore"),
         True,
-        Style("soft_annealing", "tab:pink", "RdPu"),
+        Style("soft_annealing", "tab:pink"),
     ),
     _spec("set", "dst:SET", DST_KEYS, False, Style("set", "tab:cyan", "GnBu")),
     _spec("rigl", "dst:RigL", DST_KEYS, False, Style("rigl", "tab:green", "Greens")),

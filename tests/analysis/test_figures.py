@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 
 from ssa_experiments.analysis import aggregate, figures
 from ssa_experiments.analysis.figures.fig1 import fig1
@@ -20,6 +24,7 @@ from ssa_experiments.cli.figures import COMMANDS, PAIRED, main
 from ssa_experiments.store.files import atomic_write_json
 
 EPOCHS = 8
+PARENT = 96.0  # the dense parent's test accuracy at seed 0 (+1 per seed; validation: 1 less)
 SPARSITIES = (0.5, 0.9)
 
 
@@ -77,6 +82,7 @@ def write_run(
         "seed": seed, "test_acc": final, "val_acc": final + 0.5, "model": "resnet18", "data": "cifar10",
         "epochs": EPOCHS, "epochs_at_target": EPOCHS - n, "steps": 10 * EPOCHS, "lr_trace_sha256": "01234567",
         "config": config,
+        "parent": {"source": "trained", "test_acc": PARENT + seed, "val_acc": PARENT - 1 + seed},
     })  # fmt: skip
     return run_dir
 
@@ -316,7 +322,6 @@ def test_errorbars_ci_draw_the_bootstrap_interval_of_the_mean(trees: dict[str, t
     the seeds. The fake accuracies of a point are v, v + 0.4, v + 0.8 (std 0.4); at 95% their 27 resamples
     put the interval on the extremes v, v + 0.8 (each has probability 1/27 > 2.5%): the same as ± std, so
     the test draws a 50% interval, v + 0.8/3 to v + 1.6/3 (the resample means' quartiles)."""
-    from matplotlib.figure import Figure
 
     from ssa_experiments.analysis.paired import Bootstrap, bootstrap_ci
 
@@ -335,3 +340,131 @@ def test_errorbars_ci_draw_the_bootstrap_interval_of_the_mean(trees: dict[str, t
     fig = fig1(done, "val_acc", "x", ci=Bootstrap(level=0.5))
     assert bar(fig) == pytest.approx((lo, hi))
     assert "50% bootstrap CI of the mean" in fig.get_suptitle()
+
+
+# ---- readable at a glance (issue 25): words in legends, no empty panel, integer epochs, greyscale-safe ----
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
+
+
+def _curves(trees: dict[str, tuple[Path, Path]], kind: str) -> Figure:
+    from ssa_experiments.analysis.figures.curves import curves, load_epochs
+
+    runs = aggregate.read_runs(trees[kind][1])
+    fig, _ = curves(prepare(runs), load_epochs([str(trees[kind][1])], runs), None, "x")
+    return fig
+
+
+def _figures(trees: dict[str, tuple[Path, Path]]) -> dict[str, Figure]:
+    from ssa_experiments.analysis.figures.fig2 import fig2
+    from ssa_experiments.analysis.figures.schedules import schedules_figure
+
+    return {
+        "fig1": fig1(prepare(aggregate.read_runs(trees["fig1"][1])), "val_acc", "x"),
+        "fig2": fig2(prepare(aggregate.read_runs(trees["fig2"][1])), "val_acc", "x"),
+        "curves fig1": _curves(trees, "fig1"),
+        "curves fig2": _curves(trees, "fig2"),
+        "schedules": schedules_figure(0.9, 5, 0.5, 10),
+    }
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
+
+
+def test_setting_labels_in_words() -> None:
+    from ssa_experiments.analysis.figures.style import pretty
+
+    ta = "temperature_annealing"
+    assert pretty(f"{ta} method.anneal_epochs=5 method.initial_temperature=0.5", ta) == (
+        "temperature annealing: n = 5, τ0 = 0.5"
+    )
+    assert pretty(f"{ta} method.granularity=step method.rescore=True method.schedule=geometric", ta) == (
+        "temperature annealing: geometric, per step, re-scored"
+    )
+    assert pretty(f"{ta} method.granularity=epoch method.rescore=False method.schedule=linear", ta) == (
+        "temperature annealing: linear, per epoch"
+    )
+    assert pretty("iterative method.schedule=polynomial", "iterative (cubic)") == "iterative (cubic)"
+    assert pretty("one_shot", "one_shot") == "one-shot"
+
+
+def test_legends_name_settings_in_words_not_override_strings(trees: dict[str, tuple[Path, Path]]) -> None:
+    for name, fig in _figures(trees).items():
+        texts = _legend_texts(fig)
+        assert texts, name
+        for text in texts:
+            assert "method." not in text and "_" not in text, (name, text)
+            assert not re.search(r"\w=\S", text), (name, text)  # "τ0 = 0.5", never "initial_temperature=0.5"
+    labels = _legend_texts(_curves(trees, "fig1"))
+    assert "temperature annealing: n = 2, τ0 = 0.25" in labels
+
+
+def test_no_empty_panels(trees: dict[str, tuple[Path, Path]]) -> None:
+    """Every axes shows data, a legend or a table: no empty slot in a grid (fig1 had two)."""
+    for name, fig in _figures(trees).items():
+        for ax in fig.axes:
+            assert ax.get_visible() and (ax.has_data() or ax.get_legend() or ax.texts), (name, ax.get_title())
+
+
+def test_single_sparsity_fig1_has_no_repeated_best_panel(trees: dict[str, tuple[Path, Path]]) -> None:
+    done = prepare(aggregate.read_runs(trees["fig1"][1]))
+    fig = fig1(done[done["target_sparsity"].isin([0.0, 0.5])], "val_acc", "x")
+    assert len(fig.axes) == 1  # the best configuration is marked in the panel instead
+    (text,) = [t.get_text() for t in fig.axes[0].texts]
+    # chosen on validation: τ0 = 0.5, n = 5, 1.5 + 0.2 * 5 = +2.5 above one-shot at every seed
+    assert text == "best: τ0 = 0.5, n = 5\nΔ +2.5 [+2.5, +2.5] vs one-shot"
+
+
+def test_best_panel_gives_the_paired_difference_from_one_shot(trees: dict[str, tuple[Path, Path]]) -> None:
+    fig = fig1(prepare(aggregate.read_runs(trees["fig1"][1])), "val_acc", "x")
+    best = fig.axes[-1]
+    assert "best configuration" in best.get_title() and "paired difference" in best.get_title()
+    texts = [t.get_text() for t in best.texts]
+    assert texts == ["τ0 = 0.5\nn = 5\nΔ +2.5 [+2.5, +2.5]"] * 2
+
+
+def test_epochs_are_integers_and_the_parent_is_epoch_0(trees: dict[str, tuple[Path, Path]]) -> None:
+    fig = _curves(trees, "fig2")
+    test, val = fig.axes
+    for ax in (test, val):
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        assert ax.get_ylim()[1] <= 100
+    # the parent: mean over seeds 0, 1, 2 of PARENT + seed (test), one less on validation
+    for ax, want in ((test, PARENT + 1), (val, PARENT)):
+        (star,) = [c for c in ax.containers if c.lines[0].get_marker() == "*"]
+        assert list(star.lines[0].get_xdata()) == [0]
+        assert star.lines[0].get_ydata()[0] == pytest.approx(want)
+    assert "iterative pruning evaluated on its current mask" in fig.get_suptitle()
+    assert "on the target mask" in fig.get_suptitle()
+    assert "current mask" not in _curves(trees, "fig1").get_suptitle()  # no iterative runs: nothing to say
+
+
+def test_two_settings_of_one_method_differ_in_greyscale(trees: dict[str, tuple[Path, Path]]) -> None:
+    """Settings of one method share its colour: their line style or marker sets them apart."""
+    from ssa_experiments.config.methods import STYLES
+
+    red = to_rgba(STYLES["temperature_annealing"].color)
+    for fig in (_curves(trees, "fig1"), fig1(prepare(aggregate.read_runs(trees["fig1"][1])), "val_acc", "x")):
+        ax = fig.axes[0]
+        drawn = [(c.get_label(), c.lines[0]) for c in ax.containers]  # error bars: labelled as a whole
+        drawn += [(ln.get_label(), ln) for ln in ax.get_lines()]
+        lines = [ln for text, ln in drawn if text.startswith("temperature annealing")]
+        assert len(lines) >= 2
+        assert {to_rgba(ln.get_color()) for ln in lines} == {red}  # one colour per method
+        looks = {(ln.get_linestyle(), ln.get_marker()) for ln in lines}
+        assert len(looks) == len(lines)
+
+
+def test_accuracy_axes_stop_at_100(trees: dict[str, tuple[Path, Path]]) -> None:
+    for name, fig in _figures(trees).items():
+        for ax in fig.axes:
+            if "accuracy" in ax.get_ylabel():
+                assert ax.get_ylim()[1] <= 100, name

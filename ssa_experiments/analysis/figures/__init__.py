@@ -9,7 +9,8 @@ NAME is one of
   fig2     Figure 2: random vs temperature annealing (row 1) and temperature annealing vs iterative pruning,
            linear and cubic (row 2) over n, one panel per sparsity; last panel: each method's best per
            sparsity
-  curves   test (solid) and validation (dashed) accuracy per epoch of every setting at one sparsity
+  curves   test (left) and validation (right) accuracy per epoch of every setting at one sparsity, the
+           dense parent at epoch 0
            (--sparsity, default the highest), dotted at the end of annealing (epoch n); needs metrics.jsonl in
            the run directories, or the epochs CSV next to a runs CSV (aggregate's --csv writes both)
   table1   Table 1 (tables.py): pruning criterion × method by sparsity, plus the dense row

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ssa_experiments.analysis import tables
 from ssa_experiments.analysis.figures.panels import dodge, errorbar, handles
-from ssa_experiments.analysis.figures.style import COLORS, save, seeds, spread, styled
+from ssa_experiments.analysis.figures.style import COLORS, save, seeds, setting_style, spread, styled
 from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.analysis.tables import stats
 
@@ -54,7 +54,9 @@ def ensemble_size(curve: pd.DataFrame, where: str, ci: Bootstrap | None = None) 
                     continue
                 method = str(per.loc[per["label"] == lab, "method"].iloc[0])
                 x = line["k"] + dodge(list(line["k"]), i, len(labels))
-                errorbar(ax, x, line, COLORS.get(method, f"C{i}"), f"{lab} ({seeds(line['count'])})")
+                ls, marker = setting_style(i)  # two labels of one method differ in greyscale too
+                text = f"{lab} ({seeds(line['count'])})"
+                errorbar(ax, x, line, COLORS.get(method, f"C{i}"), text, ls=ls, marker=marker)
             ax.set_xticks(sorted(per["k"].unique()))
             ax.set(xlabel="members k", ylabel=title, title=f"{data}: {title.removeprefix('ensemble test ')}")
     legend: dict[str, Any] = {}

@@ -12,7 +12,17 @@ from matplotlib.figure import Figure
 
 from ssa_experiments.analysis.figures.panels import best_panel, dodge, errorbar, handles, one_shot_band
 from ssa_experiments.analysis.figures.select import SELECT, N, best_line, value
-from ssa_experiments.analysis.figures.style import ACC, COLORS, context, label, spread, styled
+from ssa_experiments.analysis.figures.style import (
+    ACC,
+    cap_accuracy,
+    context,
+    family_style,
+    label,
+    mask_note,
+    spread,
+    styled,
+)
+from ssa_experiments.analysis.figures.style import color as family_color
 from ssa_experiments.analysis.paired import Bootstrap
 from ssa_experiments.analysis.tables import stats
 
@@ -37,8 +47,10 @@ def fig2(done: pd.DataFrame, by: str, where: str, ci: Bootstrap | None = None) -
     one = stats(done[done["method"] == "one_shot"], ["target_sparsity"], ci=ci)
     sps, ns = sorted(runs["target_sparsity"].unique()), sorted(runs["anneal"].unique())
     k = len(sps)
-    fig = plt.figure(figsize=(3.3 * k + 2.4, 10), layout="constrained")
-    grid = fig.add_gridspec(3, k + 1, width_ratios=[1] * k + [0.75])
+    fams_present = [f for f in fams if (runs["family"] == f).any()]
+    fig = plt.figure(figsize=(3.6 * k + 2.6, 10.5 + 0.2 * len(fams_present)), layout="constrained")
+    grid = fig.add_gridspec(4, k + 1, width_ratios=[1] * k + [0.75],
+                            height_ratios=[1, 1, 1, 0.12 * len(fams_present)])  # fmt: skip
     one_text = label("one_shot", one["count"], " ± std" if ci is None else f", {100 * ci.level:g}% CI")
     for row, (title, row_fams) in enumerate(ROWS):
         lines = {(f, s): best_line(runs[(runs["family"] == f) & (runs["target_sparsity"] == s)], "anneal",
@@ -51,21 +63,25 @@ def fig2(done: pd.DataFrame, by: str, where: str, ci: Bootstrap | None = None) -
                 counts = pd.concat([lines[f, t]["count"] for t in sps])
                 if not lines[f, s].empty:
                     text, x = label(f, counts), lines[f, s]["anneal"] + dodge(ns, i, len(row_fams))
-                    entries[text] = errorbar(ax, x, lines[f, s], COLORS[f], text)
+                    ls, marker = family_style(f)  # the same in every panel: greyscale-safe
+                    entries[text] = errorbar(ax, x, lines[f, s], family_color(f), text, ls=ls, marker=marker)
             one_shot_band(ax, one[one["target_sparsity"] == s], one_text)
             entries.update(handles(ax))
             ax.set_xticks(ns)
             ax.set(title=f"target sparsity {100 * s:g}%", xlabel="annealing epochs n")
             ax.set_ylabel(ACC if col == 0 else "")
+            cap_accuracy(ax)
         legend = fig.add_subplot(grid[row, k])
         legend.axis("off")
         legend.legend(list(entries.values()), list(entries), loc="center left", title=title)
     legend = fig.add_subplot(grid[2, k])
     legend.axis("off")
-    present = [f for f in fams if (runs["family"] == f).any()]
-    best_panel(fig.add_subplot(grid[2, :k]), done, present, by, [N], legend_ax=legend, ci=ci)
+    best_ax = fig.add_subplot(grid[2, :k])
+    table = fig.add_subplot(grid[3, :k])
+    best_panel(best_ax, done, fams_present, by, [N], legend_ax=legend, ci=ci, table_ax=table)
     fig.suptitle(
         f"Annealing and iterative pruning over the annealing epochs n ({context(runs)})\n"
-        f"{spread(ci)}; best configuration {SELECT[by]}",
+        f"{spread(ci)}; best configuration {SELECT[by]}"
+        + (f"\n{note}" if (note := mask_note(runs["family"])) else ""),
     )
     return fig
