@@ -117,8 +117,8 @@ REGISTRY: tuple[MethodSpec, ...] = (
         True,
         Style("soft_annealing", "tab:pink"),
     ),
-    _spec("set", "dst:SET", DST_KEYS, False, Style("set", "tab:cyan", "GnBu")),
-    _spec("rigl", "dst:RigL", DST_KEYS, False, Style("rigl", "tab:green", "Greens")),
+    _spec("set", "dst:SET", DST_KEYS, False, Style("set", "teal")),
+    _spec("rigl", "dst:RigL", DST_KEYS, False, Style("rigl", "tab:green")),
 )
 SPECS = {s.name: s for s in REGISTRY}
 

@@ -80,7 +80,7 @@ def color(fam: str) -> str:
     schedule other than linear and cubic) one no declared family uses."""
     if fam in COLORS:
         return COLORS[fam]
-    return "tab:cyan" if fam.startswith("iterative") else "tab:green"
+    return "tab:cyan" if fam.startswith("iterative") else "darkgoldenrod"
 
 
 def family_style(fam: str) -> tuple[str, str]:
