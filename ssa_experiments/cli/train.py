@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.overrides import refuse_repeated
 from ssa_experiments.config.renamed import refuse_renamed
 from ssa_experiments.config.schema import ConfigError, register_configs, to_container
 from ssa_experiments.config.validate import check_device, validate
@@ -156,9 +157,11 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Refuse a renamed key on the command line before Hydra composes (Hydra would report a missing group
-    in many lines, exit 1, without the new name), then hand the command line to Hydra."""
+    in many lines, exit 1, without the new name), and a key given twice (Hydra keeps the last silently),
+    then hand the command line to Hydra."""
     try:
         refuse_renamed(sys.argv[1:])
+        refuse_repeated(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

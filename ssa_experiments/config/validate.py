@@ -8,11 +8,13 @@ Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ssa_experiments.config.methods import (
     ANNEAL_SCHEDULES,
@@ -62,6 +64,32 @@ def _in_range(value: float, name: str, low: float, high: float, closed_high: boo
     """``low <= value < high`` (``<= high`` with ``closed_high``); NaN is never in range."""
     if not (low <= value <= high if closed_high else low <= value < high):
         raise ConfigError(name, f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value}")
+
+
+def _closest(key: str, known: list[str]) -> str:
+    """The real key a typo most likely meant (difflib), as a hint; '' when none is close."""
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def check_closed(node: Any, prefix: str = "") -> None:
+    """Refuse a key that a node typed by a schema dataclass does not declare.
+
+    Hydra's ``+key=value`` adds a key under ``open_dict``, so ``+train.finetune_epoch=3`` (a typo) composes and
+    nothing ever reads it. A node whose schema is a dataclass is closed: every key must be one of its fields.
+    A node typed as a plain dict (``model.kwargs``, passed to timm) or untyped (a group a user brings with its
+    own ``_target_``) is open and is not checked."""
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            raise ConfigError(name, f"is not a config key{_closest(str(key), fields)}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            check_closed(child, f"{name}.")
 
 
 def validate_lr(s: Any, prefix: str) -> None:
@@ -167,6 +195,8 @@ def validate_retraining(cfg: DictConfig | Config) -> None:
 
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
+    if isinstance(cfg, DictConfig):
+        check_closed(cfg)
     if not 0 <= cfg.sparsity < 1:
         raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
     if not 0 <= cfg.seed < 2**32:  # numpy's seeds

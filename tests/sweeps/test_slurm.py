@@ -286,7 +286,7 @@ def test_a_job_over_its_memory_limit_is_reported_out_of_memory(cluster: Cluster,
     ).strip()
     memory_kill = "Out Of Memory" if cluster.uses_cgroups else "Exceeded job memory limit"
     run = sweep(
-        *TINY, "train.finetune_epochs=1", *isolated(tmp_path), *SLURM, "hydra.launcher.mem_gb=null",
+        *TINY, "train.finetune_epochs=1", *isolated(tmp_path), *SLURM[:-1], "hydra.launcher.mem_gb=null",
         "hydra.launcher.mem_per_cpu=120M", env=cluster.env, timeout=180,
     )  # fmt: skip
     assert run.returncode != 0, run.stdout[-2000:]
