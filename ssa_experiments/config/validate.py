@@ -75,7 +75,7 @@ def _closest(key: str, known: list[str]) -> str:
 def check_closed(node: Any, prefix: str = "") -> None:
     """Refuse a key that a node typed by a schema dataclass does not declare.
 
-    Hydra's ``+key=value`` adds a key under ``open_dict``, so ``+train.finetune_epoch=3`` (a typo) composes and
+    Hydra's ``+key=value`` adds a key under ``open_dict``: ``+train.finetune_epoch=3`` (a typo) composes, and
     nothing ever reads it. A node whose schema is a dataclass is closed: every key must be one of its fields.
     A node typed as a plain dict (``model.kwargs``, passed to timm) or untyped (a group a user brings with its
     own ``_target_``) is open and is not checked."""
@@ -83,7 +83,7 @@ def check_closed(node: Any, prefix: str = "") -> None:
         return
     schema = OmegaConf.get_type(node)
     fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
-    for key in node.keys():
+    for key in node:
         name = f"{prefix}{key}"
         if fields is not None and key not in fields:
             raise ConfigError(name, f"is not a config key{_closest(str(key), fields)}")

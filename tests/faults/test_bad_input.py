@@ -169,7 +169,7 @@ def test_cli_refuses_an_old_spelling_in_one_line_naming_the_new_key(
     assert not any(tmp_path.iterdir())  # no job directory, no store, no outputs/
 
 
-# -- issue 26, defect 9: a key added with "+" that nothing reads; a key given twice ---------------------------
+# -- issue 26, defect 9: a key added with "+" that nothing reads; a key given twice ----------------------
 
 ADDED_TYPOS = [
     ("+train.finetune_epoch=3", "train.finetune_epoch", "train.finetune_epoch: is not a config key; did you "
