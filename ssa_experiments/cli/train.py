@@ -36,6 +36,7 @@ from ssa_experiments.pruning.errors import LayerCollapse
 from ssa_experiments.repro import numerics
 from ssa_experiments.store import runs as store
 from ssa_experiments.store.files import SUMMARY, DamagedFile, atomic_write_json, read_summary
+from ssa_experiments.training import interrupt
 from ssa_experiments.training.devices import device_for_job
 
 log = logging.getLogger("ssa_experiments")
@@ -105,8 +106,36 @@ def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def _hand_over(cfg: DictConfig, stop: interrupt.Interrupted, handler: Any) -> None:
+    """The run stopped at a boundary on the scheduler's signal, its checkpoint saved and its lock released:
+    note the requeue in the run directory (``status`` shows it), then let submitit's handler requeue the job
+    (it exits the process). When ``max_num_timeout`` requeues are used up it raises instead, and the run is
+    recorded as failed, naming the limit."""
+    out = Path(cfg.output_dir)
+    count = store.note_requeue(out, str(stop))
+    log.warning("%s: %s; requeue %d of this run", out, stop, count)
+    try:
+        handler(stop.signum, None)
+    except Exception as err:  # submitit's UncompletedJobError: "timed-out too many times"
+        timed_out = TimeoutError(
+            f"{out}: time limit reached {count} time(s), requeues used up (hydra.launcher.max_num_timeout): "
+            f"{err}; relaunch to resume from its checkpoint"
+        )
+        _record_failure(cfg, timed_out, time.time())
+        raise timed_out from None
+    raise SystemExit(-1)  # a handler that neither requeued nor refused: end the job as submitit would
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
+    signum = interrupt.submitit_signal()  # a SLURM job: its time-limit signal stops the run at a boundary
+    if signum is None:
+        return _main_body(cfg, None)
+    with interrupt.deferred(signum) as handler:
+        return _main_body(cfg, handler)
+
+
+def _main_body(cfg: DictConfig, handler: Any) -> float | None:
     started = time.time()
     job_dir, out = Path(cfg.output_dir), None
     try:
@@ -126,6 +155,8 @@ def _main(cfg: DictConfig) -> float | None:
                 if out and cfg.force:
                     store.discard(out)
                 summary = _run_on_a_device(cfg, run)
+            except interrupt.Interrupted:
+                raise  # not a failure: the checkpoint stands and the job is requeued below
             except REFUSED:
                 if claim is not None and store.withdraw(job_dir, out):
                     claim.remove = True  # nothing of the run is left, nor its lock file
@@ -133,6 +164,17 @@ def _main(cfg: DictConfig) -> float | None:
             except Exception as err:
                 _record_failure(cfg, err, started)
                 raise
+    except interrupt.Interrupted as stop:
+        if handler is None:
+            raise
+        try:
+            _hand_over(cfg, stop, handler)
+        except TimeoutError as err:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                log.error("%s", err)
+                return None
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
     except REFUSED as err:
         if out is not None and not store.exists(out):  # refused before the lock: no link to nowhere either
             store.withdraw(job_dir, out)

@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.pruning.methods.base import PruningMethod
+from ssa_experiments.training import interrupt
 from ssa_experiments.training.optim import set_lr
 
 
@@ -61,7 +62,8 @@ def train_epoch(
     method: PruningMethod | None = None,
     max_steps: int = 0,
 ) -> tuple[dict[str, float], int]:
-    """One pass over the training batches; returns (metrics, global step after the epoch)."""
+    """One pass over the training batches; returns (metrics, global step after the epoch). A stop asked by
+    the scheduler (``interrupt.py``) raises ``Interrupted`` before a step, never inside one."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
@@ -70,6 +72,7 @@ def train_epoch(
     for step, (x, y) in enumerate(batches.epoch(epoch)):
         if step >= steps:
             break
+        interrupt.check(f"in epoch {epoch + 1} before step {step + 1}")
         if method is not None:
             method.before_step(epoch, step, steps)  # stochastic masks are sampled here
         lr = lr_fn(global_step)
