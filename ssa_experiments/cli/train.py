@@ -14,6 +14,7 @@ never costs the others their results; a single run exits 1.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
-from ssa_experiments.config.overrides import refuse_repeated
+from ssa_experiments.config.overrides import refuse_bad_values, refuse_repeated
 from ssa_experiments.config.renamed import refuse_renamed
 from ssa_experiments.config.schema import ConfigError, register_configs, to_container
 from ssa_experiments.config.validate import check_device, validate
@@ -42,6 +43,7 @@ from ssa_experiments.training.devices import device_for_job
 log = logging.getLogger("ssa_experiments")
 # refused before any compute: one line, exit 2, nothing left in the store
 REFUSED = (ConfigError, numerics.NumericsError)
+REQUEUE_WAIT_S = 60  # a requeued job waits this long for SLURM to end it (KillWait is 30 s by default)
 register_configs()
 
 
@@ -116,6 +118,13 @@ def _hand_over(cfg: DictConfig, stop: interrupt.Interrupted, handler: Any) -> No
     log.warning("%s: %s; requeue %d of this run", out, stop, count)
     try:
         handler(stop.signum, None)
+    except SystemExit:  # requeued (submitit's ``scontrol requeue``, then sys.exit(-1))
+        if os.environ.get("SLURM_JOB_ID"):
+            # Let SLURM end the job step itself: a step that exits first (code 255) races the requeue, and
+            # was measured to leave the job FAILED, the sweep then giving up on it.
+            log.info("requeued; waiting up to %d s for SLURM to end this job step", REQUEUE_WAIT_S)
+            time.sleep(REQUEUE_WAIT_S)
+        raise
     except Exception as err:  # submitit's UncompletedJobError: "timed-out too many times"
         timed_out = TimeoutError(
             f"{out}: time limit reached {count} time(s), requeues used up (hydra.launcher.max_num_timeout): "
@@ -199,11 +208,12 @@ def _main_body(cfg: DictConfig, handler: Any) -> float | None:
 
 def main() -> None:
     """Refuse a renamed key on the command line before Hydra composes (Hydra would report a missing group
-    in many lines, exit 1, without the new name), and a key given twice (Hydra keeps the last silently),
-    then hand the command line to Hydra."""
+    in many lines, exit 1, without the new name), a key given twice (Hydra keeps the last silently), a
+    value of the wrong type or an unknown group choice (``overrides.py``), then hand it to Hydra."""
     try:
         refuse_renamed(sys.argv[1:])
         refuse_repeated(sys.argv[1:])
+        refuse_bad_values(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -97,8 +97,10 @@ def validate_lr(s: Any, prefix: str) -> None:
     _positive(s.lr, f"{prefix}.lr")
     if not 0 < s.pct_start < 1:
         raise ConfigError(f"{prefix}.pct_start", f"must be in (0, 1), got {s.pct_start}")
-    if not 0 <= s.decay_start <= s.decay_end <= 1:
-        raise ConfigError(f"{prefix}.decay_start", "need 0 <= decay_start <= decay_end <= 1")
+    _in_range(s.decay_start, f"{prefix}.decay_start", 0, 1, closed_high=True)
+    _in_range(s.decay_end, f"{prefix}.decay_end", 0, 1, closed_high=True)
+    if s.decay_end < s.decay_start:
+        raise ConfigError(f"{prefix}.decay_end", f"must be >= decay_start={s.decay_start}, got {s.decay_end}")
     _positive(s.div_factor, f"{prefix}.div_factor")
     _positive(s.final_div_factor, f"{prefix}.final_div_factor")
     _positive(s.gamma, f"{prefix}.gamma")
@@ -114,6 +116,24 @@ def validate_model(m: Any) -> None:
         if getattr(m, key) < 1:
             raise ConfigError(f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
     _in_range(m.dropout, "model.dropout", 0, 1)
+
+
+# integer sizes and counts and their minimum: below it a run builds nothing, or fails deep inside torch
+MINIMUMS = {
+    "data.image_size": 1, "data.crop_padding": 0, "data.num_workers": 0, "data.num_train": 1,
+    "data.num_test": 1, "data.num_classes": 2, "data.channels": 1, "train.checkpoint_every": 0,
+    "train.max_steps_per_epoch": 0,
+}  # fmt: skip
+
+
+def validate_minimums(cfg: DictConfig | Config) -> None:
+    for dotted, low in MINIMUMS.items():
+        group, key = dotted.split(".")
+        value = getattr(getattr(cfg, group), key)
+        if value < low:
+            raise ConfigError(dotted, f"must be >= {low}, got {value}")
+    if not 0 <= cfg.data.split_seed < 2**32:  # numpy's seeds
+        raise ConfigError("data.split_seed", f"must be in [0, 2**32), got {cfg.data.split_seed}")
 
 
 def check_device(cfg: DictConfig | Config) -> None:
@@ -222,6 +242,7 @@ def validate(cfg: DictConfig | Config) -> None:
     for beta in cfg.optimizer.betas:
         _in_range(beta, "optimizer.betas", 0, 1)
     validate_model(cfg.model)
+    validate_minimums(cfg)
     validate_lr(cfg.lr, "lr")
     validate_lr(cfg.parent.lr, "parent.lr")
     _positive(cfg.train.finetune_epochs, "train.finetune_epochs")
