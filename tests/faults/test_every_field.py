@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from helpers import FAST, REPO, compose_config
+from test_bad_input import without_keys
 
 from ssa_experiments.config.overrides import refuse_bad_values
 from ssa_experiments.config.schema import Config, ConfigError
@@ -150,9 +151,10 @@ def test_cli_refuses_a_sample_in_one_line_exit_2_nothing_written(
     tmp_path: Path, field: str, value: object, context: list[str]
 ) -> None:
     job = tmp_path / "job"
+    args = [*context, f"{field}={value}"]
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.cli.train", *FAST, "method=one_shot", *context,
-         f"{field}={value}", f"hydra.run.dir={job}", f"parent.cache_dir={tmp_path / 'cache'}",
+        [sys.executable, "-m", "ssa_experiments.cli.train", *without_keys([*FAST, "method=one_shot"], args),
+         *args, f"hydra.run.dir={job}", f"parent.cache_dir={tmp_path / 'cache'}",
          f"store.root={tmp_path / 'store'}"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
         env={**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)},
