@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose_config
+from helpers import compose_config, without_keys
 
 from ssa_experiments.config.schema import ConfigError
 from ssa_experiments.config.validate import check_device, validate
@@ -128,14 +128,6 @@ def test_cli_refuses_in_one_line_exit_2_nothing_in_the_store(
     assert not runs.exists() or not any(runs.iterdir())  # no run, no summary, no orphan .lock
     assert not (job / "run").is_symlink()
     assert not (tmp_path / "cache").exists()
-
-
-def without_keys(base: list[str], args: list[str]) -> list[str]:
-    """``base`` less the overrides of keys ``args`` sets: a key given twice is itself refused."""
-    from ssa_experiments.config.overrides import override_key
-
-    given = {override_key(a) for a in args}
-    return [b for b in base if override_key(b) not in given]
 
 
 def _env() -> dict[str, str]:

@@ -21,8 +21,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers import FAST, REPO, compose_config
-from test_bad_input import without_keys
+from helpers import FAST, REPO, compose_config, without_keys
 
 from ssa_experiments.config.overrides import refuse_bad_values
 from ssa_experiments.config.schema import Config, ConfigError
