@@ -224,6 +224,14 @@ def compose_hydra(*overrides: str):
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
+def without_keys(base: list[str], args: list[str]) -> list[str]:
+    """``base`` less the overrides of keys that ``args`` sets: the CLI refuses a key given twice."""
+    from ssa_experiments.config.overrides import override_key
+
+    given = {override_key(a) for a in args}
+    return [b for b in base if override_key(b) not in given]
+
+
 def isolated(root: Path) -> list[str]:
     """Overrides that keep a sweep's every output under ``root`` (sweep dir, parent cache, run store), so that
     two sweeps compared with each other each compute their runs instead of finding the other's."""

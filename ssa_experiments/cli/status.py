@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         df = states(root)
         for _, r in df[df["status"].isin(BAD)].iterrows():
             print(f"  {r['status']:<9} {r['job_dir']}: {first_line(r['error'])}")
+        for _, r in df[(df["requeues"] > 0) & ~df["status"].isin(BAD)].iterrows():
+            print(f"  {r['status']:<9} {r['job_dir']}: requeued {r['requeues']} time(s) after a time limit")
         print(summary_line(df, str(root)))
         bad |= bool(df["status"].isin(BAD).any())
     return 1 if bad else 0

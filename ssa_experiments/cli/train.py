@@ -14,6 +14,7 @@ goes on, so one bad job never costs the others their results; a single run exits
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -28,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ssa_experiments.config.identity import run_identity
+from ssa_experiments.config.overrides import refuse_bad_values, refuse_repeated
 from ssa_experiments.config.paths import CONFIG_NAME, conf_dir
 from ssa_experiments.config.renamed import refuse_renamed
 from ssa_experiments.config.schema import ConfigError, register_configs, to_container
@@ -37,10 +39,12 @@ from ssa_experiments.repro import numerics
 from ssa_experiments.runtime.devices import device_for_job
 from ssa_experiments.store import runs as store
 from ssa_experiments.store.files import SUMMARY, DamagedFile, atomic_write_json, read_summary
+from ssa_experiments.training import interrupt
 
 log = logging.getLogger("ssa_experiments")
 # refused before any compute: one line, exit 2, nothing left in the store
 REFUSED = (ConfigError, numerics.NumericsError)
+REQUEUE_WAIT_S = 60  # a requeued job waits this long for SLURM to end it (KillWait is 30 s by default)
 register_configs()
 
 
@@ -116,9 +120,44 @@ def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def _hand_over(cfg: DictConfig, stop: interrupt.Interrupted, handler: Any) -> None:
+    """The run stopped at a boundary on the scheduler's signal, its checkpoint saved and its lock released:
+    note the requeue in the run directory (``status`` shows it), then let submitit's handler requeue the job
+    (it exits the process). When ``max_num_timeout`` requeues are used up it raises instead, and the run is
+    recorded as failed, naming the limit."""
+    out = Path(cfg.output_dir)
+    count = store.note_requeue(out, str(stop))
+    log.warning("%s: %s; requeue %d of this run", out, stop, count)
+    try:
+        handler(stop.signum, None)
+    except SystemExit:  # requeued (submitit's ``scontrol requeue``, then sys.exit(-1))
+        if os.environ.get("SLURM_JOB_ID"):
+            # Let SLURM end the job step itself: a step that exits first (code 255) races the requeue, and
+            # was measured to leave the job FAILED, the sweep then giving up on it.
+            log.info("requeued; waiting up to %d s for SLURM to end this job step", REQUEUE_WAIT_S)
+            time.sleep(REQUEUE_WAIT_S)
+        raise
+    except Exception as err:  # submitit's UncompletedJobError: "timed-out too many times"
+        timed_out = TimeoutError(
+            f"{out}: time limit reached {count} time(s), requeues used up (hydra.launcher.max_num_timeout): "
+            f"{err}; relaunch to resume from its checkpoint"
+        )
+        _record_failure(cfg, timed_out, time.time())
+        raise timed_out from None
+    raise SystemExit(-1)  # a handler that neither requeued nor refused: end the job as submitit would
+
+
 # an absolute path (config/paths.py): the checkout's conf/ or the wheel's copy, whatever the working directory
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=CONFIG_NAME)
 def _main(cfg: DictConfig) -> float | None:
+    signum = interrupt.submitit_signal()  # a SLURM job: its time-limit signal stops the run at a boundary
+    if signum is None:
+        return _main_body(cfg, None)
+    with interrupt.deferred(signum) as handler:
+        return _main_body(cfg, handler)
+
+
+def _main_body(cfg: DictConfig, handler: Any) -> float | None:
     started = time.time()
     job_dir, out = Path(cfg.output_dir), None
     try:
@@ -138,6 +177,8 @@ def _main(cfg: DictConfig) -> float | None:
                 if out and cfg.force:
                     store.discard(out)
                 summary = _run_on_a_device(cfg, run)
+            except interrupt.Interrupted:
+                raise  # not a failure: the checkpoint stands and the job is requeued below
             except REFUSED:
                 if claim is not None and store.withdraw(job_dir, out):
                     claim.remove = True  # nothing of the run is left, nor its lock file
@@ -145,6 +186,17 @@ def _main(cfg: DictConfig) -> float | None:
             except Exception as err:
                 _record_failure(cfg, err, started)
                 raise
+    except interrupt.Interrupted as stop:
+        if handler is None:
+            raise
+        try:
+            _hand_over(cfg, stop, handler)
+        except TimeoutError as err:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                log.error("%s", err)
+                return None
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
     except REFUSED as err:
         if out is not None and not store.exists(out):  # refused before the lock: no link to nowhere either
             store.withdraw(job_dir, out)
@@ -174,9 +226,12 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Refuse a renamed key on the command line before Hydra composes (Hydra would report a missing group
-    in many lines, exit 1, without the new name), then hand the command line to Hydra."""
+    in many lines, exit 1, without the new name), a key given twice (Hydra keeps the last silently), a
+    value of the wrong type or an unknown group choice (``overrides.py``), then hand it to Hydra."""
     try:
         refuse_renamed(sys.argv[1:])
+        refuse_repeated(sys.argv[1:])
+        refuse_bad_values(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

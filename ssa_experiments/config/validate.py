@@ -8,11 +8,13 @@ Key names are frozen: renaming one breaks users' sweeps; deprecate instead.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ssa_experiments.config.methods import (
     ANNEAL_SCHEDULES,
@@ -72,13 +74,41 @@ def _in_range(value: float, name: str, low: float, high: float, closed_high: boo
         raise ConfigError(name, f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value}")
 
 
+def _closest(key: str, known: list[str]) -> str:
+    """The real key a typo most likely meant (difflib), as a hint; '' when none is close."""
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def check_closed(node: Any, prefix: str = "") -> None:
+    """Refuse a key that a node typed by a schema dataclass does not declare.
+
+    Hydra's ``+key=value`` adds a key under ``open_dict``: ``+train.finetune_epoch=3`` (a typo) composes, and
+    nothing ever reads it. A node whose schema is a dataclass is closed: every key must be one of its fields.
+    A node typed as a plain dict (``model.kwargs``, passed to timm) or untyped (a group a user brings with its
+    own ``_target_``) is open and is not checked."""
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+    for key in node:
+        name = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            raise ConfigError(name, f"is not a config key{_closest(str(key), fields)}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            check_closed(child, f"{name}.")
+
+
 def validate_lr(s: Any, prefix: str) -> None:
     _choice(s.name, LR_SCHEDULES, f"{prefix}.name")
     _positive(s.lr, f"{prefix}.lr")
     if not 0 < s.pct_start < 1:
         raise ConfigError(f"{prefix}.pct_start", f"must be in (0, 1), got {s.pct_start}")
-    if not 0 <= s.decay_start <= s.decay_end <= 1:
-        raise ConfigError(f"{prefix}.decay_start", "need 0 <= decay_start <= decay_end <= 1")
+    _in_range(s.decay_start, f"{prefix}.decay_start", 0, 1, closed_high=True)
+    _in_range(s.decay_end, f"{prefix}.decay_end", 0, 1, closed_high=True)
+    if s.decay_end < s.decay_start:
+        raise ConfigError(f"{prefix}.decay_end", f"must be >= decay_start={s.decay_start}, got {s.decay_end}")
     _positive(s.div_factor, f"{prefix}.div_factor")
     _positive(s.final_div_factor, f"{prefix}.final_div_factor")
     _positive(s.gamma, f"{prefix}.gamma")
@@ -101,6 +131,24 @@ def validate_model(m: Any) -> None:
         raise ConfigError(
             "model.mimo_batch_repetitions", "repeats MIMO's batches: needs model.mimo_heads > 1"
         )
+
+
+# integer sizes and counts and their minimum: below it a run builds nothing, or fails deep inside torch
+MINIMUMS = {
+    "data.image_size": 1, "data.crop_padding": 0, "data.num_workers": 0, "data.num_train": 1,
+    "data.num_test": 1, "data.num_classes": 2, "data.channels": 1, "train.checkpoint_every": 0,
+    "train.max_steps_per_epoch": 0,
+}  # fmt: skip
+
+
+def validate_minimums(cfg: DictConfig | Config) -> None:
+    for dotted, low in MINIMUMS.items():
+        group, key = dotted.split(".")
+        value = getattr(getattr(cfg, group), key)
+        if value < low:
+            raise ConfigError(dotted, f"must be >= {low}, got {value}")
+    if not 0 <= cfg.data.split_seed < 2**32:  # numpy's seeds
+        raise ConfigError("data.split_seed", f"must be in [0, 2**32), got {cfg.data.split_seed}")
 
 
 def check_device(cfg: DictConfig | Config) -> None:
@@ -302,6 +350,8 @@ def validate_method(m: Any, criterion: str, epochs: int, epochs_field: str = "tr
 
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; called before any data is read or model built."""
+    if isinstance(cfg, DictConfig):
+        check_closed(cfg)
     if not 0 <= cfg.sparsity < 1:
         raise ConfigError("sparsity", f"must be in [0, 1), got {cfg.sparsity}")
     if not 0 <= cfg.seed < 2**32:  # numpy's seeds
@@ -329,6 +379,7 @@ def validate(cfg: DictConfig | Config) -> None:
         _in_range(beta, "optimizer.betas", 0, 1)
     if cfg.model.arch != "custom":
         validate_model(cfg.model)
+    validate_minimums(cfg)
     validate_loaded_data(cfg.data)
     validate_lr(cfg.lr, "lr")
     validate_lr(cfg.parent.lr, "parent.lr")

@@ -24,6 +24,8 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+# the times a scheduler's time limit stopped the run and it was requeued (cli/train.py); shown by ``status``
+REQUEUES = "requeues.jsonl"
 LOGITS = (
     "logits.pt"  # ensemble members: the evaluated network's logits (members.py writes, ensemble.py reads)
 )

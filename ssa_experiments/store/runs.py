@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ssa_experiments.config.schema import ConfigError
-from ssa_experiments.store.files import CHECKPOINT, METRICS, MODEL, SUMMARY
+from ssa_experiments.store.files import CHECKPOINT, METRICS, MODEL, REQUEUES, SUMMARY
 
 log = logging.getLogger(__name__)
 LINK = "run"  # in a sweep's job directory: the run it asked for, in the store
@@ -220,8 +220,28 @@ def is_running(directory: Path) -> bool:
 
 def discard(directory: Path) -> None:
     """Remove what a run wrote, so it is computed again from scratch (``force=true``)."""
-    for name in (SUMMARY, METRICS, CHECKPOINT, MODEL):
+    for name in (SUMMARY, METRICS, CHECKPOINT, MODEL, REQUEUES):
         (directory / name).unlink(missing_ok=True)
+
+
+def requeues(directory: Path) -> int:
+    """How many times a scheduler's time limit stopped the run and requeued it (``note_requeue``)."""
+    try:
+        return sum(1 for line in (directory / REQUEUES).read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def note_requeue(directory: Path, why: str) -> int:
+    """Append one line (time, host, SLURM job, why) to the run's ``requeues.jsonl``; returns the count.
+    Appended, not rewritten: a torn last line from a kill is one more line, never a lost count."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", ""))
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    record = {"time": time.time(), "host": socket.gethostname(), "job": f"{job}_{task}" if task else job,
+              "why": why}  # fmt: skip
+    with open(directory / REQUEUES, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return requeues(directory)
 
 
 def withdraw(job_dir: Path, directory: Path) -> bool:

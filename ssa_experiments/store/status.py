@@ -5,10 +5,12 @@ diverged, incomplete (started, then killed: a re-launch resumes it) and missing 
 yet), lists the failed ones with their one-line errors, and exits 1 while anything failed or diverged. What a
 sweep asked for is read back from its ``multirun.yaml`` (the preset's sweep parameters and the command line),
 expanded as Hydra's basic sweeper expands them, so the jobs a killed sweep never started are counted too.
-Given a store root (``outputs/store``), it reports every stored run, also one killed before its first epoch
-(an empty run directory). A run whose ``summary.json`` is damaged (torn, not a summary) is counted
-``damaged`` with the reason, and also makes the exit status 1. A multirun ends with the same line, and
-exits 1 when any of its runs failed, diverged or is damaged (the other runs' results stay).
+A run a SLURM time limit stopped and requeued (``requeues.jsonl`` in its directory) is listed with how
+many times; the line counts them. Given a store root (``outputs/store``), it reports every stored run, also
+one killed before its first epoch (an empty run directory). A run whose ``summary.json`` is damaged (torn,
+not a summary) is counted ``damaged`` with the reason, and also makes the exit status 1. A multirun ends
+with the same line, and exits 1 when any of its runs failed, diverged or is damaged (the other runs' results
+stay), naming each such run.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def asked_for(sweep_dir: Path) -> list[Path] | None:
 
 
 def run_state(job_dir: Path) -> dict[str, Any]:
-    """What one job (or stored run) directory holds now."""
+    """What one job (or stored run) directory holds now; ``requeues``: the times a time limit stopped it."""
     run_dir = job_dir / store.LINK if (job_dir / store.LINK).is_symlink() else job_dir
-    row: dict[str, Any] = {"job_dir": str(job_dir), "run_dir": str(run_dir.resolve()), "error": None}
+    row: dict[str, Any] = {"job_dir": str(job_dir), "run_dir": str(run_dir.resolve()), "error": None,
+                           "requeues": store.requeues(run_dir)}  # fmt: skip
     if not job_dir.exists():
         return {**row, "status": "missing"}
     try:
@@ -80,7 +83,8 @@ def states(root: Path) -> pd.DataFrame:
         jobs = sorted(p for p in (root / "runs").iterdir() if p.is_dir() and not p.name.endswith(".lock"))
     elif jobs is None:
         jobs = sorted({p.parent for name in (SUMMARY, METRICS, CHECKPOINT) for p in root.rglob(name)})
-    return pd.DataFrame([run_state(j) for j in jobs], columns=["job_dir", "run_dir", "status", "error"])
+    columns = ["job_dir", "run_dir", "status", "error", "requeues"]
+    return pd.DataFrame([run_state(j) for j in jobs], columns=columns)
 
 
 def summary_line(df: pd.DataFrame, where: str) -> str:
@@ -88,6 +92,9 @@ def summary_line(df: pd.DataFrame, where: str) -> str:
     parts = ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATES)
     if counts.get(DAMAGED, 0):
         parts += f", {int(counts[DAMAGED])} {DAMAGED}"
+    requeued = int((df["requeues"] > 0).sum()) if "requeues" in df else 0
+    if requeued:  # stopped by a time limit and requeued (SLURM): resumed from their checkpoints
+        parts += f"; {requeued} requeued ({int(df['requeues'].sum())} time(s))"
     return f"{where}: {len(df)} runs: {parts}"
 
 
@@ -101,6 +108,8 @@ class SweepStatus(Callback):
         if df["status"].isin(BAD).any():  # docs/sweeps.md's promise: a multirun with a bad run exits 1
             print(f"sweep {sweep}: {failures(df)}; see python -m ssa_experiments.cli.status {sweep}",
                   file=sys.stderr, flush=True)  # fmt: skip
+            for row in df[df["status"].isin(BAD)].itertuples():  # each bad run by name, with its error
+                print(f"  {row.status}: {row.job_dir}: {first_line(row.error)}", file=sys.stderr, flush=True)
             raise SystemExit(1)  # not an Exception: Hydra's callback runner lets it through
 
 

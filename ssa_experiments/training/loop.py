@@ -18,6 +18,7 @@ from ssa_experiments.models import MIMO
 from ssa_experiments.pruning import recalibration
 from ssa_experiments.pruning.pruner import Pruner
 from ssa_experiments.runtime.precision import Precision
+from ssa_experiments.training import interrupt
 from ssa_experiments.training.optim import set_lr
 
 
@@ -43,7 +44,8 @@ def train_epoch(
     (``pruning/pruner.py``, as a loop of one's own drives it): ``step()`` before each forward pass; its hook
     on ``optimizer`` runs the method's ``before_optimizer_step`` inside ``optimizer.step()``. ``on_step`` is
     called after each step with the steps done in the epoch (a progress bar; nothing is read back from the
-    device for it)."""
+    device for it). A stop asked by the scheduler (``interrupt.py``) raises ``Interrupted`` before a step,
+    never inside one."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
     loss_sum = torch.zeros((), device=precision.device)
@@ -52,6 +54,7 @@ def train_epoch(
     for step, (x, y) in enumerate(batches.epoch(epoch)):
         if step >= steps:
             break
+        interrupt.check(f"in epoch {epoch + 1} before step {step + 1}")
         if pruner is not None:
             pruner.step()  # stochastic masks are sampled here
         lr = lr_fn(global_step)

@@ -66,6 +66,7 @@ from ssa_experiments.store.files import (
     remove_temporaries,
     set_aside,
 )
+from ssa_experiments.training import interrupt
 from ssa_experiments.training.callbacks import Callback, Callbacks, Row, RunContext
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.training.compile import compiled
@@ -318,7 +319,8 @@ def resume(ctx: RunContext) -> None:
 def fine_tune(ctx: RunContext, hooks: Callbacks) -> str:
     """The epochs from the resume point on (the rows a resumed run has: one per epoch done), a checkpoint
     every ``train.checkpoint_every``; returns the run's status ("completed", or "diverged": a non-finite
-    training loss stops it)."""
+    training loss stops it). A stop asked by the scheduler (``interrupt.py``) at an epoch boundary saves a
+    checkpoint first (whatever ``checkpoint_every`` says), then raises ``Interrupted``."""
     for epoch in range(len(ctx.history), ctx.epochs):
         hooks.on_epoch_start(epoch, ctx)
         row = train_and_evaluate(ctx, epoch, hooks)
@@ -326,13 +328,16 @@ def fine_tune(ctx: RunContext, hooks: Callbacks) -> str:
         hooks.on_epoch_end(row, ctx)
         if not math.isfinite(row["train_loss"]):
             return "diverged"
+        if epoch + 1 == ctx.epochs:
+            break
         every = ctx.cfg.train.checkpoint_every
-        if every and (epoch + 1) % every == 0 and epoch + 1 < ctx.epochs:
+        if (every and (epoch + 1) % every == 0) or interrupt.pending() is not None:
             with hooks.span("checkpoint"):
                 save_checkpoint(
                     ctx.out / CHECKPOINT, model=ctx.model, optimizer=ctx.optimizer, method=ctx.method,
                     epoch=epoch, global_step=ctx.global_step, identity=ctx.identity, device=ctx.device,
                 )  # fmt: skip
+        interrupt.check(f"after epoch {epoch + 1} (checkpoint saved)")
     return "completed"
 
 

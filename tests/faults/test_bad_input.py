@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose_config
+from helpers import compose_config, without_keys
 
 from ssa_experiments.config.schema import ConfigError
 from ssa_experiments.config.validate import check_device, validate
@@ -104,6 +104,7 @@ CLI_CASES = [
     (["model=mlp", "model.depth=1", "pruning.keep_first_layer=true"], "error: pruning.keep_first_layer: "),
     (["store.root=" + "s" * 300], "error: store.root: cannot use "),
     (["train.compile=maybe"], "error: train.compile: must be true or false, got 'maybe'"),
+    (["+train.finetune_epoch=3"], "error: train.finetune_epoch: is not a config key; did you mean finetune"),
 ]
 if not torch.cuda.is_available():
     CLI_CASES.append((["device=cuda"], "error: device: cuda asked for, but torch sees no GPU"))
@@ -116,7 +117,8 @@ def test_cli_refuses_in_one_line_exit_2_nothing_in_the_store(
 ) -> None:
     job = tmp_path / "job"
     proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.cli.train", "method=one_shot", *FAST_CLI, *args,
+        [sys.executable, "-m", "ssa_experiments.cli.train",
+         *without_keys(["method=one_shot", *FAST_CLI], args), *args,
          f"hydra.run.dir={job}", f"parent.cache_dir={tmp_path / 'cache'}"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
         env={**_env(), "PYTHONPATH": str(REPO)},
@@ -167,3 +169,75 @@ def test_cli_refuses_an_old_spelling_in_one_line_naming_the_new_key(
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [expected], proc.stderr[-2000:]
     assert not any(tmp_path.iterdir())  # no job directory, no store, no outputs/
+
+
+# -- issue 26, defect 9: a key added with "+" that nothing reads; a key given twice ----------------------
+
+ADDED_TYPOS = [
+    ("+train.finetune_epoch=3", "train.finetune_epoch", "train.finetune_epoch: is not a config key; did you "
+     "mean finetune_epochs?"),
+    ("+optimizer.momentun=0.5", "optimizer.momentun", "optimizer.momentun: is not a config key; did you mean "
+     "momentum?"),
+    ("+parent.lr.gama=0.5", "parent.lr.gama", "parent.lr.gama: is not a config key; did you mean gamma?"),
+    ("+spasity=0.5", "spasity", "spasity: is not a config key; did you mean sparsity?"),
+    ("+train.zzz=1", "train.zzz", "train.zzz: is not a config key"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("override", "field", "message"), ADDED_TYPOS)
+def test_an_added_key_the_schema_does_not_declare_is_refused(
+    make_cfg, override: str, field: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg("method=one_shot", override))
+    assert err.value.field_name == field and str(err.value) == message
+
+
+def test_an_added_key_under_an_open_node_is_accepted(make_cfg) -> None:
+    """``model.kwargs`` is a dict passed to timm: any key is its own; ``hydra.*`` is not in a run's config."""
+    cfg = make_cfg("method=one_shot", "+model.kwargs.drop_path_rate=0.1")
+    validate(cfg)
+    assert cfg.model.kwargs.drop_path_rate == 0.1
+
+
+def test_check_closed_walks_every_dataclass_node() -> None:
+    """Unit: a closed node nested in an open one is still checked; an untyped node is open."""
+    from omegaconf import OmegaConf
+
+    from ssa_experiments.config.schema import LrConfig
+    from ssa_experiments.config.validate import check_closed
+
+    tree = OmegaConf.create({"free": {"anything": 1}, "sched": OmegaConf.structured(LrConfig(name="step"))})
+    check_closed(tree)
+    with pytest.raises(ConfigError, match=r"^sched.gama: is not a config key; did you mean gamma\?$"):
+        OmegaConf.set_struct(tree.sched, False)
+        tree.sched.gama = 0.5
+        check_closed(tree)
+
+
+REPEATED = [
+    (["seed=1", "seed=2"], "error: seed: given twice ('seed=1' and 'seed=2'): keep one"),
+    (["-m", "sparsity=0.5,0.9", "sparsity=0.8"], "error: sparsity: given twice ('sparsity=0.5,0.9' and "
+     "'sparsity=0.8'): keep one"),
+    (["lr.lr=0.1", "+lr.lr=0.2"], "error: lr.lr: given twice ('lr.lr=0.1' and '+lr.lr=0.2'): keep one"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "expected"), REPEATED)
+def test_cli_refuses_a_key_given_twice(tmp_path: Path, args: list[str], expected: str) -> None:
+    """Before Hydra composes (it would keep the last value silently): one line, exit 2, nothing written."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssa_experiments.cli.train", *args, f"hydra.run.dir={tmp_path / 'job'}",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**_env(), "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [expected], proc.stderr[-2000:]
+    assert not any(tmp_path.iterdir())
+
+
+def test_override_key_of_flags_and_overrides() -> None:
+    from ssa_experiments.config.overrides import override_key
+
+    assert [override_key(a) for a in ["-m", "--cfg", "job", "~seed", "++a.b@pkg=1", "x=1,2"]] == [
+        None, None, None, "seed", "a.b", "x",
+    ]  # fmt: skip

@@ -153,8 +153,8 @@ def test_parallel_jobs_train_the_parent_once(tmp_path: Path) -> None:
     """Two processes that need the same parent at the same time: the file lock makes one wait and reuse."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ssa_experiments.cli.train", *FAST_CLI, "parent.epochs=5",
-             "method=one_shot",
+            [sys.executable, "-m", "ssa_experiments.cli.train", *FAST_CLI[:2], *FAST_CLI[3:],
+             "parent.epochs=5", "method=one_shot",  # not FAST_CLI[2]: given twice is refused
              f"sparsity={s}", f"hydra.run.dir={tmp_path / f'job{i}'}",
              f"parent.cache_dir={tmp_path / 'cache'}"],
             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
