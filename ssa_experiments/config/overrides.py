@@ -11,12 +11,19 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf, ValidationError
 
-from ssa_experiments.config.schema import Config, ConfigError
+from ssa_experiments.config.paths import conf_dir
+from ssa_experiments.config.schema import (
+    Config,
+    ConfigError,
+    DataConfig,
+    ImageFolderConfig,
+    ModelConfig,
+    NpzConfig,
+)
 
 
 def override_key(override: str) -> str | None:
@@ -43,14 +50,28 @@ def refuse_repeated(overrides: Iterable[str]) -> None:
         seen[key] = override
 
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# ``model`` and ``data`` are untyped in Config, so that ``=custom`` stays open for the user's arguments: a
+# built-in option carries the built-in schema (conf/model/*.yaml, conf/data/*.yaml), a reader of the user's
+# files its own, a ``=custom`` option none (its keys are the user's)
+GROUP_SCHEMAS: dict[str, tuple[type, dict[str, type | None]]] = {
+    "model": (ModelConfig, {"custom": None}),
+    "data": (DataConfig, {"custom": None, "image_folder": ImageFolderConfig, "npz": NpzConfig}),
+}
 
 
-def schema_field(dotted: str) -> tuple[type, str] | None:
+def schema_field(dotted: str, chosen: dict[str, str] | None = None) -> tuple[type, str] | None:
     """(the dataclass that declares ``dotted``'s last key, that key), or None where the schema does not type
-    it (a key outside the schema, a dict's own keys such as ``model.kwargs.*``)."""
+    it (a key outside the schema, a dict's own keys such as ``model.kwargs.*``, a ``=custom`` option's keys).
+    ``chosen``: the group options the command line picks (``{"model": "custom"}``)."""
     node: Any = Config
     *parents, leaf = dotted.split(".")
+    if parents and parents[0] in GROUP_SCHEMAS:
+        built_in, others = GROUP_SCHEMAS[parents[0]]
+        option = (chosen or {}).get(parents[0])
+        node = others.get(option, built_in) if option in others else built_in
+        if node is None:
+            return None
+        parents = parents[1:]
     for key in parents:
         if not dataclasses.is_dataclass(node):
             return None
@@ -76,7 +97,7 @@ def _type_error(cls: type, leaf: str, value: Any) -> str | None:
 
 
 def _group_choices(group: str) -> list[str] | None:
-    folder = CONF_DIR / group
+    folder = conf_dir() / group
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
 
 
@@ -92,6 +113,7 @@ def refuse_bad_values(overrides: Sequence[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(wanted)
     except HydraException:
         return  # a syntax error: Hydra's own message says where
+    chosen = {o.key_or_group: str(o.value()) for o in parsed if o.key_or_group in GROUP_SCHEMAS}
     for o in parsed:
         key = o.key_or_group
         if o.is_delete() or key.startswith("hydra"):
@@ -108,7 +130,7 @@ def refuse_bad_values(overrides: Sequence[str]) -> None:
                 if v is not None and str(v) not in choices:
                     raise ConfigError(key, f"unknown value {v!r}; choose one of {', '.join(choices)}")
             continue
-        found = schema_field(key)
+        found = schema_field(key, chosen)
         if found is None:
             continue
         for v in values:

@@ -80,21 +80,29 @@ def _closest(key: str, known: list[str]) -> str:
     return f"; did you mean {match[0]}?" if match else ""
 
 
+# the groups a user brings an option of their own to (``=custom`` with its ``_target_``)
+OWN_GROUPS = ("model.", "data.", "method.")
+
+
 def check_closed(node: Any, prefix: str = "") -> None:
     """Refuse a key that a node typed by a schema dataclass does not declare.
 
     Hydra's ``+key=value`` adds a key under ``open_dict``: ``+train.finetune_epoch=3`` (a typo) composes, and
     nothing ever reads it. A node whose schema is a dataclass is closed: every key must be one of its fields.
     A node typed as a plain dict (``model.kwargs``, passed to timm) or untyped (a group a user brings with its
-    own ``_target_``) is open and is not checked."""
+    own ``_target_``) is open and is not checked, and so is a ``=custom`` node (its schema declares
+    ``_target_``): the keys beyond its fields are the user's arguments to the target."""
     if not isinstance(node, DictConfig):
         return
     schema = OmegaConf.get_type(node)
     fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+    if fields is not None and "_target_" in fields:
+        fields = None
     for key in node:
         name = f"{prefix}{key}"
         if fields is not None and key not in fields:
-            raise ConfigError(name, f"is not a config key{_closest(str(key), fields)}")
+            own = f" (a {prefix[:-1]} of your own: {prefix[:-1]}=custom)" if prefix in OWN_GROUPS else ""
+            raise ConfigError(name, f"is not a config key{_closest(str(key), fields)}{own}")
         child = node._get_node(key)
         if isinstance(child, DictConfig):
             check_closed(child, f"{name}.")
@@ -142,13 +150,16 @@ MINIMUMS = {
 
 
 def validate_minimums(cfg: DictConfig | Config) -> None:
+    """``MINIMUMS`` of the keys a node has: a data set read from the user's files (``data=custom|npz|
+    image_folder``) has its own schema, without most of the built-in data sets' keys, or leaves them unset."""
     for dotted, low in MINIMUMS.items():
         group, key = dotted.split(".")
-        value = getattr(getattr(cfg, group), key)
-        if value < low:
+        value = getattr(getattr(cfg, group), key, None) if key in getattr(cfg, group) else None
+        if value is not None and value < low:
             raise ConfigError(dotted, f"must be >= {low}, got {value}")
-    if not 0 <= cfg.data.split_seed < 2**32:  # numpy's seeds
-        raise ConfigError("data.split_seed", f"must be in [0, 2**32), got {cfg.data.split_seed}")
+    split_seed = cfg.data.get("split_seed") if "split_seed" in cfg.data else None
+    if split_seed is not None and not 0 <= split_seed < 2**32:  # numpy's seeds
+        raise ConfigError("data.split_seed", f"must be in [0, 2**32), got {split_seed}")
 
 
 def check_device(cfg: DictConfig | Config) -> None:

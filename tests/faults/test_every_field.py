@@ -24,7 +24,7 @@ import pytest
 from helpers import FAST, REPO, compose_config, without_keys
 
 from ssa_experiments.config.overrides import refuse_bad_values
-from ssa_experiments.config.schema import Config, ConfigError
+from ssa_experiments.config.schema import Config, ConfigError, DataConfig, ModelConfig
 from ssa_experiments.config.validate import validate
 
 BASE = [*FAST, "method=one_shot", "output_dir=/tmp/unused-never-written"]
@@ -59,6 +59,7 @@ DOMAINS: dict[str, tuple[list, list[str]]] = {
     "model.name": (FREE, []), "model.width": (_min(1), []), "model.depth": (_min(1), []),
     "model.widen_factor": (_min(1), []), "model.patch_size": (_min(1), []), "model.heads": (_min(1), []),
     "model.dropout": (CO, []), "model.pretrained": (BOOL, []), "model.kwargs": ([WRONG_TYPE], []),
+    "model.mimo_heads": (_min(1), []), "model.mimo_batch_repetitions": (_min(1), []),
     "data.name": (CHOICE, []),
     "data.root": (["/nonexistent/ssa-data"], ["data=cifar10", f"data.root={REPO}"]),
     "data.pipeline": (CHOICE, []), "data.image_size": (_min(1), []), "data.crop_padding": (_min(0), []),
@@ -74,8 +75,12 @@ DOMAINS: dict[str, tuple[list, list[str]]] = {
     "method.decay_rate": (POS, GRADUAL), "method.decay_sampled_out": (BOOL, []),
     "method.rescore": ([*BOOL, True], []),  # true: one_shot does not re-score
     "method.prune_every_steps": ([*_min(0), 2], []),  # 2: read by iterative only
+    "method.update_every": (_min(1), ["method=set"]), "method.drop_fraction": (OO, ["method=set"]),
+    "method.drop_schedule": (CHOICE, ["method=set"]), "method.end_fraction": (OC, ["method=set"]),
     "pruning.criterion": (CHOICE, []), "pruning.scope": (CHOICE, []), "pruning.keep_first_layer": (BOOL, []),
     "pruning.keep_last_layer": (BOOL, []), "pruning.allow_layer_collapse": (BOOL, []),
+    "pruning.control": (CHOICE, []), "pruning.pattern": (["abc", "0:4", "4:2"], []),
+    "pruning.score_batches": (_min(1), []), "pruning.synflow_rounds": (_min(1), []),
     **{f"lr.{k}": v for k, v in LR_FIELDS.items()},
     **{f"parent.lr.{k}": v for k, v in LR_FIELDS.items()},
     "optimizer.name": (CHOICE, []), "optimizer.momentum": (CO, []), "optimizer.nesterov": (BOOL, []),
@@ -84,8 +89,10 @@ DOMAINS: dict[str, tuple[list, list[str]]] = {
     "train.label_smoothing": (CO, []), "train.amp": (BOOL, []), "train.channels_last": (BOOL, []),
     "train.checkpoint_every": (_min(0), []), "train.max_steps_per_epoch": (_min(0), []),
     "train.save_model": (BOOL, []), "train.cpu_threads": (_min(1), []), "train.cpu_numerics": (CHOICE, []),
+    "train.compile": (BOOL, []), "train.runs_per_device": (_min(1), []),
     "eval.bn_recalibration_batches": (_min(0), []),
-    "parent.epochs": (_min(1), []), "parent.path": (["/nonexistent/parent.pt"], []),
+    "parent.epochs": (_min(0), []),  # 0: pruning at initialisation
+    "parent.path": (["/nonexistent/parent.pt"], []),
     "parent.cache_dir": (FREE, []), "parent.cache": (BOOL, []),
     "parent.rewind_epoch": ([-1, 2, WRONG_TYPE], []),
     "parent.save_epochs": (["[-1]", "[2]", "[abc]"], []),
@@ -102,10 +109,16 @@ DOMAINS: dict[str, tuple[list, list[str]]] = {
 }  # fmt: skip
 
 
+# ``model`` and ``data`` are untyped in Config (a ``=custom`` option is open for the user's arguments); the
+# built-in options carry these schemas (conf/model/*.yaml, conf/data/*.yaml: ``/schema/.../builtin``)
+BUILT_IN = {"model": ModelConfig, "data": DataConfig}
+
+
 def leaves(node: type = Config, prefix: str = "") -> list[str]:
     """Every leaf field of the schema, dotted: nested dataclasses are walked, lists and dicts are leaves."""
     out = []
     for name, hint in typing.get_type_hints(node).items():
+        hint = BUILT_IN.get(name, hint) if node is Config else hint
         if dataclasses.is_dataclass(hint):
             out += leaves(hint, f"{prefix}{name}.")
         else:
