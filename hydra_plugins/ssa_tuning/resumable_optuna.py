@@ -1,16 +1,18 @@
 """Hydra's Optuna sweeper, made resumable: the ``hparams_search=`` presets' sweeper (docs/tuning.md).
 
-Hydra's Optuna sweeper (hydra-optuna-sweeper 1.3) loads an existing study (``load_if_exists``) but then runs
-``n_trials`` *more* trials, so relaunching a killed study overshoots its budget, and it opens an SQLite file in
-the sweep directory before Hydra has made that directory. Here ``n_trials`` is the study's budget: a relaunch
-runs only the trials still missing (trials that finished, failed included, count; a trial left RUNNING by a
-killed process does not, and Optuna never picks it as the best), and the SQLite file's folder is made first.
-With a shared study (one SQLAlchemy URL, several launches), each launch tops the study up to ``n_trials``.
+Hydra's Optuna sweeper (hydra-optuna-sweeper 1.3) loads an existing study (``load_if_exists``) but then
+runs ``n_trials`` *more* trials, so relaunching a killed study overshoots its budget, and it opens an SQLite
+file in the sweep directory before Hydra has made that directory. Here ``n_trials`` is the study's budget:
+a relaunch runs only the trials still missing (trials that finished, failed included, count; a trial left
+RUNNING by a killed process does not, and Optuna never picks it as the best), and the SQLite file's folder is
+made first. With a shared study (one SQLAlchemy URL, several launches), each launch tops the study up to
+``n_trials``. A study with no completed trial ends in one line and exit 1, not optuna's traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
 def sqlite_file(storage: str | None) -> Path | None:
-    """The database file of an SQLite URL (``sqlite:///rel/path.db``, ``sqlite:////abs/path.db``), else None."""
+    """The database file of an SQLite URL (``sqlite:///rel/path.db``, ``sqlite:////abs/path.db``), else
+    None."""
     if not storage or not str(storage).startswith(SQLITE):
         return None
     return Path(str(storage)[len(SQLITE) :])
@@ -40,6 +43,19 @@ def finished_trials(storage: str | None, study_name: str | None) -> int:
     except KeyError:  # no study of that name in the storage yet
         return 0
     return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
+
+
+def completed_trials(storage: str | None, study_name: str | None) -> int:
+    """How many trials of the study completed (have a value Optuna can rank)."""
+    if storage is None or study_name is None:
+        return 0
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0
+    return sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
 
 
 def remaining(budget: int, done: int) -> int:
@@ -62,4 +78,14 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 impl.study_name, done, impl.n_trials, remaining(impl.n_trials, done),
             )  # fmt: skip
         impl.n_trials = remaining(impl.n_trials, done)
-        return super().sweep(arguments)
+        try:
+            return super().sweep(arguments)
+        except ValueError:  # optuna's best_trial of a study with no completed trial: "Record does not exist."
+            if completed_trials(impl.storage, impl.study_name) or impl.storage is None:
+                raise
+            print(
+                f"error: study {impl.study_name}: no trial completed (every run failed); see python -m "
+                f"ssa_experiments.cli.status {impl.sweep_dir}",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            raise SystemExit(1) from None

@@ -276,7 +276,7 @@ def setting_rank(setting: str) -> tuple[int, str]:
 
 
 # what --metric may name: the numbers of a run's row (aggregate's table averages one of them over seeds)
-METRICS = [
+RUN_METRICS = [
     "test_acc", "val_acc", "best_val_acc", "test_acc_at_best_val", "sparsity", "best_epoch", "epochs",
     "epochs_at_target", "steps", "wall_time_s", "parent_test_acc",
 ]  # fmt: skip

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ssa_experiments.analysis import aggregate
 from ssa_experiments.analysis.aggregate import (
-    METRICS,
+    RUN_METRICS,
     budget,
     collect,
     epochs,
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", help="with --wandb: only this W&B group")
     parser.add_argument(
         "--metric", default="test_acc", metavar="METRIC",
-        help=f"the number averaged over seeds: {', '.join(METRICS)} (default test_acc)",
+        help=f"the number averaged over seeds: {', '.join(RUN_METRICS)} (default test_acc)",
     )  # fmt: skip
     parser.add_argument(
         "--csv",
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--level", type=float, default=0.95, help="--paired: the bootstrap CI's level")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired: the bootstrap's seed")
     args = parser.parse_args(argv)
-    if args.metric not in METRICS:  # one line and exit 2, before any run is read (not a KeyError later)
-        print(f"error: --metric {args.metric} is not a run's metric; choose from {', '.join(METRICS)}",
+    if args.metric not in RUN_METRICS:  # one line and exit 2, before any run is read (not a KeyError later)
+        print(f"error: --metric {args.metric} is not a run's metric; choose from {', '.join(RUN_METRICS)}",
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
     if not 0 < args.level < 1:

@@ -9,8 +9,8 @@ class LayerCollapse(RuntimeError):
 
     def __init__(self, layers: list[str], described: list[str] | None = None) -> None:
         super().__init__(
-            f"the target removes every weight of {layer_list(described or layers)} (layer collapse: the network "
-            "is disconnected there); lower the sparsity, use pruning.scope=layerwise, or set "
+            f"the target removes every weight of {layer_list(described or layers)} (layer collapse: the "
+            "network is disconnected there); lower the sparsity, use pruning.scope=layerwise, or set "
             "pruning.allow_layer_collapse=true to run anyway"
         )
         self.layers = layers

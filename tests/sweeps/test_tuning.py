@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import REPO, compose_hydra, sweep
-from hydra_plugins.ssa_tuning.resumable_optuna import finished_trials, remaining, sqlite_file
 
+from hydra_plugins.ssa_tuning.resumable_optuna import finished_trials, remaining, sqlite_file
 from ssa_experiments.analysis.tables import tuned_choices
 
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "hparams_search").glob("*.yaml"))
@@ -165,3 +165,32 @@ def test_a_killed_study_resumes_and_reports_the_best_on_validation(tmp_path: Pat
         for key, value in best.params.items():
             if len({str(t.params[key]) for t in trials}) > 1:  # what varied among the trials names the row
                 assert f"{key}={value}" in choices.loc[method, "setting"]
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "slurm"])
+def test_the_presets_compose_with_the_launchers(launcher: str) -> None:
+    """The sweeper hands each batch of ``hydra.sweeper.n_jobs`` trials to the launcher: joblib runs a batch
+    at once, SLURM submits it as one array."""
+    cfg = compose_hydra("hparams_search=temperature_annealing", f"hydra/launcher={launcher}",
+                        "hydra.sweeper.n_jobs=4")  # fmt: skip
+    assert cfg.hydra.sweeper.n_jobs == 4
+    assert cfg.hydra.sweeper._target_.endswith("ResumableOptunaSweeper")
+    assert launcher in cfg.hydra.launcher._target_.lower() or "submitit" in cfg.hydra.launcher._target_
+
+
+def test_a_shared_study_takes_any_sqlalchemy_url() -> None:
+    url = "postgresql://user@db.cluster/optuna"
+    cfg = compose_hydra("hparams_search=iterative", f"hydra.sweeper.storage={url}")
+    assert cfg.hydra.sweeper.storage == url and sqlite_file(url) is None  # no local folder is made for it
+
+
+@pytest.mark.slow
+def test_a_study_whose_trials_all_failed_exits_1_in_one_line(tmp_path: Path) -> None:
+    """Every trial's run collapses a layer (sparsity 0.9999 on the MLP): no best trial, exit 1, one line
+    naming the study instead of optuna's "Record does not exist" traceback."""
+    args = [*_study(tmp_path, "one_shot"), "sparsity=0.9999", "hydra.sweeper.n_trials=2",
+            "train.finetune_epochs=2"]  # fmt: skip
+    done = sweep(*args, timeout=600)
+    assert done.returncode == 1
+    assert "error: study one_shot_s0.9999_seed0: no trial completed (every run failed)" in done.stderr
+    assert "Record does not exist" not in done.stderr

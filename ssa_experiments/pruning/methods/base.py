@@ -44,7 +44,6 @@ from ssa_experiments.pruning.targets import (
 log = logging.getLogger(__name__)
 
 
-
 def describe_layer(name: str, module: nn.Module | None) -> str:
     """A layer as a user finds it in ``print(model)``: its module name, quoted, with its kind and shape
     (``"4" (Linear 64→10)``, ``"layer4.1.conv2" (Conv2d 512→512, 3×3)``); a Sequential's index alone says
@@ -58,6 +57,7 @@ def describe_layer(name: str, module: nn.Module | None) -> str:
         kernel = "×".join(str(k) for k in module.kernel_size)
         return f'"{name}" ({kind} {module.in_channels}→{module.out_channels}, {kernel})'
     return f'"{name}" ({kind})'
+
 
 class PruningMethod:
     """Dense: the reference. No masks; reports the (zero) sparsity of the prunable weights."""
