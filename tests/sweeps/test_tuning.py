@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -99,27 +100,34 @@ def _trials(root: Path, method: str):
     return optuna.load_study(study_name=f"{method}_s0.9_seed0", storage=url).get_trials(deepcopy=False)
 
 
+def _completed_in(db: Path) -> int:
+    """COMPLETE trials in an Optuna SQLite file, read-only: opening the study through optuna would create its
+    tables while the sweeper creates them too (a race that fails the sweeper)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:  # not there yet, or its tables not yet made
+        return 0
+
+
 def _kill_after_first_trial(args: list[str], root: Path, method: str, timeout: float) -> None:
+    log = (root / f"{method}.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *args], cwd=REPO,
-        env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "WANDB_MODE": "offline"}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            db = root / method / "optuna.db"
-            if db.exists():
-                try:
-                    if any(t.state.name == "COMPLETE" for t in _trials(root, method)):
-                        break
-                except Exception:  # the study is being created: not readable yet
-                    pass
+            if _completed_in(root / method / "optuna.db") >= 1:
+                break
             time.sleep(0.2)
-        assert proc.poll() is None, "the study ended before it could be killed"
+        assert proc.poll() is None, (root / f"{method}.log").read_text()[-3000:]
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
+        log.close()
 
 
 @pytest.mark.slow
