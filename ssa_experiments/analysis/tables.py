@@ -284,7 +284,10 @@ def _head(c: Any) -> str:
 
 
 def _cell(cell: Mapping[str, Any], spec: str, pm: str) -> str:
-    """A cell, mean ± std (n=…), with ``spec`` the number format (default ".2f")."""
+    """A cell, mean ± std (n=…), with ``spec`` the number format (default ".2f"); one seed has no spread, so
+    ``mean (n=1)`` (aggregate's ``cell`` says the same)."""
+    if int(cell["n"]) == 1:
+        return f"{cell['mean']:{spec}} (n=1)"
     return f"{cell['mean']:{spec}}{pm}{cell['std']:{spec}} (n={int(cell['n'])})"
 
 

@@ -237,3 +237,12 @@ def test_one_seed_shows_no_spread_and_several_do() -> None:
 
     assert cell(91.0, float("nan"), 1) == "91.00 (n=1)"
     assert cell(91.0, 1.5, 3) == "91.00 ± 1.50 (n=3)"
+
+
+def test_the_written_tables_show_no_spread_for_one_seed(tmp_path: Path) -> None:
+    from ssa_experiments.analysis.tables import write
+
+    long = pd.DataFrame({"setting": ["a", "b"], "sparsity": [0.9, 0.9], "mean": [91.0, 80.0],
+                         "std": [0.0, 1.5], "n": [1, 3]})  # fmt: skip
+    md = write(long, tmp_path, "t", "method")[0].read_text()
+    assert "91.00 (n=1)" in md and "± 0.00" not in md and "80.00 ± 1.50 (n=3)" in md
