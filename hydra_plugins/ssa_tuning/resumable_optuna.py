@@ -63,11 +63,33 @@ def remaining(budget: int, done: int) -> int:
     return max(0, budget - done)
 
 
+# what a study is *of*: one method at one sparsity and seed. Swept, they would become search dimensions: the
+# tuner would pick a seed for its luck, or mix methods in one space (an experiment= preset's sweep, merged)
+NOT_SEARCHED = ("method", "sparsity", "seed")
+
+
+def searched_study_keys(overrides: list[str]) -> list[str]:
+    """The keys of ``NOT_SEARCHED`` that ``overrides`` (``key=value`` strings) sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.key_or_group for o in parsed if o.key_or_group in NOT_SEARCHED and o.is_sweep_override()]
+
+
 class ResumableOptunaSweeper(OptunaSweeper):
     """``OptunaSweeper`` whose ``n_trials`` is the study's total budget (see the module docstring)."""
 
     def sweep(self, arguments: list[str]) -> Any:
         impl = self.sweeper
+        params = [f"{k}={v}" for k, v in (impl.params or {}).items()]
+        searched = searched_study_keys([*params, *arguments])
+        if searched:  # before the study is made or anything runs
+            print(
+                f"error: {', '.join(searched)}: swept in a tuning study; a study tunes one method at one "
+                "sparsity and seed (launch one study per value, e.g. from a shell loop)",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            raise SystemExit(2)
         db = sqlite_file(impl.storage)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)

@@ -202,3 +202,12 @@ def test_a_study_whose_trials_all_failed_exits_1_in_one_line(tmp_path: Path) -> 
     assert done.returncode == 1
     assert "error: study one_shot_s0.9999_seed0: no trial completed (every run failed)" in done.stderr
     assert "Record does not exist" not in done.stderr
+
+
+def test_a_study_of_several_seeds_or_methods_is_refused() -> None:
+    from hydra_plugins.ssa_tuning.resumable_optuna import searched_study_keys
+
+    assert searched_study_keys(["seed=0,1", "lr.lr=interval(0.01, 0.1)", "method=one_shot"]) == ["seed"]
+    assert searched_study_keys(["method=choice(one_shot, iterative)", "sparsity=0.9"]) == ["method"]
+    assert searched_study_keys(["sparsity=0.5,0.9"]) == ["sparsity"]
+    assert searched_study_keys(["seed=1", "method.schedule=choice(linear, cubic)"]) == []
