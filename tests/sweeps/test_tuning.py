@@ -177,7 +177,10 @@ def test_a_killed_study_resumes_and_reports_the_best_on_validation(tmp_path: Pat
 
 # our joblib.yaml has the plugin's config name: Hydra says this schema matching is deprecated (tests/sweeps/
 # test_launchers.py); harmless under Hydra < 1.4
-@pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/joblib' is validated against ConfigStore schema:UserWarning")
+SCHEMA_MATCHING = r"ignore:\s*'hydra/launcher/joblib' is validated against ConfigStore schema:UserWarning"
+
+
+@pytest.mark.filterwarnings(SCHEMA_MATCHING)
 @pytest.mark.parametrize("launcher", ["joblib", "slurm"])
 def test_the_presets_compose_with_the_launchers(launcher: str) -> None:
     """The sweeper hands each batch of ``hydra.sweeper.n_jobs`` trials to the launcher: joblib runs a batch
