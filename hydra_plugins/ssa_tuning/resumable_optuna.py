@@ -76,6 +76,12 @@ def searched_study_keys(overrides: list[str]) -> list[str]:
     return [o.key_or_group for o in parsed if o.key_or_group in NOT_SEARCHED and o.is_sweep_override()]
 
 
+def refuse(message: str) -> None:
+    """A bad tuning request: one line, exit 2, before the study or any run is made."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 class ResumableOptunaSweeper(OptunaSweeper):
     """``OptunaSweeper`` whose ``n_trials`` is the study's total budget (see the module docstring)."""
 
@@ -84,12 +90,14 @@ class ResumableOptunaSweeper(OptunaSweeper):
         params = [f"{k}={v}" for k, v in (impl.params or {}).items()]
         searched = searched_study_keys([*params, *arguments])
         if searched:  # before the study is made or anything runs
-            print(
-                f"error: {', '.join(searched)}: swept in a tuning study; a study tunes one method at one "
-                "sparsity and seed (launch one study per value, e.g. from a shell loop)",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
-            raise SystemExit(2)
+            refuse(f"{', '.join(searched)}: swept in a tuning study; a study tunes one method at one "
+                   "sparsity and seed (launch one study per value, e.g. from a shell loop)")  # fmt: skip
+        cfg = impl.config
+        if not cfg.data.get("val_fraction"):  # main() refuses it too, but only once a trial has been asked
+            refuse(
+                f"data.val_fraction: is 0, so there is no validation split for the sweeper to optimise "
+                f"({cfg.get('objective')}); tuning on the test set is refused: set data.val_fraction > 0"
+            )
         db = sqlite_file(impl.storage)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)

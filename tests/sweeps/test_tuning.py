@@ -217,3 +217,11 @@ def test_a_study_of_several_seeds_or_methods_is_refused() -> None:
     assert searched_study_keys(["method=choice(one_shot, iterative)", "sparsity=0.9"]) == ["method"]
     assert searched_study_keys(["sparsity=0.5,0.9"]) == ["sparsity"]
     assert searched_study_keys(["seed=1", "method.schedule=choice(linear, cubic)"]) == []
+
+
+@pytest.mark.slow
+def test_tuning_without_a_validation_split_is_refused_before_the_study(tmp_path: Path) -> None:
+    done = sweep(*_study(tmp_path, "one_shot"), "data.val_fraction=0", timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: data.val_fraction: is 0")
+    assert not (tmp_path / "one_shot").exists()  # no study, no job folder
