@@ -135,6 +135,9 @@ def test_the_wheel_carries_the_configs_as_package_data(installed: Installed) -> 
     }
     assert conf and conf == {n for n in names if n.startswith("ssa_experiments/conf/")}
     assert not [n for n in names if n.startswith("conf/")]  # nothing at the top level of site-packages
+    # but the tuning presets' sweeper, in the namespace where Hydra looks for plugins (docs/tuning.md)
+    assert "hydra_plugins/ssa_tuning/resumable_optuna.py" in names
+    assert "hydra_plugins/__init__.py" not in names  # a namespace package: Hydra's other plugins stay visible
 
 
 def test_the_installed_package_and_its_configs_are_the_wheels(installed: Installed, empty: Path) -> None:

@@ -277,6 +277,20 @@ def setting_rank(setting: str) -> tuple[int, str]:
     return (rank.get(setting.split(" ")[0], len(ORDER)), setting)
 
 
+# what --metric may name: the numbers of a run's row (aggregate's table averages one of them over seeds)
+RUN_METRICS = [
+    "test_acc", "val_acc", "best_val_acc", "test_acc_at_best_val", "sparsity", "best_epoch", "epochs",
+    "epochs_at_target", "steps", "wall_time_s", "parent_test_acc",
+]  # fmt: skip
+
+
+def cell(mean: float, std: float, n: int) -> str:
+    """``mean ± std (n=N)``; one seed has no spread to show, so ``mean (n=1)`` (not a misleading ± 0.00)."""
+    if n == 1 or pd.isna(std):
+        return f"{mean:.2f} (n={n})"
+    return f"{mean:.2f} ± {std:.2f} (n={n})"
+
+
 def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """mean ± std of ``metric`` over seeds, methods as rows and target sparsities as columns.
 
@@ -289,10 +303,7 @@ def table(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     # to a temperature sweep) is one result per seed, not several.
     done = done.assign(setting=settings(done)).drop_duplicates(["setting", "target_sparsity", "seed"])
     stats = done.groupby(["setting", "target_sparsity"])[metric].agg(["mean", "std", "count"]).reset_index()
-    cells = stats.apply(
-        lambda r: f"{r['mean']:.2f} ± {0.0 if pd.isna(r['std']) else r['std']:.2f} (n={int(r['count'])})",
-        axis=1,
-    )
+    cells = stats.apply(lambda r: cell(r["mean"], r["std"], int(r["count"])), axis=1)
     wide = stats.assign(cell=cells).pivot(index="setting", columns="target_sparsity", values="cell")
     wide = wide.loc[sorted(wide.index, key=setting_rank)]
     wide.index.name = "method"

@@ -284,7 +284,10 @@ def _head(c: Any) -> str:
 
 
 def _cell(cell: Mapping[str, Any], spec: str, pm: str) -> str:
-    """A cell, mean ± std (n=…), with ``spec`` the number format (default ".2f")."""
+    """A cell, mean ± std (n=…), with ``spec`` the number format (default ".2f"); one seed has no spread, so
+    ``mean (n=1)`` (aggregate's ``cell`` says the same)."""
+    if int(cell["n"]) == 1:
+        return f"{cell['mean']:{spec}} (n=1)"
     return f"{cell['mean']:{spec}}{pm}{cell['std']:{spec}} (n={int(cell['n'])})"
 
 
@@ -621,3 +624,50 @@ def write_table2(rows: pd.DataFrame, out: Path) -> list[Path]:
             _published_rows(path, n_columns, not_rerun(long["setting"]))
         paths += written
     return paths
+
+
+# ---- tuned configurations (hparams_search=, docs/tuning.md) -----------------------------------------------
+
+TUNED_CAPTION = (
+    "test accuracy (%) of each method's tuned configuration: per seed and sparsity, the trial with the best "
+    "{by} (chosen on validation, never on test), then its final-epoch test accuracy; mean ± std over seeds "
+    "(n = seeds)"
+)
+
+
+def tuned_choices(done: pd.DataFrame, by: str = "val_acc") -> pd.DataFrame:
+    """Per (method, target sparsity, seed): the trial a tuner would report, the completed run with the highest
+    ``by`` (its objective, a validation metric) among that method's runs, with how many trials it was chosen
+    from and its test accuracy. Ties go to the first run in ``done``'s order, as Optuna's ``best_trial`` does
+    to the first trial. Choosing on a test metric is refused: a table of test accuracy chosen on test is the
+    optimistic bias this table exists to avoid."""
+    if by.startswith("test"):
+        raise ValueError(f"the tuned configuration is chosen on validation, not on {by}")
+    rows = []
+    for (method, sparsity, seed), runs in done.groupby(["method", "target_sparsity", "seed"], sort=True):
+        scored = runs[pd.to_numeric(runs[by], errors="coerce").notna()]
+        if scored.empty:
+            continue  # no run of this method has the objective (val_fraction=0): nothing to choose on
+        best = scored.loc[pd.to_numeric(scored[by]).idxmax()]
+        rows.append({
+            "method": method, "sparsity": sparsity, "seed": seed, "trials": len(runs), by: best[by],
+            "test_acc": best["test_acc"], "setting": best["setting"], "run_dir": best["run_dir"],
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["method", "sparsity", "seed", "trials", by, "test_acc", "setting",
+                                       "run_dir"])  # fmt: skip
+
+
+def write_tuned(done: pd.DataFrame, out: Path, by: str = "val_acc") -> list[Path]:
+    """tuned.md/.tex/.csv (methods × sparsity, test accuracy of the configurations chosen on ``by``) and
+    tuned_choices.csv (which run was chosen per method, sparsity and seed, from how many trials) under
+    ``out``."""
+    choices = tuned_choices(done, by)
+    if choices.empty:
+        raise SystemExit(f"tuned: no completed run has {by} (tune with data.val_fraction > 0)")
+    long = stats(choices.assign(setting=choices["method"]), ["setting", "sparsity"]).rename(
+        columns={"count": "n"}
+    )
+    paths = write(_settings_sorted(long), out, "tuned", "method", caption=TUNED_CAPTION.format(by=by))
+    out.mkdir(parents=True, exist_ok=True)
+    choices.to_csv(out / "tuned_choices.csv", index=False)
+    return [*paths, out / "tuned_choices.csv"]

@@ -5,11 +5,13 @@ and prints is ``ssa_experiments.analysis.aggregate``, whose docstring is the ``-
 from __future__ import annotations
 
 import argparse
+import sys
 
 import pandas as pd
 
 from ssa_experiments.analysis import aggregate
 from ssa_experiments.analysis.aggregate import (
+    RUN_METRICS,
     budget,
     collect,
     epochs,
@@ -29,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("roots", nargs="*", help="sweep or outputs directories (any number)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="with --wandb: only this W&B group")
-    parser.add_argument("--metric", default="test_acc")
+    parser.add_argument(
+        "--metric", default="test_acc", metavar="METRIC",
+        help=f"the number averaged over seeds: {', '.join(RUN_METRICS)} (default test_acc)",
+    )  # fmt: skip
     parser.add_argument(
         "--csv",
         help="also write every run (whole config included) to this CSV file, and its epochs next to it",
@@ -41,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--level", type=float, default=0.95, help="--paired: the bootstrap CI's level")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired: the bootstrap's seed")
     args = parser.parse_args(argv)
+    if args.metric not in RUN_METRICS:  # one line and exit 2, before any run is read (not a KeyError later)
+        print(f"error: --metric {args.metric} is not a run's metric; choose from {', '.join(RUN_METRICS)}",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     if not 0 < args.level < 1:
         parser.error(f"--level must be in (0, 1), got {args.level}")
     if bool(args.roots) == bool(args.wandb):
@@ -64,9 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     holes = df[df["status"] != "completed"]
     for _, r in holes.iterrows():  # never averaged in: listed, so a sweep's holes are visible
         print(f"  not in the table: {r['status']:<10} {r['run_dir']}")
+    wide = table(df, args.metric)
+    if wide.empty:  # every run failed or is still running: the lines above list them
+        raise SystemExit(f"no completed runs under {where}")
     print(f"{args.metric} (%), mean ± std over seeds; columns: target sparsity of prunable weights")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
-        print(table(df, args.metric).to_string())
+        print(wide.to_string())
         print("budget per method (steps, epochs on the final mask, LR trace digest):")
         print(budget(df).to_string())
         if args.paired:

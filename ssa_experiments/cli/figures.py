@@ -82,6 +82,12 @@ def _baselines(r: Request) -> list[Path]:
     return tables.write_baselines(r.done, r.out, r.args.paired, r.boot)
 
 
+def _tuned(r: Request) -> list[Path]:
+    if r.args.select_on != "val":
+        raise SystemExit("tuned: the configuration is chosen on validation only (--select-on val)")
+    return tables.write_tuned(r.done, r.out, r.by)
+
+
 def _table2(r: Request) -> list[Path]:
     return write_table2(r.args.runs, r.out, r.where)
 
@@ -111,6 +117,7 @@ COMMANDS = {  # in the order of the usage line's choices
     "table1": Command(_table1, "runs", paired=True),
     "table": Command(_table, "runs", paired=True),
     "baselines": Command(_baselines, "runs", paired=True),
+    "tuned": Command(_tuned, "runs"),
     "table2": Command(_table2, "report"),
     "ensemble_size": Command(_ensemble_size, "report"),
     "schedules": Command(_schedules, "formulas"),

@@ -370,6 +370,13 @@ def job_output_dir() -> str:
     return hc.run.dir if OmegaConf.is_missing(hc.runtime, "output_dir") else hc.runtime.output_dir
 
 
+def last_anneal_epoch(finetune_epochs: int) -> int:
+    """The largest ``method.anneal_epochs`` a run of ``finetune_epochs`` accepts (validate.py: the target must
+    train for at least one epoch): the bound of the ``hparams_search=`` presets' search space, whose
+    ``range(a, b)`` the Optuna sweeper reads inclusively (unlike Hydra's basic sweeper)."""
+    return max(1, int(finetune_epochs) - 1)
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
@@ -377,6 +384,7 @@ def register_configs() -> None:
         store.store(group=f"schema/{group}", name=name, node=node)
     OmegaConf.register_new_resolver("ssa_dirname", short_dirname, replace=True)
     OmegaConf.register_new_resolver("ssa_output_dir", job_output_dir, replace=True)
+    OmegaConf.register_new_resolver("ssa_last_anneal_epoch", last_anneal_epoch, replace=True)
 
 
 # the schemas the group options name in their defaults (``- /schema/model/builtin@_here_``)

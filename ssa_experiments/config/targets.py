@@ -240,6 +240,9 @@ def check_targets(cfg: Any) -> None:
 
 def option_label(node: Any, key: str) -> str:
     """How a run's summary, W&B tags and tables name its model (``key`` "arch"), data set or method
-    ("name"): the option's name, or for a custom one its ``_target_`` (two custom models are two names)."""
+    ("name"): the option's name, or for a custom one its ``_target_`` (two custom models are two names), or
+    for ``model=timm`` the timm model's name (``timm:resnet50``: ``timm`` alone names any of a thousand)."""
     value = node[key]
+    if value == "timm" and node.get("name"):
+        return f"timm:{node['name']}"
     return str(node[TARGET]) if value == "custom" else str(value)

@@ -54,6 +54,13 @@ def asked_for(sweep_dir: Path) -> list[Path] | None:
     return dirs
 
 
+def started_jobs(sweep_dir: Path) -> list[Path] | None:
+    """The job directories of a sweep without ``multirun.yaml`` (a tuner such as Optuna picks its jobs as it
+    goes, so only those started so far are known): every folder with Hydra's ``.hydra``; None if none."""
+    jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()) if sweep_dir.is_dir() else []
+    return jobs or None
+
+
 def run_state(job_dir: Path) -> dict[str, Any]:
     """What one job (or stored run) directory holds now; ``requeues``: the times a time limit stopped it."""
     run_dir = job_dir / store.LINK if (job_dir / store.LINK).is_symlink() else job_dir
@@ -79,6 +86,8 @@ def run_state(job_dir: Path) -> dict[str, Any]:
 def states(root: Path) -> pd.DataFrame:
     """One row per run ``root`` asked for (a sweep) or holds (a store root, or a tree of run directories)."""
     jobs = asked_for(root)
+    if jobs is None:  # a tuner's sweep (Optuna writes no multirun.yaml): the jobs it has started so far
+        jobs = started_jobs(root)
     if jobs is None and (root / "runs").is_dir():  # a store root: every run directory is a run, even empty
         jobs = sorted(p for p in (root / "runs").iterdir() if p.is_dir() and not p.name.endswith(".lock"))
     elif jobs is None:

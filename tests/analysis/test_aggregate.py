@@ -55,7 +55,7 @@ def test_collect_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     t = table(df)
     assert list(t.index) == ["dense", "one_shot", "temperature_annealing"]  # failed runs are not averaged
     assert t.loc["one_shot", "0.9"] == "91.00 ± 1.41 (n=2)"
-    assert t.loc["dense", "0"] == "99.00 ± 0.00 (n=1)"
+    assert t.loc["dense", "0"] == "99.00 (n=1)"
     b = budget(df)
     assert b.loc["one_shot", "steps"] == "100" and b.loc["temperature_annealing", "epochs_at_target"] == "5"
     main([str(tmp_path), "--csv", str(tmp_path / "runs.csv")])
@@ -92,7 +92,7 @@ def test_a_swept_key_gives_one_row_per_value_and_holes_are_listed(
         "temperature_annealing method.initial_temperature=0.5",
     ]
     assert t.loc["temperature_annealing method.initial_temperature=0.5", "0.9"] == "91.00 ± 1.41 (n=2)"
-    assert t.loc["one_shot", "0.9"] == "70.00 ± 0.00 (n=1)"  # the diverged run is not averaged in
+    assert t.loc["one_shot", "0.9"] == "70.00 (n=1)"  # the diverged run is not averaged in
     main([str(a), str(b)])
     out = capsys.readouterr().out
     assert (
@@ -118,7 +118,7 @@ def test_wandb_runs_give_the_same_frame() -> None:
     assert row["test_acc"] == 91.0 and row["parent_source"] == "cache" and row["parent_test_acc"] == 99.0
     assert row["config"]["method"]["initial_temperature"] == 0.5
     assert df.iloc[1]["status"] == "incomplete"
-    assert table(df).loc["temperature_annealing", "0.9"] == "91.00 ± 0.00 (n=1)"
+    assert table(df).loc["temperature_annealing", "0.9"] == "91.00 (n=1)"
 
 
 def test_runs_that_compute_the_same_thing_count_once(tmp_path: Path) -> None:
@@ -213,3 +213,36 @@ def test_paired_table_under_the_usual_one(tmp_path: Path, capsys: pytest.Capture
     )
     main([str(tmp_path)])
     assert "Δ" not in capsys.readouterr().out  # without --paired: the output as before
+
+
+def test_an_unknown_metric_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "a", method="one_shot", target_sparsity=0.9, seed=0, test_acc=90.0)
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path), "--metric", "bogus"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--metric bogus" in err[0] and "test_acc, val_acc" in err[0]
+
+
+def test_no_completed_run_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    atomic_write_json(tmp_path / "f" / "summary.json", {"status": "failed", "method": "one_shot", "seed": 0})
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path)])
+    assert info.value.code == f"no completed runs under {tmp_path}"
+    assert "Empty DataFrame" not in capsys.readouterr().out
+
+
+def test_one_seed_shows_no_spread_and_several_do() -> None:
+    from ssa_experiments.analysis.aggregate import cell
+
+    assert cell(91.0, float("nan"), 1) == "91.00 (n=1)"
+    assert cell(91.0, 1.5, 3) == "91.00 ± 1.50 (n=3)"
+
+
+def test_the_written_tables_show_no_spread_for_one_seed(tmp_path: Path) -> None:
+    from ssa_experiments.analysis.tables import write
+
+    long = pd.DataFrame({"setting": ["a", "b"], "sparsity": [0.9, 0.9], "mean": [91.0, 80.0],
+                         "std": [0.0, 1.5], "n": [1, 3]})  # fmt: skip
+    md = write(long, tmp_path, "t", "method")[0].read_text()
+    assert "91.00 (n=1)" in md and "± 0.00" not in md and "80.00 ± 1.50 (n=3)" in md

@@ -41,3 +41,18 @@ def test_a_multirun_with_a_bad_run_exits_1(tmp_path: Path, capsys, bad: str) -> 
 def test_a_multirun_of_completed_runs_ends_normally(tmp_path: Path, capsys) -> None:
     _end(_sweep(tmp_path, GOOD, {**GOOD, "seed": 1}))
     assert "2 completed, 0 running, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tuner", [False, True])
+def test_a_multirun_whose_runs_all_failed_exits_1(tmp_path: Path, capsys, tuner: bool) -> None:
+    """Every run failed: exit 1, also for a tuner's sweep (Optuna writes no multirun.yaml: the jobs are the
+    folders Hydra made, each with its ``.hydra``)."""
+    failed = {**GOOD, "status": "failed", "error": "LayerCollapse: boom"}
+    sweep = _sweep(tmp_path, failed, {**failed, "seed": 1})
+    if tuner:
+        for job in ("job0", "job1"):
+            (sweep / job / ".hydra").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        _end(sweep)
+    assert exit_.value.code == 1
+    assert "0 completed, 0 running, 2 failed" in capsys.readouterr().out

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def test_layer_collapse_fails_unless_allowed(make_cfg, tmp_path) -> None:
     parent = _parent_with_a_tiny_first_layer(make_cfg, tmp_path)
     with pytest.raises(LayerCollapse, match="allow_layer_collapse") as info:
         run(make_cfg("method=one_shot", "sparsity=0.5", f"parent.path={parent}", run_dir="a"))
-    assert info.value.layers == ["0"]
+    assert info.value.layers == ["0"]  # the record keeps the module name; the message says what it is
+    assert re.search(r'every weight of layer "0" \(Conv2d \d+→\d+, \d+×\d+\)', str(info.value))
     summary = run(
         make_cfg(
             "method=one_shot", "sparsity=0.5", f"parent.path={parent}", "pruning.allow_layer_collapse=true",
@@ -74,3 +76,13 @@ def test_layer_collapse_cli_one_line_and_recorded(make_cfg, tmp_path) -> None:
     assert proc.stderr.strip().splitlines()[-1].startswith("error: the target removes every weight of layer")
     summary = json.loads((run_dir / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["collapsed_layers"] == ["0"]
+
+
+def test_a_collapsed_layer_is_described_by_name_kind_and_shape() -> None:
+    from torch import nn
+
+    from ssa_experiments.pruning.methods.base import describe_layer
+
+    described = [describe_layer("4", nn.Linear(64, 10)), describe_layer("head.norm", nn.LayerNorm(4))]
+    assert described == ['"4" (Linear 64→10)', '"head.norm" (LayerNorm)']
+    assert 'of layers "4" (Linear 64→10), "head.norm"' in str(LayerCollapse(["4", "head.norm"], described))

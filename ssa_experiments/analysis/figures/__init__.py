@@ -19,6 +19,8 @@ NAME is one of
            --sparsity, --n, --tau0, --epochs)
   baselines  method × retraining (one-cycle, fine-tune, LR rewind, weight rewind), one table per sparsity
            (baselines_sS), as Markdown, LaTeX and CSV
+  tuned    the tuned configurations' test accuracy (hparams_search=): per method, sparsity and seed the
+           trial with the best val_acc, then its test accuracy (tuned.md/.tex/.csv, tuned_choices.csv)
   table2   Table 2, ensembles (ensembles/report.py): accuracy, NLL, ECE, corrupted data, diversity and
            training FLOPs per method, mean ± std over seeds; --runs: the combiner's ensemble.json
            (``ssa-ensemble ... --size``) or an ensembles.csv; also writes ensembles.csv

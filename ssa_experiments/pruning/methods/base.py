@@ -32,7 +32,7 @@ from ssa_experiments.pruning.criteria import (
     snip_scores,
     synflow_scores,
 )
-from ssa_experiments.pruning.errors import LayerCollapse
+from ssa_experiments.pruning.errors import LayerCollapse, layer_list
 from ssa_experiments.pruning.masking import Mask, dense_weight, mask_sparsity, set_mask, zero_pruned
 from ssa_experiments.pruning.sanity import shuffle_layerwise
 from ssa_experiments.pruning.targets import (
@@ -44,6 +44,21 @@ from ssa_experiments.pruning.targets import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def describe_layer(name: str, module: nn.Module | None) -> str:
+    """A layer as a user finds it in ``print(model)``: its module name, quoted, with its kind and shape
+    (``"4" (Linear 64→10)``, ``"layer4.1.conv2" (Conv2d 512→512, 3×3)``); a Sequential's index alone says
+    little."""
+    if module is None:
+        return f'"{name}"'
+    kind = type(module).__name__.removeprefix("Parametrized")  # a masked layer is torch's subclass of it
+    if isinstance(module, nn.Linear):
+        return f'"{name}" ({kind} {module.in_features}→{module.out_features})'
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel = "×".join(str(k) for k in module.kernel_size)
+        return f'"{name}" ({kind} {module.in_channels}→{module.out_channels}, {kernel})'
+    return f'"{name}" ({kind})'
 
 
 class PruningMethod:
@@ -175,9 +190,10 @@ class PruningMethod:
         collapsed = [name for name, k in keep.items() if not bool(k.any())]
         if collapsed:  # global thresholds can empty a whole layer, which disconnects the network
             self.collapsed_layers = sorted(set(self.collapsed_layers) | set(collapsed))
+            described = [describe_layer(n, self.modules.get(n)) for n in collapsed]
             if not self.pruning.allow_layer_collapse:
-                raise LayerCollapse(collapsed)
-            log.warning("target removes every weight of layer(s) %s (layer collapse)", ", ".join(collapsed))
+                raise LayerCollapse(collapsed, described)
+            log.warning("target removes every weight of %s (layer collapse)", layer_list(described))
         return keep
 
     def apply_final(self, keep: dict[str, torch.Tensor]) -> None:
