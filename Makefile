@@ -47,7 +47,7 @@ test: install  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q
 
 test-fast: install  ## unit + in-process integration tests (no subprocess, no SLURM): under 2 min on 2 cores
-	$(PY) -m pytest -q -m "unit or integration"
+	$(PY) -m pytest -q -n 2 -m "unit or integration"
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
