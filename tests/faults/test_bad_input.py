@@ -156,19 +156,25 @@ OLD_SPELLINGS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), OLD_SPELLINGS)
-def test_cli_refuses_an_old_spelling_in_one_line_naming_the_new_key(
-    tmp_path: Path, args: list[str], expected: str
-) -> None:
-    """Before Hydra composes (which would report a missing group in many lines and exit 1): exit 2, nothing
-    written. Not slow: the process stops before torch starts."""
+def refused_before_hydra(tmp_path: Path, args: list[str], expected: str) -> None:
+    """The CLI run from an empty tmp_path: exit 2, ``expected`` as its one line, nothing written (no job
+    directory, no store, no outputs/)."""
     proc = subprocess.run(
         [sys.executable, "-m", "ssa_experiments.cli.train", *args, f"hydra.run.dir={tmp_path / 'job'}",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**_env(), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [expected], proc.stderr[-2000:]
-    assert not any(tmp_path.iterdir())  # no job directory, no store, no outputs/
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("args", "expected"), OLD_SPELLINGS)
+def test_cli_refuses_an_old_spelling_in_one_line_naming_the_new_key(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    """Before Hydra composes (which would report a missing group in many lines and exit 1): exit 2, nothing
+    written. Not slow: the process stops before torch starts."""
+    refused_before_hydra(tmp_path, args, expected)
 
 
 # -- issue 26, defect 9: a key added with "+" that nothing reads; a key given twice ----------------------
@@ -226,13 +232,7 @@ REPEATED = [
 @pytest.mark.parametrize(("args", "expected"), REPEATED)
 def test_cli_refuses_a_key_given_twice(tmp_path: Path, args: list[str], expected: str) -> None:
     """Before Hydra composes (it would keep the last value silently): one line, exit 2, nothing written."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "ssa_experiments.cli.train", *args, f"hydra.run.dir={tmp_path / 'job'}",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**_env(), "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [expected], proc.stderr[-2000:]
-    assert not any(tmp_path.iterdir())
+    refused_before_hydra(tmp_path, args, expected)
 
 
 def test_override_key_of_flags_and_overrides() -> None:
