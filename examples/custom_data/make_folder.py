@@ -3,8 +3,8 @@
     python examples/custom_data/make_folder.py outputs/examples/custom_data/shapes --per-class 40
 
 writes ``ROOT/train/<class>/*.png`` and ``ROOT/test/<class>/*.png`` (classes: circle, square, triangle),
-each a 16x16 RGB image of one filled shape at a random position, size and colour on a noisy background. The same
-seed gives the same files. Train on it with ``data=image_folder data.root=ROOT``; a folder of your own
+each a 16x16 RGB image of one filled shape at a random position, size and colour on a noisy background. The
+same seed gives the same files. Train on it with ``data=image_folder data.root=ROOT``; a folder of your own
 photographs in the same layout works the same way."""
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Plain magnitude pruning with a global threshold compares raw ``|w|`` across the whole network, so an output
 unit (a conv filter, a row of a linear layer) whose weights are all small can lose every one of them and
 die. Here each weight's score is ``|w|`` divided by the mean ``|w|`` of its own output unit: the threshold
-then cuts every unit at the same *relative* level, and each unit keeps its own largest weights. The sparsity and
-its allocation (``pruning.scope``, ``pruning.pattern``) are the run's as for any built-in method.
+then cuts every unit at the same *relative* level, and each unit keeps its own largest weights. The sparsity
+and its allocation (``pruning.scope``, ``pruning.pattern``) are the run's as for any built-in method.
 
 Under ``pruning.scope=global`` the normalisation also levels the layers (every layer ends near the same
 sparsity, which starves a small first convolution); run.sh therefore compares it with one-shot magnitude
