@@ -34,9 +34,13 @@ SMALL_RUN = (
 
 def sweep(work: Path, label: str, device: str, jobs: int, runs: int, extra: list[str]) -> tuple[float, dict]:
     """One multirun of ``runs`` seeds; returns (wall seconds, {seed: test_acc})."""
+    from ssa_experiments.config.overrides import override_key
+
     root = work / label
+    replaced = {override_key(e) for e in extra}  # the CLI refuses a key given twice
+    base = [o for o in SMALL_RUN if override_key(o) not in replaced]
     cmd = [
-        sys.executable, "-m", "ssa_experiments.cli.train", "-m", *SMALL_RUN, f"device={device}",
+        sys.executable, "-m", "ssa_experiments.cli.train", "-m", *base, f"device={device}",
         f"seed={','.join(str(s) for s in range(runs))}", "hydra/launcher=joblib",
         f"hydra.launcher.n_jobs={jobs}", f"train.runs_per_device={jobs}", f"hydra.sweep.dir={root / 'sweep'}",
         f"parent.cache_dir={root / 'parents'}", f"store.root={root / 'store'}", f"data.root={work / 'data'}",

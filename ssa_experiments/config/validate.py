@@ -100,7 +100,7 @@ def check_closed(node: Any, prefix: str = "") -> None:
         fields = None
     for key in node:
         name = f"{prefix}{key}"
-        if fields is not None and key not in fields:
+        if fields is not None and key not in fields and key != "_target_":  # check_targets says more
             own = f" (a {prefix[:-1]} of your own: {prefix[:-1]}=custom)" if prefix in OWN_GROUPS else ""
             raise ConfigError(name, f"is not a config key{_closest(str(key), fields)}{own}")
         child = node._get_node(key)

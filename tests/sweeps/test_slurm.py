@@ -302,7 +302,9 @@ def test_a_job_over_its_memory_limit_is_reported_out_of_memory(cluster: Cluster,
 # machine, after ~10-25 s of start-up). SLURM sends USR2 signal_delay_s before the limit and checks limits
 # every ~30 s, so the signal comes 10-40 s into a job: measured, 0-170 epochs per job, so a few requeues, each
 # waiting ~2 min for the begin time SLURM gives a requeued job; the test allows up to 10.
-OUTLASTS = [*TINY, "method=one_shot", "train.finetune_epochs=400", "seed=0"]
+# Enough epochs that a job cannot finish in the ~5 s of compute its time limit leaves after start-up (400 did,
+# on an idle machine: 12 ms an epoch) and few enough that one or two requeues finish it (each costs ~2 min)
+OUTLASTS = [*TINY, "method=one_shot", "train.finetune_epochs=700", "seed=0"]
 TIME_LIMIT = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=50"]
 
 

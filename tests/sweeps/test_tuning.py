@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import REPO, compose_hydra, sweep
+from helpers import REPO, compose_hydra, sweep, without_keys
 
 from hydra_plugins.ssa_tuning.resumable_optuna import finished_trials, remaining, sqlite_file
 from ssa_experiments.analysis.tables import tuned_choices
@@ -26,6 +26,8 @@ OWN_KNOBS = {
     "temperature_annealing": {"method.initial_temperature", "method.anneal_epochs", "method.schedule"},
     "random_annealing": {"method.max_initial_probability", "method.anneal_epochs", "method.schedule"},
     "iterative": {"method.anneal_epochs", "method.schedule"},
+    "set": {"method.update_every", "method.drop_fraction"},
+    "rigl": {"method.update_every", "method.drop_fraction"},
     "one_shot": set(),
 }
 
@@ -202,8 +204,8 @@ def test_a_shared_study_takes_any_sqlalchemy_url() -> None:
 def test_a_study_whose_trials_all_failed_exits_1_in_one_line(tmp_path: Path) -> None:
     """Every trial's run collapses a layer (sparsity 0.9999 on the MLP): no best trial, exit 1, one line
     naming the study instead of optuna's "Record does not exist" traceback."""
-    args = [*_study(tmp_path, "one_shot"), "sparsity=0.9999", "hydra.sweeper.n_trials=2",
-            "train.finetune_epochs=2"]  # fmt: skip
+    own = ["sparsity=0.9999", "hydra.sweeper.n_trials=2", "train.finetune_epochs=2"]
+    args = [*without_keys(_study(tmp_path, "one_shot"), own), *own]
     done = sweep(*args, timeout=600)
     assert done.returncode == 1
     assert "error: study one_shot_s0.9999_seed0: no trial completed (every run failed)" in done.stderr
