@@ -14,6 +14,7 @@ waiting forever on a job that died without a result.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 import socket
@@ -302,9 +303,27 @@ def test_a_job_over_its_memory_limit_is_reported_out_of_memory(cluster: Cluster,
 # machine, after ~10-25 s of start-up). SLURM sends USR2 signal_delay_s before the limit and checks limits
 # every ~30 s, so the signal comes 10-40 s into a job: measured, 0-170 epochs per job, so a few requeues, each
 # waiting ~2 min for the begin time SLURM gives a requeued job; the test allows up to 10.
-# Enough epochs that a job cannot finish in the ~5 s of compute its time limit leaves after start-up (400 did,
-# on an idle machine: 12 ms an epoch) and few enough that one or two requeues finish it (each costs ~2 min)
-OUTLASTS = [*TINY, "method=one_shot", "train.finetune_epochs=700", "seed=0"]
+# A 1-minute job signalled 50 s before its limit gets the signal ~10 s after it starts, but slurmctld checks
+# time limits periodically: the signal was measured to come later than that, and a 14 s run finished without
+# one. A run must outlast that on the machine at hand (400 epochs did not, on an idle one), and not by much:
+# each requeue costs ~2 min. So the epochs come from a local run of this machine: ~40 s of fine-tuning.
+OUTLAST_S, CALIBRATION_EPOCHS = 40.0, 100
+
+
+def outlasting(tmp_path: Path) -> list[str]:
+    """A one-shot run of ``TINY`` whose fine-tuning takes ~``OUTLAST_S`` here (from a calibration run's wall
+    time per epoch, an over-estimate: it includes the set-up), at least 400 epochs."""
+    base = [*TINY, "method=one_shot", "seed=0"]
+    done = sweep(*base, f"train.finetune_epochs={CALIBRATION_EPOCHS}", *isolated(tmp_path / "calibration"),
+                 timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    from ssa_experiments.store.read import stored_runs
+
+    (record,) = list(stored_runs([tmp_path / "calibration" / "sweep"]))
+    per_epoch = record.summary["wall_time_s"] / CALIBRATION_EPOCHS
+    return [*base, f"train.finetune_epochs={max(400, math.ceil(OUTLAST_S / per_epoch))}"]
+
+
 TIME_LIMIT = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=50"]
 
 
@@ -322,14 +341,15 @@ def test_a_time_limit_requeues_the_run_which_resumes_to_the_uninterrupted_number
     protocol), resumes from checkpoint.pt, and completes with the numbers, rows and weights of the same run
     computed without interruption (locally, at the same time); the multirun exits 0, its status line and
     ``status`` show the requeue."""
+    outlasts = outlasting(tmp_path)
     local = subprocess.Popen(
-        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *OUTLASTS, *isolated(tmp_path / "local")],
+        [sys.executable, "-m", "ssa_experiments.cli.train", "-m", *outlasts, *isolated(tmp_path / "local")],
         cwd=REPO, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         started = time.time()
-        slurm = sweep(*OUTLASTS, *isolated(tmp_path / "slurm"), *SLURM, *TIME_LIMIT,
+        slurm = sweep(*outlasts, *isolated(tmp_path / "slurm"), *SLURM, *TIME_LIMIT,
                       "hydra.launcher.max_num_timeout=10", env=cluster.env, timeout=2400)  # fmt: skip
         elapsed = time.time() - started
         local_out, _ = local.communicate(timeout=600)
@@ -362,7 +382,8 @@ def test_a_time_limit_requeues_the_run_which_resumes_to_the_uninterrupted_number
 def test_requeues_used_up_make_the_multirun_exit_1_naming_the_run(cluster: Cluster, tmp_path: Path) -> None:
     """``max_num_timeout=0``: the first time-limit signal ends the run; it is recorded as failed naming the
     limit (its checkpoint kept for a relaunch), and the multirun exits 1 naming its job directory."""
-    slurm = sweep(*OUTLASTS, *isolated(tmp_path), *SLURM, *TIME_LIMIT, "hydra.launcher.max_num_timeout=0",
+    outlasts = outlasting(tmp_path)
+    slurm = sweep(*outlasts, *isolated(tmp_path), *SLURM, *TIME_LIMIT, "hydra.launcher.max_num_timeout=0",
                   env=cluster.env, timeout=600)  # fmt: skip
     assert slurm.returncode == 1, slurm.stderr[-3000:]
     (job,) = [p for p in (tmp_path / "sweep").iterdir() if (p / "run").is_symlink()]
