@@ -144,6 +144,7 @@ def refusal(overrides: list[str]) -> ConfigError:
     return err.value
 
 
+@pytest.mark.slow  # ~400 config compositions: make test runs them, make test-fast leaves them out
 @pytest.mark.parametrize(("field", "value", "context"), CASES, ids=[f"{f}={v}" for f, v, _ in CASES])
 def test_out_of_domain_value_is_one_line_naming_the_field(
     field: str, value: object, context: list[str]
