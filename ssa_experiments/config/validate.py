@@ -154,10 +154,10 @@ def validate_minimums(cfg: DictConfig | Config) -> None:
     image_folder``) has its own schema, without most of the built-in data sets' keys, or leaves them unset."""
     for dotted, low in MINIMUMS.items():
         group, key = dotted.split(".")
-        value = getattr(getattr(cfg, group), key, None) if key in getattr(cfg, group) else None
+        value = getattr(cfg, group).get(key)
         if value is not None and value < low:
             raise ConfigError(dotted, f"must be >= {low}, got {value}")
-    split_seed = cfg.data.get("split_seed") if "split_seed" in cfg.data else None
+    split_seed = cfg.data.get("split_seed")
     if split_seed is not None and not 0 <= split_seed < 2**32:  # numpy's seeds
         raise ConfigError("data.split_seed", f"must be in [0, 2**32), got {split_seed}")
 
