@@ -56,8 +56,8 @@ EPOCH_KEYS = ["run_dir", "method", "target_sparsity", "seed", "setting"]
 # (the columns), where a run executes or logs, and what it saves; none of them changes a run's numbers.
 NOT_SETTINGS = (
     "seed", "sparsity", "method.name", "output_dir", "device", "parent.cache_dir", "parent.cache",
-    "data.root", "data.num_workers", "train.checkpoint_every", "train.save_model", "force",
-    "parent.save_epochs",
+    "data.root", "data.num_workers", "train.checkpoint_every", "train.checkpoint_every_steps",
+    "train.save_model", "force", "parent.save_epochs",
 )  # fmt: skip
 # The method.* keys each method reads (config.METHOD_KEYS); a key a method ignores never labels its rows
 # (sweeping method.initial_temperature next to one_shot repeats the same one-shot run, counted once per seed).

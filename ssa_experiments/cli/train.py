@@ -38,7 +38,7 @@ from ssa_experiments.pruning.errors import LayerCollapse
 from ssa_experiments.repro import numerics
 from ssa_experiments.runtime.devices import device_for_job
 from ssa_experiments.store import runs as store
-from ssa_experiments.store.files import SUMMARY, DamagedFile, atomic_write_json, read_summary
+from ssa_experiments.store.files import SUMMARY, DamagedFile, DiskFull, atomic_write_json, read_summary
 from ssa_experiments.training import interrupt
 
 log = logging.getLogger("ssa_experiments")
@@ -210,9 +210,11 @@ def _main_body(cfg: DictConfig, handler: Any) -> float | None:
         sys.exit(1)
     except Exception as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("run failed (%s); recorded in %s, sweep continues", err, Path(cfg.output_dir) / SUMMARY)
+            record = Path(cfg.output_dir) / SUMMARY
+            where = f"recorded in {record}" if record.exists() else f"not recorded: {record} is not there"
+            log.error("run failed (%s); %s; the sweep continues", err, where)
             return None
-        if isinstance(err, LayerCollapse):  # a known outcome, not a bug: one line, no traceback
+        if isinstance(err, LayerCollapse | DiskFull):  # a known outcome, not a bug: one line, no traceback
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         raise

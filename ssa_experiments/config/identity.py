@@ -26,9 +26,9 @@ from ssa_experiments.repro.provenance import COMPUTE_VERSION, file_sha256
 # The device and the train.* keys of precision are replaced by what they do (``compute_identity``).
 NOT_IDENTITY = (
     "output_dir", "device", "parent.cache_dir", "parent.save_epochs", "parent.cache", "data.root",
-    "data.num_workers", "logger", "store", "force", "objective", "train.checkpoint_every", "train.save_model",
-    "train.amp", "train.channels_last", "train.cpu_threads", "train.cpu_numerics", "train.compile",
-    "train.runs_per_device",
+    "data.num_workers", "logger", "store", "force", "objective", "train.checkpoint_every",
+    "train.checkpoint_every_steps", "train.save_model", "train.amp", "train.channels_last",
+    "train.cpu_threads", "train.cpu_numerics", "train.compile", "train.runs_per_device",
 )  # fmt: skip
 # The fields each LR schedule reads (training/lr.py lr_at); the parent-derived ones read the parent's.
 LR_SCHEDULE_KEYS = {

@@ -218,6 +218,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, used only on CUDA
     channels_last: bool = True  # used only on CUDA with 4-D inputs
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
+    # steps between resumable checkpoints inside an epoch (0: none), for epochs longer than a scheduler's
+    # warning before its time limit (a stop always saves one at the next step boundary)
+    checkpoint_every_steps: int = 0
     max_steps_per_epoch: int = 0  # >0: cap steps per epoch (smoke tests); 0: full epochs
     save_model: bool = True  # a completed run writes model.pt: the pruned network as a plain state_dict
     # torch's CPU threads in every run, whatever the launcher gives its workers: CPU results depend on the

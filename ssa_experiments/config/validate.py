@@ -145,7 +145,7 @@ def validate_model(m: Any) -> None:
 MINIMUMS = {
     "data.image_size": 1, "data.crop_padding": 0, "data.num_workers": 0, "data.num_train": 1,
     "data.num_test": 1, "data.num_classes": 2, "data.channels": 1, "train.checkpoint_every": 0,
-    "train.max_steps_per_epoch": 0,
+    "train.checkpoint_every_steps": 0, "train.max_steps_per_epoch": 0,
 }  # fmt: skip
 
 

@@ -174,6 +174,19 @@ class Pruner:
         self.epoch, self.step_in_epoch = epoch, 0
         self.method.begin_epoch(epoch, self.steps_per_epoch)
 
+    def resume_at(self, epoch: int, step: int) -> None:
+        """Continue inside ``epoch`` after ``step`` of its steps, from a checkpoint written there (the model,
+        masks included, the optimizer and ``load_state_dict`` restored first): the method's start-of-epoch
+        work (iterative pruning, re-scoring, the epoch's mask sample) is in the restored state and is *not*
+        done again; only what the method derives from its position is set (``resume_epoch``)."""
+        if not 0 <= epoch < self.epochs or not 0 <= step < self.steps_per_epoch:
+            raise ValueError(
+                f"step {step} of epoch {epoch} is outside the {self.epochs} epochs x {self.steps_per_epoch} "
+                "steps the Pruner was set up for"
+            )
+        self.epoch, self.step_in_epoch = epoch, step
+        self.method.resume_epoch(epoch, step, self.steps_per_epoch)
+
     def step(self) -> None:
         """Call once per training step, before the forward pass: begins the next epoch when one is due,
         then the method's ``before_step`` (stochastic masks are sampled here, GMP prunes on its grid)."""
@@ -209,7 +222,8 @@ class Pruner:
 
     def state_dict(self) -> dict[str, Any]:
         """The method's own state (its mask generator; the masks are the model's buffers): with the
-        model's and the optimizer's, what a resumed loop needs; resume with ``begin_epoch(epoch)``."""
+        model's and the optimizer's, what a resumed loop needs; resume with ``begin_epoch(epoch)`` from a
+        state saved between epochs, with ``resume_at(epoch, step)`` from one saved inside an epoch."""
         return self.method.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

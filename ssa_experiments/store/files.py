@@ -10,10 +10,16 @@ completed summary without the identity that run.py always writes) is damaged: ``
 ``DamagedFile`` naming it, so no reader ever takes it for a result (status and aggregate report it as
 ``damaged``; a run computes again). ``remove_temporaries`` drops the ``.*.tmp`` files of writes a kill
 interrupted.
+
+A full disk (or quota) is ``DiskFull``, naming the file: an atomic write leaves the previous file as it was
+and no temporary behind; an appended metrics row is undone, so the file never ends in a torn line. Nothing
+written before is lost, and the relaunch (once there is space) resumes from the last checkpoint.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tempfile
@@ -46,18 +52,46 @@ class DamagedFile(ValueError):
         self.reason = reason
 
 
+class DiskFull(OSError):
+    """A write refused for want of space (ENOSPC) or quota (EDQUOT); the message names the file and says
+    what to do. An ``OSError``, so whatever handled one before still does."""
+
+    def __init__(self, path: Path, err: OSError) -> None:
+        super().__init__(
+            err.errno,
+            f"cannot write {path}: {os.strerror(err.errno or 0)} (errno {err.errno}); free space and launch "
+            "again: completed runs are kept, an interrupted one resumes from its last checkpoint",
+        )
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _full(path: Path, err: OSError) -> OSError:
+    return DiskFull(path, err) if err.errno in FULL and not isinstance(err, DiskFull) else err
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same directory, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _full(path, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _full(path, err) from None
         raise
 
 
@@ -66,23 +100,27 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save`` into memory, then ``atomic_write_bytes``: torch's own writer reports a full disk as a
+    RuntimeError of its zip writer ("unexpected pos"), which names neither the file nor the cause."""
     import torch  # here, not at the top: the entry points import this module before the CPU numerics are set
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
-    with open(run_dir / METRICS, "a") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
-        f.flush()
+    """Append one epoch row; a row the disk had no room for is undone (the file is cut back to its size
+    before), so the file never ends in a torn line."""
+    path = run_dir / METRICS
+    with open(path, "a") as f:
+        size = f.tell()
+        try:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+        except OSError as err:
+            f.truncate(size)
+            raise _full(path, err) from None
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

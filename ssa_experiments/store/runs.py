@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ssa_experiments.config.schema import ConfigError
-from ssa_experiments.store.files import CHECKPOINT, METRICS, MODEL, REQUEUES, SUMMARY
+from ssa_experiments.store.files import CHECKPOINT, FULL, METRICS, MODEL, REQUEUES, SUMMARY, DiskFull
 
 log = logging.getLogger(__name__)
 LINK = "run"  # in a sweep's job directory: the run it asked for, in the store
@@ -179,8 +179,12 @@ def acquire(path: Path, timeout_s: float | None = None) -> Claim:
             os.close(fd)
             continue
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+        except OSError as err:  # a full disk: the lock is released, the file stays empty (no holder)
+            os.close(fd)
+            raise (DiskFull(path, err) if err.errno in FULL else store_error(path, err)) from None
         return Claim(path, fd)
 
 

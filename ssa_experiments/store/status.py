@@ -30,6 +30,7 @@ from ssa_experiments.store.files import CHECKPOINT, METRICS, SUMMARY, DamagedFil
 STATES = ("completed", "running", "failed", "diverged", "incomplete", "missing")
 DAMAGED = "damaged"  # a summary that is there but is no result: counted in the line only when there is one
 BAD = ("failed", "diverged", "damaged")
+NOT_DONE = ("incomplete", "missing")  # at a multirun's end: runs its jobs did not compute (``SweepStatus``)
 
 
 def asked_for(sweep_dir: Path) -> list[Path] | None:
@@ -108,23 +109,32 @@ def summary_line(df: pd.DataFrame, where: str) -> str:
 
 
 class SweepStatus(Callback):
-    """Hydra callback (``hydra.callbacks`` in conf/config.yaml): a multirun's last line is its status."""
+    """Hydra callback (``hydra.callbacks`` in conf/config.yaml): a multirun's last line is its status.
+
+    At the sweep's end a run still ``incomplete`` or ``missing`` (no summary, nobody holding its lock) was
+    not computed: its job stopped without recording why (e.g. no space left even for the failure record).
+    That is as bad as a failure for the exit status: a relaunch resumes it."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
         df = states(sweep)
         print(summary_line(df, f"sweep {sweep}"), flush=True)
-        if df["status"].isin(BAD).any():  # docs/sweeps.md's promise: a multirun with a bad run exits 1
-            print(f"sweep {sweep}: {failures(df)}; see python -m ssa_experiments.cli.status {sweep}",
+        bad = (*BAD, *NOT_DONE)
+        if df["status"].isin(bad).any():  # docs/sweeps.md's promise: a multirun with a bad run exits 1
+            print(f"sweep {sweep}: {failures(df, bad)}; see python -m ssa_experiments.cli.status {sweep}",
                   file=sys.stderr, flush=True)  # fmt: skip
-            for row in df[df["status"].isin(BAD)].itertuples():  # each bad run by name, with its error
-                print(f"  {row.status}: {row.job_dir}: {first_line(row.error)}", file=sys.stderr, flush=True)
+            for row in df[df["status"].isin(bad)].itertuples():  # each bad run by name, with its error
+                why = (
+                    first_line(row.error)
+                    or "not computed (its job ended without a summary); relaunch to resume"
+                )
+                print(f"  {row.status}: {row.job_dir}: {why}", file=sys.stderr, flush=True)
             raise SystemExit(1)  # not an Exception: Hydra's callback runner lets it through
 
 
-def failures(df: pd.DataFrame) -> str:
+def failures(df: pd.DataFrame, bad: tuple[str, ...] = BAD) -> str:
     counts = df["status"].value_counts()
-    return ", ".join(f"{int(counts[s])} {s}" for s in BAD if counts.get(s, 0))
+    return ", ".join(f"{int(counts[s])} {s}" for s in bad if counts.get(s, 0))
 
 
 def first_line(error: Any) -> str:

@@ -74,6 +74,8 @@ class RunContext:
     history: list[Row]  # the epoch rows so far (a resumed run's included)
     global_step: int
     evaluated: nn.Module  # the network the last epoch was evaluated on (the model before any epoch)
+    # a checkpoint written inside epoch ``in_epoch["epoch"]`` to resume from (``checkpoint.py``), else None
+    in_epoch: dict[str, Any] | None = None
 
     @property
     def method(self) -> PruningMethod:

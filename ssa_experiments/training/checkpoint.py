@@ -6,6 +6,13 @@ the global CPU generator (dropout, torchvision transforms), the CUDA generators,
 Without them a resumed run only matched by luck (a data loader that happened to reseed the global
 generator each epoch).
 
+Most are written between epochs (``epoch``: the last epoch done). One written inside an epoch
+(``train.checkpoint_every_steps``, or a scheduler's stop mid-epoch) also holds ``in_epoch``: the epoch, the
+steps of it done, its running metric sums and whether it began on the target mask. The method's state is
+then the one *after* its start-of-epoch work (iterative pruning, re-scoring, the epoch's mask sample): the
+masks are the model's buffers, so a resumed run positions the method there (``Pruner.resume_at``) instead
+of doing that work again on weights that have moved since.
+
 Devices: the file is always read to the CPU (``map_location="cpu"``); ``load_state_dict`` then copies each
 tensor to where the model and optimizer live. RNG states stay CPU ByteTensors, the only thing
 ``Generator.set_state`` accepts. A CPU generator's state cannot seed a CUDA generator (different sizes and
@@ -26,7 +33,8 @@ from ssa_experiments.config.schema import ConfigError
 from ssa_experiments.pruning.methods.base import PruningMethod
 from ssa_experiments.store.files import DamagedFile, atomic_torch_save
 
-FORMAT = 2  # 1: no RNG states, no device type; refused (its continuation would not be exact)
+FORMAT = 3  # 3: may hold ``in_epoch``; 2: between epochs only (read as 3); 1: no RNG states, refused
+READABLE = (2, 3)
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:
@@ -47,8 +55,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def _compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Masks as bool (they are 0/1): 1 byte per weight instead of 4; ``load_state_dict`` casts back."""
-    return {k: v.bool() if k.endswith(".train_mask") else v for k, v in state.items()}
+    """0/1 masks as bool: 1 byte per weight instead of 4; ``load_state_dict`` casts back. A mask with other
+    values (soft annealing's P(t), DropConnect's 1 / (1 - r)) is kept as it is: mid-epoch, no start of
+    an epoch would rewrite it."""
+    return {k: v.bool() if k.endswith(".train_mask") and _binary(v) else v for k, v in state.items()}
+
+
+def _binary(mask: torch.Tensor) -> bool:
+    return bool(((mask == 0) | (mask == 1)).all())
 
 
 def save_checkpoint(
@@ -61,7 +75,10 @@ def save_checkpoint(
     global_step: int,
     identity: dict[str, Any],
     device: torch.device,
+    in_epoch: dict[str, Any] | None = None,
 ) -> None:
+    """``epoch``: the last epoch done (-1: none); ``in_epoch``: the position inside the next one, if the
+    checkpoint is written there (module docstring)."""
     atomic_torch_save(
         path,
         {
@@ -74,6 +91,7 @@ def save_checkpoint(
             "epoch": epoch,
             "global_step": global_step,
             "identity": identity,
+            "in_epoch": in_epoch,
         },
     )
 
@@ -90,7 +108,7 @@ def load_checkpoint(path: Path, identity: dict[str, Any], device: torch.device) 
         raise DamagedFile(path, f"holds a {type(ckpt).__name__}, not a checkpoint")
     if ckpt.get("identity") != identity:
         raise ConfigError("output_dir", f"{path} was written by a different config; not resuming from it")
-    if ckpt.get("format") != FORMAT:
+    if ckpt.get("format") not in READABLE:
         raise ConfigError("output_dir", f"{path} was written by an older version; remove it to start over")
     if ckpt["device_type"] != device.type:
         raise ConfigError(

@@ -7,10 +7,12 @@ and raises ``Interrupted`` there: never inside an optimizer step or an atomic wr
 (``cli/train.py``) then hands the request to the handler it replaced (submitit's: requeue, or give up when
 ``max_num_timeout`` is used up).
 
-What a requeued run resumes from is its last ``checkpoint.pt`` (``run.py``): at an epoch boundary the run
-saves one before stopping; mid-epoch, the partial epoch is dropped and redone from the last checkpoint, so
-the resumed run's numbers are bit-identical to an uninterrupted run's. The dense parent is not checkpointed
-mid-training: a request during its training requeues the job, which trains it again (deterministic per seed).
+What a requeued run resumes from is its last ``checkpoint.pt`` (``run.py``): the run saves one at the
+boundary where it stops, between epochs or inside one (``checkpoint.py``'s ``in_epoch``), so nothing is
+redone and the resumed run's numbers are bit-identical to an uninterrupted run's. (A method of one's own that
+cannot resume inside an epoch, ``PruningMethod.resumes_inside_epochs``, redoes the partial epoch instead.)
+The dense parent is not checkpointed mid-training: a request during its training requeues the job, which
+trains it again (deterministic per seed).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +29,35 @@ def steps_per_epoch(batches: Batches, max_steps: int = 0) -> int:
     return min(max_steps, len(batches)) if max_steps else len(batches)
 
 
+@dataclass
+class EpochSums:
+    """An epoch's running sums (loss x examples, correct predictions, examples), kept on the device and read
+    once at the epoch's end; a mid-epoch checkpoint holds them, so a resumed epoch reports the same row."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochSums:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+
+    def state(self) -> dict[str, Any]:
+        return {"loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(), "seen": self.seen}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> EpochSums:
+        return cls(state["loss_sum"].to(device), state["correct"].to(device), int(state["seen"]))
+
+    def metrics(self) -> dict[str, float]:
+        loss, correct = self.loss_sum.item(), self.correct.item()
+        return {"train_loss": loss / self.seen, "train_acc": 100.0 * correct / self.seen}
+
+
+# Saves a checkpoint inside an epoch: called with the steps done in it, the global step and the epoch's sums.
+SaveInEpoch = Callable[[int, int, EpochSums], None]
+
+
 def train_epoch(
     model: nn.Module,
     batches: Batches,
@@ -39,21 +70,36 @@ def train_epoch(
     pruner: Pruner | None = None,
     max_steps: int = 0,
     on_step: Callable[[int], None] | None = None,
+    *,
+    start_step: int = 0,
+    sums: EpochSums | None = None,
+    save: SaveInEpoch | None = None,
+    save_every: int = 0,
 ) -> tuple[dict[str, float], int]:
     """One pass over the training batches; returns (metrics, global step after the epoch). ``pruner``
     (``pruning/pruner.py``, as a loop of one's own drives it): ``step()`` before each forward pass; its hook
     on ``optimizer`` runs the method's ``before_optimizer_step`` inside ``optimizer.step()``. ``on_step`` is
     called after each step with the steps done in the epoch (a progress bar; nothing is read back from the
     device for it). A stop asked by the scheduler (``interrupt.py``) raises ``Interrupted`` before a step,
-    never inside one."""
+    never inside one.
+
+    Inside an epoch (``run.py``): ``save`` is called at the step boundaries where ``save_every`` steps of the
+    epoch are done, and before a stop raises, so an epoch longer than the scheduler's warning is not lost; a
+    run resumed from such a checkpoint passes ``start_step`` (the epoch's first steps are skipped: the batch
+    order and augmentation are functions of the seed and epoch, ``loaders.py``) and the checkpoint's
+    ``sums``."""
     model.train()
     steps = steps_per_epoch(batches, max_steps)
-    loss_sum = torch.zeros((), device=precision.device)
-    correct = torch.zeros((), device=precision.device, dtype=torch.long)
-    seen = 0
+    sums = EpochSums.zeros(precision.device) if sums is None else sums
     for step, (x, y) in enumerate(batches.epoch(epoch)):
         if step >= steps:
             break
+        if step < start_step:  # done before the checkpoint this run resumed from
+            continue
+        if save is not None and (
+            interrupt.pending() is not None or (save_every and step > start_step and step % save_every == 0)
+        ):
+            save(step, global_step, sums)
         interrupt.check(f"in epoch {epoch + 1} before step {step + 1}")
         if pruner is not None:
             pruner.step()  # stochastic masks are sampled here
@@ -69,13 +115,13 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()  # the pruner's hook first: masked weight decay, if configured
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
+        sums.loss_sum += loss.detach() * len(y)
+        sums.correct += (logits.argmax(1) == y).sum()
+        sums.seen += len(y)
         global_step += 1
         if on_step is not None:
             on_step(step + 1)
-    return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}, global_step
+    return sums.metrics(), global_step
 
 
 def recalibrated(model: nn.Module, batches: Batches, num_batches: int, precision: Precision) -> nn.Module:

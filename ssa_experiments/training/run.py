@@ -70,7 +70,13 @@ from ssa_experiments.training import interrupt
 from ssa_experiments.training.callbacks import Callback, Callbacks, Row, RunContext
 from ssa_experiments.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from ssa_experiments.training.compile import compiled
-from ssa_experiments.training.loop import evaluate_splits, steps_per_epoch, train_epoch
+from ssa_experiments.training.loop import (
+    EpochSums,
+    SaveInEpoch,
+    evaluate_splits,
+    steps_per_epoch,
+    train_epoch,
+)
 from ssa_experiments.training.lr import lr_replay_start, retraining_lr
 from ssa_experiments.training.optim import make_optimizer
 from ssa_experiments.training.parent import Parent, load_parent, parent_entry, parent_trainer
@@ -310,7 +316,9 @@ def resume(ctx: RunContext) -> None:
     if resumed is not None:
         ckpt, ctx.history = resumed
         first_epoch, ctx.global_step = restore(ckpt, ctx.model, ctx.optimizer, ctx.method)
-        log.info("resuming from %s at epoch %d", ckpt_path, first_epoch)
+        ctx.in_epoch = ckpt.get("in_epoch")
+        where = f" after step {ctx.in_epoch['step']}" if ctx.in_epoch else ""
+        log.info("resuming from %s at epoch %d%s", ckpt_path, first_epoch + 1, where)
 
 
 # -- fine-tune: the epoch loop ------------------------------------------------------------------------------
@@ -318,9 +326,10 @@ def resume(ctx: RunContext) -> None:
 
 def fine_tune(ctx: RunContext, hooks: Callbacks) -> str:
     """The epochs from the resume point on (the rows a resumed run has: one per epoch done), a checkpoint
-    every ``train.checkpoint_every``; returns the run's status ("completed", or "diverged": a non-finite
-    training loss stops it). A stop asked by the scheduler (``interrupt.py``) at an epoch boundary saves a
-    checkpoint first (whatever ``checkpoint_every`` says), then raises ``Interrupted``."""
+    every ``train.checkpoint_every`` epochs and every ``train.checkpoint_every_steps`` steps inside an epoch;
+    returns the run's status ("completed", or "diverged": a non-finite training loss stops it). A stop asked
+    by the scheduler (``interrupt.py``) saves a checkpoint at the next step boundary first (whatever the
+    intervals say), then raises ``Interrupted``."""
     for epoch in range(len(ctx.history), ctx.epochs):
         hooks.on_epoch_start(epoch, ctx)
         row = train_and_evaluate(ctx, epoch, hooks)
@@ -345,13 +354,21 @@ def train_and_evaluate(ctx: RunContext, epoch: int, hooks: Callbacks) -> Row:
     """One fine-tuning epoch and the evaluation after it; returns its metrics row."""
     t0 = time.time()
     method = ctx.method
-    ctx.pruner.begin_epoch(epoch)  # also where a resumed run starts: the pruner's position
-    at_target = method.at_target
+    resumed, ctx.in_epoch = ctx.in_epoch, None
+    if resumed is None:
+        ctx.pruner.begin_epoch(epoch)  # also where a run resumed between epochs starts: the pruner's position
+        at_target, start, sums = method.at_target, 0, None
+    else:  # inside the epoch: its start-of-epoch work is in the restored state, not done again
+        ctx.pruner.resume_at(epoch, resumed["step"])
+        at_target, start = resumed["at_target"], resumed["step"]
+        sums = EpochSums.from_state(resumed["sums"], ctx.device)
+    save = in_epoch_saver(ctx, epoch, at_target, hooks) if method.resumes_inside_epochs() else None
     with hooks.span("train_epoch"):
         train_metrics, ctx.global_step = train_epoch(
             ctx.model, ctx.batches.train, ctx.optimizer, ctx.loss_fn, epoch, ctx.global_step,
             ctx.lr_fn, ctx.precision, ctx.pruner, ctx.cfg.train.max_steps_per_epoch,
-            lambda step: hooks.on_step(step, ctx),
+            lambda step: hooks.on_step(step, ctx), start_step=start, sums=sums, save=save,
+            save_every=ctx.cfg.train.checkpoint_every_steps,
         )  # fmt: skip
     eval_metrics, ctx.evaluated = evaluate_splits(
         ctx.model, ctx.batches, ctx.precision, ctx.recalibration_batches, hooks.span
@@ -366,6 +383,21 @@ def train_and_evaluate(ctx: RunContext, epoch: int, hooks: Callbacks) -> Row:
         **method.report(),
         "epoch_time_s": time.time() - t0,
     }
+
+
+def in_epoch_saver(ctx: RunContext, epoch: int, at_target: bool, hooks: Callbacks) -> SaveInEpoch:
+    """What ``train_epoch`` calls to write ``checkpoint.pt`` inside ``epoch`` (``checkpoint.py``)."""
+
+    def save(step: int, global_step: int, sums: EpochSums) -> None:
+        in_epoch = {"epoch": epoch, "step": step, "sums": sums.state(), "at_target": at_target}
+        with hooks.span("checkpoint"):
+            save_checkpoint(
+                ctx.out / CHECKPOINT, model=ctx.model, optimizer=ctx.optimizer, method=ctx.method,
+                epoch=epoch - 1, global_step=global_step, identity=ctx.identity, device=ctx.device,
+                in_epoch=in_epoch,
+            )  # fmt: skip
+
+    return save
 
 
 # -- finalise: model.pt, summary.json ------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def test_what_changes_the_numbers_changes_the_identity_and_the_parent_key(a: str
 SAME = [
     ("method=dense", "method=dense eval.bn_recalibration_batches=0"),
     ("train.checkpoint_every=1", "train.checkpoint_every=0"),
+    ("train.checkpoint_every_steps=0", "train.checkpoint_every_steps=50"),
     ("train.save_model=true", "train.save_model=false"),
     ("parent.cache=true", "parent.cache=false"),
     ("lr=one_cycle", "lr=one_cycle lr.gamma=0.5 lr.milestones=[0.3]"),
@@ -103,7 +104,8 @@ def test_a_brought_parent_is_keyed_by_its_content_not_its_path(tmp_path: Path) -
 
 def test_no_unread_precision_key_reaches_a_cpu_identity() -> None:
     train = ident()["train"]
-    for key in ("amp", "channels_last", "cpu_threads", "cpu_numerics", "checkpoint_every", "save_model"):
+    precision = ("amp", "channels_last", "cpu_threads", "cpu_numerics")
+    for key in (*precision, "checkpoint_every", "checkpoint_every_steps", "save_model"):
         assert key not in train
     assert ident()["compute"] == {
         "version": config_module.COMPUTE_VERSION,

@@ -56,3 +56,18 @@ def test_a_multirun_whose_runs_all_failed_exits_1(tmp_path: Path, capsys, tuner:
         _end(sweep)
     assert exit_.value.code == 1
     assert "0 completed, 0 running, 2 failed" in capsys.readouterr().out
+
+
+def test_a_multirun_that_ends_with_a_run_not_computed_exits_1_naming_it(tmp_path: Path, capsys) -> None:
+    """A job that ended without a summary (e.g. a full disk refused even its failure record) leaves its run
+    ``incomplete``: at the sweep's end that is not done, exit 1, the run named with what to do."""
+    sweep = _sweep(tmp_path, GOOD)
+    (sweep / "job1").mkdir()
+    (sweep / "job1" / "metrics.jsonl").write_text('{"epoch": 1}\n')  # started, no summary, nobody on it
+    with pytest.raises(SystemExit) as exit_:
+        _end(sweep)
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    assert "1 completed, 0 running, 0 failed, 0 diverged, 1 incomplete" in captured.out
+    assert f"sweep {sweep}: 1 incomplete" in captured.err
+    assert "job1: not computed (its job ended without a summary); relaunch to resume" in captured.err

@@ -29,18 +29,22 @@ OVERRIDES = ("method=temperature_annealing", "method.anneal_epochs=2", "train.fi
 
 
 class SignalAt(Callback):
-    """Sends SIGUSR2 to this process at epoch ``n``'s end (1-based), or as its training starts (``mid``: the
-    signal comes during the epoch, before its first step)."""
+    """Sends SIGUSR2 to this process at epoch ``n``'s end (1-based), or inside it after ``step`` steps
+    (``step=0``: as its training starts, before its first step)."""
 
-    def __init__(self, n: int, mid: bool = False) -> None:
-        self.n, self.mid = n, mid
+    def __init__(self, n: int, step: int | None = None) -> None:
+        self.n, self.step = n, step
 
     def on_epoch_start(self, epoch: int, ctx: RunContext) -> None:
-        if self.mid and epoch + 1 == self.n:
+        if self.step == 0 and epoch + 1 == self.n:
+            os.kill(os.getpid(), SIG)
+
+    def on_step(self, step: int, ctx: RunContext) -> None:
+        if self.step and len(ctx.history) + 1 == self.n and step == self.step:
             os.kill(os.getpid(), SIG)
 
     def on_epoch_end(self, row: dict, ctx: RunContext) -> None:
-        if not self.mid and row["epoch"] == self.n:
+        if self.step is None and row["epoch"] == self.n:
             os.kill(os.getpid(), SIG)
 
 
@@ -55,20 +59,24 @@ def _interrupted(cfg: DictConfig, callback: Callback) -> interrupt.Interrupted:
     return stop.value
 
 
-@pytest.mark.parametrize(("mid", "every"), [(False, 0), (True, 1)])
+@pytest.mark.parametrize(("step", "every"), [(None, 0), (0, 1), (2, 0)])
 def test_a_stopped_run_resumes_to_the_uninterrupted_numbers(
-    make_cfg, tmp_path: Path, mid: bool, every: int
+    make_cfg, tmp_path: Path, step: int | None, every: int
 ) -> None:
-    """At an epoch boundary: a checkpoint is saved even with ``checkpoint_every=0``. Mid-epoch: the partial
-    epoch is dropped, the last epoch checkpoint stands. Either way the resumed run is bit-identical."""
+    """At an epoch boundary: a checkpoint is saved even with ``checkpoint_every=0``. Inside an epoch (as it
+    starts, or after 2 steps): a checkpoint is saved at the next step boundary, with the epoch's position,
+    whatever ``checkpoint_every_steps`` says. Either way the resumed run is bit-identical."""
     reference = run(make_cfg(*OVERRIDES, run_dir="reference"))
     cfg = make_cfg(*OVERRIDES, f"train.checkpoint_every={every}", run_dir="stopped")
-    stop = _interrupted(cfg, SignalAt(2, mid=mid))
-    assert ("before step 1" in str(stop)) if mid else ("after epoch 2" in str(stop))
+    stop = _interrupted(cfg, SignalAt(2, step=step))
+    where = "after epoch 2" if step is None else f"in epoch 2 before step {step + 1}"
+    assert where in str(stop)
     out = tmp_path / "stopped"
     assert (out / CHECKPOINT).exists() and read_summary(out) is None  # no failure recorded: not a failure
-    assert len(read_metrics(out)) == (1 if mid else 2)
-    assert torch.load(out / CHECKPOINT, weights_only=False)["epoch"] + 1 == len(read_metrics(out))
+    assert len(read_metrics(out)) == (2 if step is None else 1)
+    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    assert ckpt["epoch"] + 1 == len(read_metrics(out))
+    assert ckpt["in_epoch"] == (None if step is None else {**ckpt["in_epoch"], "epoch": 1, "step": step})
     resumed = run(make_cfg(*OVERRIDES, f"train.checkpoint_every={every}", run_dir="stopped"))
     assert resumed["status"] == "completed" and resumed["test_acc"] == reference["test_acc"]
     assert _rows(out) == _rows(tmp_path / "reference")

@@ -85,11 +85,28 @@ def test_a_checkpoint_of_this_config_format_and_device_is_read(tmp_path: Path) -
     assert load_checkpoint(write(tmp_path / "c.pt"), IDENTITY, CPU)["epoch"] == 2
 
 
+def test_a_format_2_checkpoint_is_read_as_one_between_epochs(tmp_path: Path) -> None:
+    """Format 3 added ``in_epoch``; a checkpoint written before it is one between epochs."""
+    ckpt = load_checkpoint(write(tmp_path / "c.pt", format=2), IDENTITY, CPU)
+    assert ckpt["epoch"] == 2 and ckpt.get("in_epoch") is None
+
+
+def test_masks_are_stored_as_bool_only_when_that_loses_nothing() -> None:
+    """0/1 train masks as bool (a quarter of the bytes); soft annealing's P(t) or DropConnect's 1 / (1 - r)
+    as they are: mid-epoch no start of an epoch rewrites them."""
+    from ssa_experiments.training.checkpoint import _compact
+
+    binary, scaled = torch.tensor([0.0, 1.0, 1.0]), torch.tensor([0.0, 1.25, 1.25])
+    out = _compact({"a.train_mask": binary, "b.train_mask": scaled, "a.weight": binary})
+    assert out["a.train_mask"].dtype == torch.bool and torch.equal(out["a.train_mask"].float(), binary)
+    assert torch.equal(out["b.train_mask"], scaled) and out["a.weight"].dtype == torch.float32
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
         ({"identity": {**IDENTITY, "seed": 1}}, "output_dir", "written by a different config"),
-        ({"format": FORMAT - 1}, "output_dir", "written by an older version"),
+        ({"format": 1}, "output_dir", "written by an older version"),
         ({"device_type": "cuda"}, "device", "written on cuda, this run is on cpu"),
     ],
 )

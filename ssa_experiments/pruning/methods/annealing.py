@@ -124,6 +124,12 @@ class Annealing(PruningMethod):
         if self.cfg.resample == "epoch" and not self.final:
             self.resample()
 
+    def resume_epoch(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        """P(t) as ``begin_epoch`` left it, rebuilt from the restored target (the eval masks) and p(0); not
+        re-scored (the target chosen at this epoch's start is the restored one) and not re-sampled (the
+        epoch's or the last step's sample is the restored train mask, the generator past it)."""
+        self.set_progress(anneal_progress(epoch, 0, steps_per_epoch, self.cfg.anneal_epochs, "epoch"))
+
     def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
         if self.final:
             return

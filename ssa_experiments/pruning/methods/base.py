@@ -5,6 +5,9 @@
     plan(epochs, steps)          the run's length, before training (dynamic sparse training stops updating
                                  at a fraction of it)
     begin_epoch(epoch, steps)    before each epoch: iterative steps, per-epoch annealing updates
+    resume_epoch(epoch, step, n) instead of begin_epoch, resuming inside an epoch from a checkpoint written
+                                 there: the model (masks) and state_dict are restored; set only what the
+                                 method derives from its position, never redo begin_epoch's work
     before_step(epoch, step, n)  before each training forward pass: stochastic masks are sampled here
     before_optimizer_step(lr)    after backward: weight decay restricted to the sampled mask, if configured
     at_target                    whether the deterministic target mask is in force (for epochs_at_target)
@@ -101,6 +104,17 @@ class PruningMethod:
 
     def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
         pass
+
+    def resume_epoch(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        pass
+
+    @classmethod
+    def resumes_inside_epochs(cls) -> bool:
+        """Whether a checkpoint written inside an epoch can be resumed exactly: ``begin_epoch`` does nothing,
+        or ``resume_epoch`` says what to set instead of it. A method of one's own that overrides only
+        ``begin_epoch`` is resumed from epoch boundaries (``run.py``)."""
+        own_start = cls.begin_epoch is not PruningMethod.begin_epoch
+        return not own_start or cls.resume_epoch is not PruningMethod.resume_epoch
 
     def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
         pass

@@ -118,9 +118,9 @@ class SoftAnnealing(TemperatureAnnealing):
     weight mass switched off. It is not a count of zeros: no multiplier is 0 before epoch n. With
     ``decay_sampled_out=false`` each weight's decay is multiplied by P(t), annealing's decay in expectation.
 
-    Checkpoints store train masks as bool (``checkpoint._compact``), rounding P(t) up to 1; harmless, since
-    the mask is a function of progress alone and ``set_progress`` rewrites it at the start of every epoch
-    (every step at granularity=step), before any forward pass.
+    Checkpoints keep its fractional train mask as it is (``checkpoint._compact`` stores only 0/1 masks as
+    bool); ``set_progress`` rewrites it at the start of every epoch (every step at granularity=step), and on
+    a resume inside an epoch (``resume_epoch``).
     """
 
     name = "soft_annealing"

@@ -58,6 +58,9 @@ class DynamicSparse(PruningMethod):
     def begin_epoch(self, epoch: int, steps_per_epoch: int) -> None:
         self.next_step = epoch * steps_per_epoch
 
+    def resume_epoch(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        self.next_step = epoch * steps_per_epoch + step  # the masks moved so far are the model's buffers
+
     def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
         self.step = epoch * steps_per_epoch + step
         self.next_step = self.step + 1

@@ -47,6 +47,9 @@ class Iterative(PruningMethod):
             return  # gradual magnitude pruning: ``before_step`` prunes on its own grid of steps
         self.prune_to(epoch)
 
+    def resume_epoch(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        self.epoch = epoch  # the masks of the steps taken are the model's buffers
+
     def before_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
         every = self.cfg.prune_every_steps
         if every and epoch < self.cfg.anneal_epochs and is_pruning_step(epoch, step, steps_per_epoch, every):
