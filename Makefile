@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 # Python then writes the bytecode of what is imported on first use, even where the shell disables it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install quickstart figures study test test-fast lint docs bench gpu-check clean
+.PHONY: help install quickstart figures study field test test-fast lint docs bench gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ figures: install  ## Figures 1-2, Tables 1-2 and the baselines at CPU scale, end
 
 study: install  ## where annealing helps: the MNIST-1D study (~30 min on 2 free cores): writes results/study_cpu
 	PY=$(PY) scripts/study_cpu.sh --cpu
+
+field: install  ## the field's baselines side by side (MNIST-1D, 425 runs, ~1 h on 2 free cores): writes results/field_cpu
+	SWEEP_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2" PY=$(PY) scripts/field_cpu.sh --cpu
 
 test: install  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q

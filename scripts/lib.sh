@@ -33,7 +33,8 @@ train() {  # one multirun of the preset (a re-run recomputes no completed run: e
 publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a README saying how they were made
     local minutes=$(( ($(date +%s) - START + 59) / 60 ))
     mkdir -p "$RESULTS"
-    "$PY" -m ssa_experiments.cli.aggregate "$OUT" --csv "$RESULTS/runs.csv" --paired "$PAIRED" | grep -v '^wrote ' > "$RESULTS/table.txt"
+    "$PY" -m ssa_experiments.cli.aggregate "$OUT" --csv "$RESULTS/runs.csv" --paired "$PAIRED" \
+        ${PAIR_ON:+--pair-on "$PAIR_ON"} | grep -v '^wrote ' > "$RESULTS/table.txt"
     for figure in "$@"; do
         "$PY" -m ssa_experiments.cli.figures "$figure" --runs "$RESULTS/runs.csv" --out "$RESULTS" ${FIGURE_ARGS[$figure]:-}
     done
@@ -44,7 +45,7 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         echo
         echo '```'
         printf '%s\n' "${COMMANDS[@]}"
-        echo "python -m ssa_experiments.cli.aggregate $OUT --csv $RESULTS/runs.csv --paired $PAIRED   # also writes epochs.csv, runs_paired.csv"
+        echo "python -m ssa_experiments.cli.aggregate $OUT --csv $RESULTS/runs.csv --paired '$PAIRED'${PAIR_ON:+ --pair-on $PAIR_ON}   # also writes epochs.csv, runs_paired.csv"
         for figure in "$@"; do
             echo "python -m ssa_experiments.cli.figures $figure --runs $RESULTS/runs.csv --out $RESULTS${FIGURE_ARGS[$figure]:+ ${FIGURE_ARGS[$figure]}}"
         done
@@ -71,6 +72,7 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
 }
 declare -A FIGURE_ARGS=()
 PAIRED=${PAIRED:-one_shot}  # every table also compares each setting with this method, per seed (paired CIs)
+PAIR_ON=${PAIR_ON:-}  # the keys a pair shares besides seed and sparsity (aggregate --pair-on; default: all)
 # The published runs' numerics mode, CPU kernels, compute version and code commit(s), read from their summaries.
 PROVENANCE='
 import json, sys

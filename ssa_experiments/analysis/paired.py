@@ -8,11 +8,15 @@ Comparing the two means ± their stds instead would count the parent's spread tw
 
 A pair is two completed runs with the same seed, the same target sparsity and the same config in every key
 but the ``method.*`` ones (model, data, pruning criterion, LR schedule, retraining, parent...): ``context``
-says which keys count. A setting with no reference run of its seed and sparsity is not paired there (fewer
-pairs, or no row at all); the reference's own rows are not compared with themselves. Dense is one run per
-seed at target sparsity 0, so it pairs with nothing at a sparsity, except as the reference: "vs dense" pairs
-every setting, at every sparsity, with the dense run of its seed (and its context minus ``pruning.*``, which
-dense does not read).
+says which keys count. To compare settings that differ in more than the method (another criterion, pruning
+at initialisation) with one reference, name the reference by its keys (``"one_shot
+pruning.criterion=magnitude parent.epochs=20"``) and the keys a pair must share (``match``, e.g.
+``("pruning.scope",)``): then a pair is the same seed, sparsity and values of those keys.
+
+A setting with no reference run of its seed and sparsity is not paired there (fewer pairs, or no row at all);
+the reference's own rows are not compared with themselves. Dense is one run per seed at target sparsity 0, so
+it pairs with nothing at a sparsity, except as the reference: "vs dense" pairs every setting, at every
+sparsity, with the dense run of its seed (and its context minus ``pruning.*``, which dense does not read).
 """
 
 from __future__ import annotations
@@ -106,23 +110,49 @@ def context(config: dict[str, Any] | None, drop_pruning: bool = False) -> str:
     return json.dumps(keep, sort_keys=True, default=str)
 
 
-def pairs(done: pd.DataFrame, reference: str = "one_shot", metric: str = "test_acc") -> pd.DataFrame:
+def is_reference(done: pd.DataFrame, reference: str) -> pd.Series:
+    """Which runs of ``done`` are the reference: a method name or a setting label, or a method name followed
+    by ``key=value`` words (``"one_shot pruning.criterion=magnitude parent.epochs=20"``: its runs whose
+    config has those values, compared as text, case-insensitively)."""
+    words = reference.split()
+    exact = (done["setting"] == reference) | (done["method"] == reference)
+    if exact.any() or len(words) < 2 or not all("=" in w for w in words[1:]):
+        return exact
+    wanted = dict(w.split("=", 1) for w in words[1:])
+
+    def matches(config: Any) -> bool:
+        flat = flatten(config if isinstance(config, dict) else {})
+        return all(k in flat and str(flat[k]).lower() == v.lower() for k, v in wanted.items())
+
+    return (done["method"] == words[0]) & done["config"].map(matches)
+
+
+def pairs(
+    done: pd.DataFrame,
+    reference: str = "one_shot",
+    metric: str = "test_acc",
+    match: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """One row per (run, reference run) pair, ``diff`` = run's ``metric`` - the reference's.
 
     ``done``: completed runs with their ``setting`` (``aggregate.completed``); ``run`` is the run's index
-    label in ``done``, so callers can label pairs their own way. ``reference``: a method name or one setting
-    label. Runs without a value of ``metric`` are left out. Several reference runs for one run (a reference
-    method with a swept key of its own) are refused: name one of its settings instead.
+    label in ``done``, so callers can label pairs their own way. ``reference``: what ``is_reference``
+    reads. ``match``: the config keys a pair shares besides seed and sparsity (default: every key but the
+    method's, ``context``). Runs without a value of ``metric`` are left out. Several reference runs for one
+    run (a reference method with a swept key of its own) are refused: name one of its settings instead.
     """
     if done.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     if not done.index.is_unique:
         raise ValueError("pairs needs a frame with a unique index (reset_index first)")
     done = done[pd.to_numeric(done[metric], errors="coerce").notna()]
-    is_ref = (done["setting"] == reference) | (done["method"] == reference)
+    is_ref = is_reference(done, reference)
     ref, rest = done[is_ref], done[~is_ref]
     dense = bool(len(ref)) and bool((ref["method"] == "dense").all())
-    ctx = done["config"].map(lambda c: context(c, drop_pruning=dense))
+    if match is None:
+        ctx = done["config"].map(lambda c: context(c, drop_pruning=dense))
+    else:
+        ctx = done["config"].map(lambda c: json.dumps([flatten(c or {}).get(k) for k in match], default=str))
 
     def key(i: Any, r: pd.Series) -> tuple[Any, ...]:
         sparsity = None if dense else float(r["target_sparsity"])  # vs dense: one run at any sparsity
@@ -180,11 +210,12 @@ def paired(
     level: float = 0.95,
     n_boot: int = 10_000,
     seed: int = 0,
+    match: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every setting of ``df`` (runs, as ``collect`` or ``read_runs`` give them) against ``reference``, per
     target sparsity: the tidy frame of ``COLUMNS``, in aggregate's row order (rules: module docstring)."""
     done = completed(df).reset_index(drop=True)
-    out = summarize(pairs(done, reference, metric), boot=Bootstrap(level, n_boot, seed))
+    out = summarize(pairs(done, reference, metric, match), boot=Bootstrap(level, n_boot, seed))
     out = out.sort_values(
         ["setting", "target_sparsity"], key=lambda c: c.map(setting_rank) if c.name == "setting" else c
     )
@@ -201,11 +232,13 @@ def cell(row: dict[str, Any] | pd.Series) -> str:
     return f"{row['mean_diff']:+.2f} {ci} {int(row['wins'])}/{n}{tie}"
 
 
-def header(metric: str, reference: str, level: float = 0.95) -> str:
+def header(metric: str, reference: str, level: float = 0.95, match: Sequence[str] | None = None) -> str:
     """What a paired table shows, in one line."""
     same = "seed, sparsity and config but the method's keys"
     if reference == "dense":  # one run at every sparsity, reading no pruning.* key
         same = "seed and config but the method's and pruning keys"
+    if match is not None:
+        same = ", ".join(["seed", "sparsity", *match])
     return (
         f"Δ {metric} vs {reference}, mean per-seed difference [{100 * level:g}% bootstrap CI], wins/n "
         f"(pairs: same {same})"

@@ -41,7 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--paired", nargs="?", const="one_shot", metavar="REF",
-        help="also compare every setting with REF seed by seed (default REF: one_shot)",
+        help="also compare every setting with REF seed by seed (default REF: one_shot); REF is a method, a "
+        "setting label, or a method and key=value words ('one_shot pruning.criterion=magnitude')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair-on", metavar="KEY[,KEY...]", type=lambda text: [k for k in text.split(",") if k],
+        help="--paired: a pair shares the seed, the sparsity and these config keys (default: every key but "
+        "the method's), e.g. pruning.scope to compare other criteria with REF",
     )  # fmt: skip
     parser.add_argument("--level", type=float, default=0.95, help="--paired: the bootstrap CI's level")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="--paired: the bootstrap's seed")
@@ -89,21 +95,23 @@ def _print_paired(df: pd.DataFrame, args: argparse.Namespace) -> None:
     """The ``--paired`` table under the usual one (and its CSV next to ``--csv``)."""
     from ssa_experiments.analysis import paired
 
-    numbers = paired.paired(df, args.paired, args.metric, args.level, seed=args.bootstrap_seed)
-    print(paired.header(args.metric, args.paired, args.level))
+    numbers = paired.paired(
+        df, args.paired, args.metric, args.level, seed=args.bootstrap_seed, match=args.pair_on
+    )
+    print(paired.header(args.metric, args.paired, args.level, args.pair_on))
     if numbers.empty:
-        print(
-            f"  no pairs: no completed {args.paired} run shares a seed, sparsity and config with another run"
-        )
+        shared = ", ".join(args.pair_on) if args.pair_on is not None else "config"
+        print(f"  no pairs: no completed {args.paired} run shares a seed, sparsity and {shared} with another")
     else:
         print(paired.wide(numbers).to_string())
         if (numbers["n_pairs"] == 1).any():
             print("  [1 seed: no CI]: one pair only, an interval from one seed says nothing about the spread")
     if args.csv:
         path = paired_csv(args.csv)
-        numbers.assign(metric=args.metric, level=args.level, bootstrap_seed=args.bootstrap_seed).to_csv(
-            path, index=False
-        )
+        pair_on = ",".join(args.pair_on) if args.pair_on is not None else ""
+        numbers.assign(
+            metric=args.metric, level=args.level, bootstrap_seed=args.bootstrap_seed, pair_on=pair_on
+        ).to_csv(path, index=False)
         print(f"wrote {path}")
 
 

@@ -153,6 +153,29 @@ def test_a_reference_with_several_settings_is_refused_and_one_setting_can_be_nam
     assert label not in out.index  # never compared with itself
 
 
+def test_a_reference_named_by_its_keys_pairs_other_criteria_on_the_keys_given() -> None:
+    """Other criteria against one-shot magnitude: the reference is a method with key=value words, a pair the
+    same seed, sparsity and ``match`` keys (here the LR schedule); without ``match`` a SNIP run has no pair
+    (its criterion is part of the config it shares)."""
+    df = pd.concat([frame(), pd.DataFrame([
+        run("one_shot", 0, 83.0, criterion="snip"), run("one_shot", 1, 79.0, criterion="snip"),  # +3, -3
+        run("one_shot", 2, 55.0, criterion="snip", lr="constant"),  # pairs with seed 2's constant-LR run: +5
+    ])], ignore_index=True)  # fmt: skip
+    ref = "one_shot pruning.criterion=magnitude"
+    out = paired(df, reference=ref, match=["lr.name"]).set_index("setting")
+    snip = out.loc["one_shot lr.name=one_cycle pruning.criterion=snip"]
+    assert (snip["n_pairs"], snip["mean_diff"], snip["wins"]) == (2, 0.0, 1)
+    constant = out.loc["one_shot lr.name=constant pruning.criterion=snip"]
+    assert (constant["n_pairs"], constant["mean_diff"], constant["reference"]) == (
+        1, 5.0, "one_shot lr.name=constant pruning.criterion=magnitude",
+    )  # fmt: skip
+    assert out.loc["temperature_annealing", "n_pairs"] == 2 and not any("magnitude" in i for i in out.index)
+    assert paired(df, reference=ref).set_index("setting").index.str.contains("snip").sum() == 0
+    assert paired(df, reference="one_shot pruning.criterion=MAGNITUDE", match=["lr.name"]).equals(
+        paired(df, reference=ref, match=["lr.name"])
+    )  # values compare as text, whatever the case
+
+
 def test_summary_cells() -> None:
     p = pd.DataFrame({"setting": ["a", "a", "b"], "target_sparsity": [0.9] * 3, "diff": [1.0, 0.0, -2.0],
                       "reference": ["one_shot"] * 3})  # fmt: skip
