@@ -242,6 +242,11 @@ def validate_pruning(p: Any, sparsity: float, method: str, pretrained: bool = Fa
         raise ConfigError(
             "pruning.control", f"shuffle_layerwise moves kept weights out of their {n}:{m} groups"
         )
+    if method in ("set", "rigl"):  # drop and grow per layer: the mask leaves the n:m layout
+        raise ConfigError(
+            "pruning.pattern", f"{method} drops and grows connections per layer, not per group of {m}: its "
+            f"masks would not stay {n}:{m}; use pruning.pattern=unstructured",
+        )  # fmt: skip
 
 
 def validate_retraining(cfg: DictConfig | Config) -> None:

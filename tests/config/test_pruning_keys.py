@@ -24,6 +24,9 @@ BAD = [
     (["pruning.pattern=2:4"], "pruning.pattern"),  # sparsity 0.9, the pattern fixes 0.5
     (["pruning.pattern=2:4", "sparsity=0.5", "pruning.scope=erk"], "pruning.scope"),
     (["pruning.pattern=2:4", "sparsity=0.5", "pruning.control=shuffle_layerwise"], "pruning.control"),
+    # dynamic sparse training moves connections per layer: its masks would leave the 2:4 groups
+    (["method=rigl", "pruning.pattern=2:4", "sparsity=0.5"], "pruning.pattern"),
+    (["method=set", "pruning.pattern=2:4", "sparsity=0.5"], "pruning.pattern"),
     (["pruning.control=reinit", "model.pretrained=true"], "pruning.control"),
     (["pruning.score_batches=0"], "pruning.score_batches"),
     (["pruning.synflow_rounds=0"], "pruning.synflow_rounds"),
