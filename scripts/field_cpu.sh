@@ -25,4 +25,4 @@ for scope in global erk; do
 done
 # every setting against one-shot magnitude pruning of the trained parent, same seed, sparsity and allocation
 PAIRED="one_shot pruning.criterion=magnitude pruning.control=none parent.epochs=20" PAIR_ON=pruning.scope
-publish
+PAIRED_FIGURE=1 publish

@@ -38,6 +38,10 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
     for figure in "$@"; do
         "$PY" -m ssa_experiments.cli.figures "$figure" --runs "$RESULTS/runs.csv" --out "$RESULTS" ${FIGURE_ARGS[$figure]:-}
     done
+    if [[ -n ${PAIRED_FIGURE:-} ]]; then  # the paired table as a forest plot (paired.png/.pdf/.csv)
+        "$PY" -m ssa_experiments.cli.figures paired --runs "$RESULTS/runs.csv" --out "$RESULTS" --paired "$PAIRED" \
+            ${PAIR_ON:+--pair-on "$PAIR_ON"}
+    fi
     {
         echo "# $NAME ($PRESET)"
         echo
@@ -49,6 +53,7 @@ publish() {  # publish FIGURE...: the tidy CSVs, the figures, the table and a RE
         for figure in "$@"; do
             echo "python -m ssa_experiments.cli.figures $figure --runs $RESULTS/runs.csv --out $RESULTS${FIGURE_ARGS[$figure]:+ ${FIGURE_ARGS[$figure]}}"
         done
+        [[ -z ${PAIRED_FIGURE:-} ]] || echo "python -m ssa_experiments.cli.figures paired --runs $RESULTS/runs.csv --out $RESULTS --paired '$PAIRED'${PAIR_ON:+ --pair-on $PAIR_ON}"
         echo '```'
         echo
         if [[ $PUBLISH_ONLY == 1 ]]; then

@@ -22,6 +22,7 @@ from ssa_experiments.analysis.figures.curves import curves, load_epochs
 from ssa_experiments.analysis.figures.ensemble import write_ensemble_size, write_table2
 from ssa_experiments.analysis.figures.fig1 import fig1
 from ssa_experiments.analysis.figures.fig2 import fig2
+from ssa_experiments.analysis.figures.forest import forest
 from ssa_experiments.analysis.figures.schedules import schedules_figure
 from ssa_experiments.analysis.figures.select import parse_where, prepare
 from ssa_experiments.analysis.figures.style import save
@@ -82,6 +83,15 @@ def _baselines(r: Request) -> list[Path]:
     return tables.write_baselines(r.done, r.out, r.args.paired, r.boot)
 
 
+def _paired(r: Request) -> list[Path]:
+    if not r.args.paired:
+        raise SystemExit("paired: name the reference with --paired REF")
+    fig, numbers = forest(r.done, r.args.paired, "test_acc", r.args.pair_on, r.boot)
+    paths = save(fig, r.out, "paired")  # creates --out
+    numbers.to_csv(r.out / "paired.csv", index=False)
+    return [*paths, r.out / "paired.csv"]
+
+
 def _tuned(r: Request) -> list[Path]:
     if r.args.select_on != "val":
         raise SystemExit("tuned: the configuration is chosen on validation only (--select-on val)")
@@ -117,6 +127,7 @@ COMMANDS = {  # in the order of the usage line's choices
     "table1": Command(_table1, "runs", paired=True),
     "table": Command(_table, "runs", paired=True),
     "baselines": Command(_baselines, "runs", paired=True),
+    "paired": Command(_paired, "runs", paired=True),
     "tuned": Command(_tuned, "runs"),
     "table2": Command(_table2, "report"),
     "ensemble_size": Command(_ensemble_size, "report"),
@@ -149,6 +160,11 @@ def parser() -> argparse.ArgumentParser:
         "a setting) seed by seed: mean difference [bootstrap CI] wins/n",
     )  # fmt: skip
     parser.add_argument(
+        "--pair-on", metavar="KEY[,KEY...]", type=lambda text: [k for k in text.split(",") if k],
+        help="paired: a pair shares the seed, the sparsity and these config keys (default: every key but "
+        "the method's), as aggregate --pair-on",
+    )  # fmt: skip
+    parser.add_argument(
         "--errorbars", choices=["std", "ci"], default="std",
         help="fig1, fig2, curves, ensemble_size: ± std over seeds, or the bootstrap CI of the mean over "
         "seeds",
@@ -177,6 +193,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         cli.error(f"--level must be in (0, 1), got {args.level}")
     if args.paired and not command.paired:
         cli.error(f"--paired applies to {', '.join(PAIRED[:-1])} and {PAIRED[-1]}, not {args.name}")
+    if args.pair_on is not None and args.name != "paired":
+        cli.error(f"--pair-on applies to paired, not {args.name}")
     if command.source == "formulas":
         request = Request(args)
     elif not args.runs:

@@ -158,7 +158,8 @@ def test_the_command_table_is_the_help_s_list() -> None:
     doc = figures.__doc__ or ""
     listing = doc[doc.index("NAME is one of") : doc.index("Each figure is written")]
     assert sorted(re.findall(r"^  (\w+)  ", listing, flags=re.M)) == sorted(COMMANDS)
-    assert "``--paired REF`` (table1, table, baselines)" in doc and PAIRED == ["table1", "table", "baselines"]
+    assert "``--paired REF`` (table1, table, baselines)" in doc and "``paired`` draws the same numbers" in doc
+    assert PAIRED == ["table1", "table", "baselines", "paired"]
 
 
 @pytest.mark.parametrize("name", [n for n, command in COMMANDS.items() if command.source == "runs"])
@@ -172,8 +173,11 @@ def test_every_command_writes_its_files(
     tree, csv = trees[kind]
     # the baselines refuse two criteria in one cell
     where = ["--where", "pruning.criterion=magnitude"] if name == "baselines" else []
+    if name == "paired":  # every setting against one-shot magnitude, pairs sharing the LR schedule
+        where = ["--paired", "one_shot pruning.criterion=magnitude", "--pair-on", "lr.name"]
     paths = main([name, "--runs", str(tree if source == "tree" else csv), "--out", str(tmp_path), *where])
     suffixes = {".png", ".pdf"} if name in ("fig1", "fig2", "curves") else {".md", ".tex", ".csv"}
+    suffixes = {".png", ".pdf", ".csv"} if name == "paired" else suffixes
     assert {p.suffix for p in paths} == suffixes
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
 
@@ -280,7 +284,7 @@ def test_paired_is_refused_where_a_command_has_no_table(
         main(["fig1", "--runs", str(tmp_path), "--out", str(tmp_path), "--paired", "one_shot"])
     assert refused.value.code == 2
     assert capsys.readouterr().err.endswith(
-        "error: --paired applies to table1, table and baselines, not fig1\n"
+        "error: --paired applies to table1, table, baselines and paired, not fig1\n"
     )
 
 
@@ -315,6 +319,31 @@ def test_paired_tables_next_to_the_tables(trees: dict[str, tuple[Path, Path]], t
         main(
             ["table", "--runs", str(trees["table1"][1]), "--out", str(tmp_path), "--paired", "soft_annealing"]
         )
+
+
+def test_the_paired_figure_draws_paireds_numbers(trees: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """One point per setting and sparsity at paired()'s mean, its interval as the line, wins/n beside it;
+    the CSV beside the figure is paired()'s frame."""
+    from ssa_experiments.analysis.figures.forest import forest
+    from ssa_experiments.analysis.paired import paired
+
+    done = prepare(aggregate.read_runs(trees["table1"][1]))
+    ref = "one_shot pruning.criterion=magnitude"
+    fig, numbers = forest(done, ref, match=["lr.name"])
+    expected = paired(done, ref, match=["lr.name"])
+    pd.testing.assert_frame_equal(numbers, expected)
+    assert len(fig.axes) == len(SPARSITIES)
+    for ax, s in zip(fig.axes, SPARSITIES, strict=True):
+        at = expected[expected["target_sparsity"] == s]
+        points = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "o")
+        assert points == sorted(at["mean_diff"])
+        texts = {t.get_text() for t in ax.texts}
+        assert {f"{w}/{n}" for w, n in zip(at["wins"], at["n_pairs"], strict=True)} <= texts
+    main(["paired", "--runs", str(trees["table1"][1]), "--out", str(tmp_path), "--paired", ref,
+          "--pair-on", "lr.name"])  # fmt: skip
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "paired.csv"), expected, check_dtype=False)
+    with pytest.raises(SystemExit):
+        main(["paired", "--runs", str(trees["table1"][1]), "--out", str(tmp_path)])  # no reference
 
 
 def test_errorbars_ci_draw_the_bootstrap_interval_of_the_mean(trees: dict[str, tuple[Path, Path]]) -> None:

@@ -19,6 +19,8 @@ NAME is one of
            --sparsity, --n, --tau0, --epochs)
   baselines  method × retraining (one-cycle, fine-tune, LR rewind, weight rewind), one table per sparsity
            (baselines_sS), as Markdown, LaTeX and CSV
+  paired   every setting's mean per-seed difference to --paired REF with its bootstrap CI and wins/n, one
+           panel per sparsity (a forest plot; --pair-on KEYS as aggregate's); also paired.csv
   tuned    the tuned configurations' test accuracy (hparams_search=): per method, sparsity and seed the
            trial with the best val_acc, then its test accuracy (tuned.md/.tex/.csv, tuned_choices.csv)
   table2   Table 2, ensembles (ensembles/report.py): accuracy, NLL, ECE, corrupted data, diversity and
@@ -40,6 +42,9 @@ over its seeds: how well the mean is known, not how much the seeds spread (no ba
 ``--paired REF`` (table1, table, baselines) also writes NAME_paired.md/.tex/.csv next to each table: every
 cell against REF (a method or a setting label) seed by seed, "mean difference [bootstrap CI] wins/n", pairs
 having the same seed, sparsity and config but for the method's keys (analysis/paired.py says why and how).
+``paired`` draws the same numbers as a figure; its REF may also be a method with key=value words
+("one_shot pruning.criterion=magnitude") and ``--pair-on KEYS`` names what a pair shares besides seed and
+sparsity (aggregate's options of the same names).
 
 ``--where key=value`` keeps the runs whose flattened config has that value (numbers compared as numbers). A
 filter on a ``method.*`` key applies only to the methods that read that key (aggregate's METHOD_KEYS): with
