@@ -110,6 +110,11 @@ def context(config: dict[str, Any] | None, drop_pruning: bool = False) -> str:
     return json.dumps(keep, sort_keys=True, default=str)
 
 
+def key_list(text: str) -> list[str]:
+    """``--pair-on``'s value: comma-separated config keys."""
+    return [k for k in text.split(",") if k]
+
+
 def is_reference(done: pd.DataFrame, reference: str) -> pd.Series:
     """Which runs of ``done`` are the reference: a method name or a setting label, or a method name followed
     by ``key=value`` words (``"one_shot pruning.criterion=magnitude parent.epochs=20"``: its runs whose

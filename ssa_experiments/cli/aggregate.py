@@ -22,6 +22,7 @@ from ssa_experiments.analysis.aggregate import (
     write_csv,
     write_epochs_csv,
 )
+from ssa_experiments.analysis.paired import key_list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         "setting label, or a method and key=value words ('one_shot pruning.criterion=magnitude')",
     )  # fmt: skip
     parser.add_argument(
-        "--pair-on", metavar="KEY[,KEY...]", type=lambda text: [k for k in text.split(",") if k],
+        "--pair-on", metavar="KEY[,KEY...]", type=key_list,
         help="--paired: a pair shares the seed, the sparsity and these config keys (default: every key but "
         "the method's), e.g. pruning.scope to compare other criteria with REF",
     )  # fmt: skip

@@ -26,7 +26,7 @@ from ssa_experiments.analysis.figures.forest import forest
 from ssa_experiments.analysis.figures.schedules import schedules_figure
 from ssa_experiments.analysis.figures.select import parse_where, prepare
 from ssa_experiments.analysis.figures.style import save
-from ssa_experiments.analysis.paired import Bootstrap
+from ssa_experiments.analysis.paired import Bootstrap, key_list
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
         "a setting) seed by seed: mean difference [bootstrap CI] wins/n",
     )  # fmt: skip
     parser.add_argument(
-        "--pair-on", metavar="KEY[,KEY...]", type=lambda text: [k for k in text.split(",") if k],
+        "--pair-on", metavar="KEY[,KEY...]", type=key_list,
         help="paired: a pair shares the seed, the sparsity and these config keys (default: every key but "
         "the method's), as aggregate --pair-on",
     )  # fmt: skip

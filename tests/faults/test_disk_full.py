@@ -38,6 +38,18 @@ def tmpfs_allowed(tmp_path_factory: pytest.TempPathFactory) -> None:
         pytest.skip(f"this machine does not allow a tmpfs in a user namespace: {reason}")
 
 
+def _reference(tmp_path: Path) -> list[str]:
+    """The CLI arguments of the tests' run, after computing it on an ordinary disk (store ``ref``, its dense
+    parent cached in ``cache`` for the runs on the tmpfs)."""
+    args = [*FAST, "method=one_shot", f"parent.cache_dir={tmp_path / 'cache'}"]
+    reference = subprocess.run(
+        [sys.executable, *TRAIN, *args, f"store.root={tmp_path / 'ref'}", f"hydra.run.dir={tmp_path / 'j0'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    return args
+
+
 def test_a_run_whose_disk_fills_fails_naming_the_file_and_resumes_to_the_same_numbers(
     tmpfs_allowed: None, tmp_path: Path
 ) -> None:
@@ -53,13 +65,7 @@ def test_the_cli_on_a_full_store_says_so_in_one_line_exit_1_then_completes(
     """The store on a tmpfs with no byte left (the job directory and the parent cache elsewhere): the run
     cannot write its first epoch row; one line names the file, exit 1, no traceback. The same command once
     the space is freed completes, to the test accuracy of the same run on an ordinary disk."""
-    mount = tmp_path / "m"
-    args = [*FAST, "method=one_shot", f"parent.cache_dir={tmp_path / 'cache'}"]
-    reference = subprocess.run(
-        [sys.executable, *TRAIN, *args, f"store.root={tmp_path / 'ref'}", f"hydra.run.dir={tmp_path / 'j0'}"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-    )  # fmt: skip
-    assert reference.returncode == 0, reference.stderr[-2000:]
+    mount, args = tmp_path / "m", _reference(tmp_path)
     cli = " ".join([sys.executable, *TRAIN, *args, f"store.root={mount / 'store'}"])
     script = f"""
 head -c 100000000 /dev/zero > {mount}/filler 2>/dev/null
@@ -85,13 +91,7 @@ def test_a_multirun_whose_disk_fills_inside_a_run_exits_1_and_its_relaunch_compl
 ) -> None:
     """12 KB left on the store's disk: the run's lock and first rows fit, its checkpoint does not. The sweep
     exits 1 naming the run; the relaunch, with the space freed, computes it to the reference's numbers."""
-    mount = tmp_path / "m"
-    args = [*FAST, "method=one_shot", f"parent.cache_dir={tmp_path / 'cache'}"]
-    reference = subprocess.run(
-        [sys.executable, *TRAIN, *args, f"store.root={tmp_path / 'ref'}", f"hydra.run.dir={tmp_path / 'j0'}"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-    )  # fmt: skip
-    assert reference.returncode == 0, reference.stderr[-2000:]
+    mount, args = tmp_path / "m", _reference(tmp_path)
     cli = " ".join([sys.executable, *TRAIN, "-m", *args, "seed=0", f"store.root={mount / 'store'}"])
     script = f"""
 head -c $(( $(df --output=avail -B1 {mount} | tail -1) - 12288 )) /dev/zero > {mount}/filler
