@@ -11,8 +11,8 @@ What a requeued run resumes from is its last ``checkpoint.pt`` (``run.py``): the
 boundary where it stops, between epochs or inside one (``checkpoint.py``'s ``in_epoch``), so nothing is
 redone and the resumed run's numbers are bit-identical to an uninterrupted run's. (A method of one's own that
 cannot resume inside an epoch, ``PruningMethod.resumes_inside_epochs``, redoes the partial epoch instead.)
-The dense parent is not checkpointed mid-training: a request during its training requeues the job, which
-trains it again (deterministic per seed).
+A parent being trained into the cache saves its training the same way (``parent.py``: ``training.pt`` in
+its entry) and the requeued job continues it; an uncached parent (``parent.cache=false``) is trained again.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ over methods, sparsities or fine-tuning settings trains one parent per seed. A f
 jobs that need the same parent wait for the first one instead of training it again; an entry whose checksum
 does not match (a torn copy, a damaged disk) is rebuilt, never used.
 
+A parent being trained into the cache survives a scheduler's stop (``interrupt.py``): at the next step
+boundary its state (model, optimizer, every RNG, the position, inside an epoch too) is saved as
+``training.pt`` in the entry, and the requeued job, finding the entry without ``parent.pt``, continues from
+it to the same weights; the file goes once ``parent.pt`` is written.
+
 Weight rewinding needs the parent's weights at the end of an earlier epoch k (``parent.rewind_epoch``; 0:
 the initialisation). The entry keeps them as ``epoch_<k>.pt``, each checksummed in ``meta.json``
 (``epoch_sha256``), for every epoch in ``parent.save_epochs`` and the rewind epoch. Neither is in the key:
@@ -44,8 +49,10 @@ from ssa_experiments.data.loaders import Batches, RunBatches
 from ssa_experiments.pruning.masking import Mask
 from ssa_experiments.repro.provenance import file_sha256
 from ssa_experiments.runtime.precision import Precision
-from ssa_experiments.store.files import atomic_torch_save, atomic_write_json
-from ssa_experiments.training.loop import evaluate_splits, steps_per_epoch, train_epoch
+from ssa_experiments.store.files import DamagedFile, atomic_torch_save, atomic_write_json, set_aside
+from ssa_experiments.training import interrupt
+from ssa_experiments.training.checkpoint import rng_states, set_rng_states
+from ssa_experiments.training.loop import EpochSums, evaluate_splits, steps_per_epoch, train_epoch
 from ssa_experiments.training.lr import lr_at
 from ssa_experiments.training.optim import make_optimizer
 
@@ -62,9 +69,10 @@ State = dict[str, torch.Tensor]
 
 class ParentObserver(Protocol):
     """Who watches the parent being trained (``sinks.ParentSinks``: parent_metrics.jsonl, the bar or log
-    lines, the parent's W&B run): what a run's epoch callbacks are to fine-tuning."""
+    lines, the parent's W&B run): what a run's epoch callbacks are to fine-tuning. ``done``: the epochs a
+    resumed training has already (their rows stay)."""
 
-    def start(self, epochs: int, steps_per_epoch: int) -> None: ...
+    def start(self, epochs: int, steps_per_epoch: int, done: int = 0) -> None: ...
 
     def step(self, step: int) -> None: ...
 
@@ -86,6 +94,9 @@ class Parent(NamedTuple):
             rewind_weights(model, self.rewind_state)
 
 
+PROGRESS = "training.pt"  # a parent's training state in its cache entry, while it is trained
+
+
 def fit(
     model: nn.Module,
     train_batches: Batches,
@@ -98,20 +109,45 @@ def fit(
     on_epoch_end: EpochHook | None = None,
     observer: ParentObserver | None = None,
     evaluate_epoch: Callable[[], dict[str, float]] | None = None,
+    progress: Path | None = None,
 ) -> None:
     """Train ``epochs`` epochs without pruning: the dense parent. ``on_epoch_end(epochs_done)`` lets the
     parent cache keep the weights weight rewinding goes back to; ``observer`` sees every step and every
-    epoch's row (its training metrics and, with ``evaluate_epoch``, its validation and test metrics)."""
+    epoch's row (its training metrics and, with ``evaluate_epoch``, its validation and test metrics).
+
+    ``progress``: where a scheduler's stop saves the training state (at the next step boundary) and where
+    a later call continues from it, bit for bit; None: a stop loses the parent's epochs."""
     steps = steps_per_epoch(train_batches, max_steps)
-    total, global_step = epochs * steps, 0
+    total = epochs * steps
+    first, global_step, in_epoch = 0, 0, None
+    saved = _read_progress(progress, precision.device) if progress is not None and progress.exists() else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        set_rng_states(saved["rng"])
+        first, global_step, in_epoch = saved["epoch"] + 1, saved["global_step"], saved["in_epoch"]
+        log.info("parent: resuming its training from %s at epoch %d", progress, first + 1)
     if observer is not None:
-        observer.start(epochs, steps)
-    for epoch in range(epochs):
+        observer.start(epochs, steps, first)
+
+    def saver(epoch: int) -> Callable[[int, int, EpochSums], None] | None:
+        if progress is None:
+            return None
+        return lambda step, at, sums: _save_progress(
+            progress, model, optimizer, precision.device, epoch - 1, at,
+            {"epoch": epoch, "step": step, "sums": sums.state()},
+        )  # fmt: skip
+
+    for epoch in range(first, epochs):
         t0 = time.time()
+        resumed, in_epoch = in_epoch, None
         train_metrics, global_step = train_epoch(
             model, train_batches, optimizer, loss_fn, epoch, global_step,
             lambda s: lr_at(s, total, schedule), precision, None, max_steps,
             observer.step if observer is not None else None,
+            start_step=resumed["step"] if resumed else 0,
+            sums=EpochSums.from_state(resumed["sums"], precision.device) if resumed else None,
+            save=saver(epoch),
         )  # fmt: skip
         if not math.isfinite(train_metrics["train_loss"]):
             raise FloatingPointError(
@@ -125,6 +161,44 @@ def fit(
             })  # fmt: skip
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
+        if epoch + 1 < epochs and progress is not None and interrupt.pending() is not None:
+            _save_progress(progress, model, optimizer, precision.device, epoch, global_step, None)
+            interrupt.check(f"after parent epoch {epoch + 1} (its training saved)")
+
+
+def _save_progress(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, epoch: int,
+    global_step: int, in_epoch: dict[str, Any] | None,
+) -> None:  # fmt: skip
+    """The parent's training state after epoch ``epoch`` (0-based; -1: none done), inside the next one if
+    ``in_epoch`` says so (``checkpoint.py``'s layout, without a pruning method)."""
+    atomic_torch_save(path, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_states(device),
+        "device_type": device.type, "epoch": epoch, "global_step": global_step, "in_epoch": in_epoch,
+    })  # fmt: skip
+    log.info("parent: its training saved to %s (after epoch %d%s)", path, epoch + 1,
+             f", {in_epoch['step']} steps into the next" if in_epoch else "")  # fmt: skip
+
+
+def _read_progress(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """A saved parent training to continue, or None (none there; or one that cannot be read or was written
+    on another device type: set aside or ignored with a warning, the parent trains from its start)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(saved, dict) or "model" not in saved:
+            raise DamagedFile(path, "not a parent training state")
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        aside = set_aside(path).name
+        log.warning(
+            "parent: %s is unreadable (%s); set aside as %s, training from the start", path, reason, aside
+        )
+        return None
+    if saved.get("device_type") != device.type:
+        log.warning("parent: %s was written on %s, this run is on %s: training from the start", path,
+                    saved.get("device_type"), device.type)  # fmt: skip
+        return None
+    return saved
 
 
 def untouched_evaluation(model: nn.Module, batches: RunBatches, precision: Precision) -> dict[str, float]:
@@ -155,7 +229,9 @@ def parent_trainer(
     run's batches, then its validation and test metrics (the record the cache keeps). ``observer`` (the
     parent's progress and metrics) sees it, each epoch evaluated for it."""
 
-    def train_parent(model: nn.Module, on_epoch_end: EpochHook | None = None) -> dict[str, float]:
+    def train_parent(
+        model: nn.Module, on_epoch_end: EpochHook | None = None, progress: Path | None = None
+    ) -> dict[str, float]:
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.parent.lr.lr)
         ok = False
         try:
@@ -163,6 +239,7 @@ def parent_trainer(
                 model, batches.train, opt, loss_fn, cfg.parent.epochs, cfg.parent.lr, precision,
                 cfg.train.max_steps_per_epoch, on_epoch_end, observer,
                 (lambda: untouched_evaluation(model, batches, precision)) if observer is not None else None,
+                progress,
             )  # fmt: skip
             ok = True
         finally:
@@ -272,13 +349,16 @@ def _read_epoch(entry: Path, meta: dict[str, Any], epoch: int, load: bool = True
 
 
 def train_keeping(
-    model: nn.Module, train_parent: TrainParent, epochs: list[int], keep: Callable[[int, State], None]
-) -> dict[str, float]:
+    model: nn.Module, train_parent: TrainParent, epochs: list[int], keep: Callable[[int, State], None],
+    progress: Path | None = None,
+) -> dict[str, float]:  # fmt: skip
     """Train the parent, handing ``keep`` the weights at the end of every epoch in ``epochs`` (0: before the
-    first step). With no epochs to keep, ``train_parent`` is called exactly as without rewinding."""
+    first step). With no epochs to keep, ``train_parent`` is called exactly as without rewinding.
+    ``progress``: where its training is saved on a scheduler's stop and continued from (``fit``)."""
     wanted = set(epochs)
+    extra = {"progress": progress} if progress is not None else {}
     if not wanted:
-        return train_parent(model)
+        return train_parent(model, **extra)
     if 0 in wanted:
         keep(0, snapshot(model))
 
@@ -286,7 +366,7 @@ def train_keeping(
         if done in wanted:
             keep(done, snapshot(model))
 
-    return train_parent(model, on_epoch_end)
+    return train_parent(model, on_epoch_end, **extra)
 
 
 def same_weights(a: State, b: State) -> bool:
@@ -402,9 +482,11 @@ def _fill_entry(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train the parent in ``model`` and store it (with the epochs ``wanted``) as the entry. Returns the
     summary's record of it and the entry's meta."""
-    sums: dict[str, str] = {}
+    progress = entry / PROGRESS
+    # epochs a stopped training saved before its stop: kept (a training that starts over saves them again)
+    sums = {str(k): file_sha256(entry / epoch_file(k)) for k in _saved_epochs(progress, entry, wanted)}
     metrics = train_keeping(
-        model, train_parent, wanted, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)})
+        model, train_parent, wanted, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)}), progress
     )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(entry / "parent.pt", state)
@@ -412,7 +494,20 @@ def _fill_entry(
     if sums:  # absent otherwise: an entry without epochs is written as before rewinding existed
         meta["epoch_sha256"] = sums
     atomic_write_json(entry / "meta.json", meta)
+    progress.unlink(missing_ok=True)
     return {"source": "trained", "hash": entry.name, **metrics}, meta
+
+
+def _saved_epochs(progress: Path, entry: Path, wanted: list[int]) -> list[int]:
+    """The kept epochs (k >= 1) a stopped training of this entry saved before its stop: those up to the
+    epoch its ``training.pt`` is at, whose files are there."""
+    if not progress.exists():
+        return []
+    try:
+        done = int(torch.load(progress, map_location="cpu", weights_only=False)["epoch"]) + 1
+    except Exception:  # fit sets an unreadable one aside and trains from the start, saving every epoch
+        return []
+    return [k for k in wanted if 0 < k <= done and (entry / epoch_file(k)).exists()]
 
 
 _ORIGINAL = re.compile(r"(?P<prefix>(?:.*\.)?)parametrizations\.(?P<param>[^.]+)\.original")

@@ -287,20 +287,22 @@ class ParentSinks:
         self.mode = "offline"
         self.trained = False
 
-    def start(self, epochs: int, steps_per_epoch: int) -> None:
+    def start(self, epochs: int, steps_per_epoch: int, done: int = 0) -> None:
         self.trained = True
         multirun = _in_multirun()
         kind = progress_kind(self.cfg.logger.progress, sys.stderr.isatty(), multirun)
         if kind == "bar":
             bar = ProgressBar(epochs, "parent ")
-            bar.open(0, steps_per_epoch)
+            bar.open(done, steps_per_epoch)
             self.progress = bar
         elif kind == "lines":
             named = f"[{self.entry.name}] " if self.entry is not None and multirun else ""
             self.progress = Console(epochs, "parent " + named)
         if self.entry is not None:
             self.entry.mkdir(parents=True, exist_ok=True)
-            (self.entry / PARENT_METRICS).write_text("")  # this training's epochs only
+            path = self.entry / PARENT_METRICS  # this training's epochs only; a resumed one's rows before
+            kept = path.read_text().splitlines(keepends=True)[:done] if done and path.exists() else []
+            path.write_text("".join(kept))
         if self.cfg.logger.name == "wandb" and self.entry is not None:
             self._guard(self._start_wandb)
 

@@ -9,6 +9,7 @@ gets it from submitit's ``--signal=USR2@signal_delay_s``; the local cluster's en
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -149,3 +150,98 @@ def test_requeues_used_up_fail_the_run_naming_the_limit(
     with pytest.raises(SystemExit):  # a handler that requeued exits the process (submitit: sys.exit(-1))
         train._hand_over(cfg, interrupt.Interrupted(SIG, "x"), lambda s, f: requeued.append(s) or exit(-1))
     assert requeued == [SIG] and store.requeues(tmp_path / "r") == 2
+
+
+class SignalingParentSinks:
+    """The parent's own observer (``sinks.ParentSinks``), sending SIGUSR2 at parent epoch ``n``'s end, or
+    after ``step`` steps of it."""
+
+    def __init__(self, cfg: DictConfig, n: int, step: int | None = None) -> None:
+        from ssa_experiments.training.parent import parent_entry
+        from ssa_experiments.training.sinks import parent_sinks
+
+        self.sinks = parent_sinks(cfg, parent_entry(cfg))
+        self.n, self.at_step, self.done = n, step, 0
+
+    def start(self, epochs: int, steps_per_epoch: int, done: int = 0) -> None:
+        self.done = done
+        self.sinks.start(epochs, steps_per_epoch, done)
+
+    def step(self, step: int) -> None:
+        self.sinks.step(step)
+        if self.at_step and self.done + 1 == self.n and step == self.at_step:
+            os.kill(os.getpid(), SIG)
+
+    def epoch(self, row: dict) -> None:
+        self.sinks.epoch(row)
+        self.done = row["epoch"]
+        if self.at_step is None and row["epoch"] == self.n:
+            os.kill(os.getpid(), SIG)
+
+    def finish(self, ok: bool) -> None:
+        self.sinks.finish(ok)
+
+
+@pytest.mark.parametrize("step", [None, 2])
+def test_a_parent_stopped_while_it_trains_resumes_to_the_same_weights(
+    make_cfg, tmp_path: Path, step: int | None
+) -> None:
+    """A stop at the end of parent epoch 2 (or after 2 steps of epoch 2) saves the parent's training in its
+    cache entry; the requeued job continues it to the weights, epoch checkpoints and parent_metrics.jsonl
+    rows of a parent trained without a stop."""
+    from ssa_experiments.training.parent import PROGRESS, load_parent, parent_entry, parent_trainer
+    from ssa_experiments.training.run import build
+    from ssa_experiments.training.sinks import PARENT_METRICS
+
+    overrides = ("parent.epochs=4", "parent.save_epochs=[1,3]")
+    reference_cfg = make_cfg(*overrides, f"parent.cache_dir={tmp_path / 'reference'}")
+
+    def parent(cfg: DictConfig, observer: SignalingParentSinks) -> dict:
+        setup = build(cfg)  # a new process: the initialisation built from the seed
+        trainer = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn, observer)
+        return load_parent(cfg, setup.model, trainer).info
+
+    parent(reference_cfg, SignalingParentSinks(reference_cfg, 0))
+    cfg = make_cfg(*overrides)
+    entry = parent_entry(cfg)[0]
+    with interrupt.deferred(SIG), pytest.raises(interrupt.Interrupted) as stop:
+        parent(cfg, SignalingParentSinks(cfg, 2, step))
+    assert ("after parent epoch 2" if step is None else "in epoch 2 before step 3") in str(stop.value)
+    assert (entry / PROGRESS).exists() and not (entry / "parent.pt").exists()
+    assert torch.load(entry / PROGRESS, weights_only=False)["epoch"] == (1 if step is None else 0)
+    info = parent(cfg, SignalingParentSinks(cfg, 0))  # the requeued job
+    assert info["source"] == "trained" and not (entry / PROGRESS).exists()
+    ref_entry = parent_entry(reference_cfg)[0]
+    a, b = torch.load(entry / "parent.pt"), torch.load(ref_entry / "parent.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta, ref_meta = (json.loads((e / "meta.json").read_text()) for e in (entry, ref_entry))
+    assert meta["epoch_sha256"] == ref_meta["epoch_sha256"] and meta["test_acc"] == ref_meta["test_acc"]
+
+    def rows(e: Path) -> list[dict]:
+        lines = (e / PARENT_METRICS).read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "epoch_time_s"} for line in lines]
+
+    assert [r["epoch"] for r in rows(entry)] == [1, 2, 3, 4]  # the rows before the stop kept, none twice
+    assert rows(entry) == rows(ref_entry)  # losses of the resumed epoch included
+
+
+def test_a_damaged_parent_training_state_is_set_aside_and_the_parent_trained_from_the_start(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ssa_experiments.training.parent import PROGRESS, load_parent, parent_entry, parent_trainer
+    from ssa_experiments.training.run import build
+
+    def parent(cfg: DictConfig) -> None:
+        setup = build(cfg)
+        load_parent(cfg, setup.model, parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn))
+
+    reference_cfg = make_cfg(f"parent.cache_dir={tmp_path / 'reference'}")
+    parent(reference_cfg)
+    cfg = make_cfg()
+    entry = parent_entry(cfg)[0]
+    entry.mkdir(parents=True)
+    (entry / PROGRESS).write_bytes(b"PK\x03\x04 torn")
+    parent(cfg)
+    assert "unreadable" in caplog.text and (entry / f"{PROGRESS}.damaged").exists()
+    a, b = torch.load(entry / "parent.pt"), torch.load(parent_entry(reference_cfg)[0] / "parent.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -113,7 +113,7 @@ class _Recorder:
         self.rows: list[dict] = []
         self.steps = 0
 
-    def start(self, epochs: int, steps_per_epoch: int) -> None:
+    def start(self, epochs: int, steps_per_epoch: int, done: int = 0) -> None:
         self.total = epochs * steps_per_epoch
 
     def step(self, step: int) -> None:
