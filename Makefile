@@ -43,7 +43,7 @@ figures: install  ## Figures 1-2, Tables 1-2 and the baselines at CPU scale, end
 study: install  ## where annealing helps: the MNIST-1D study (~30 min on 2 free cores): writes results/study_cpu
 	PY=$(PY) scripts/study_cpu.sh --cpu
 
-field: install  ## the field's baselines side by side (MNIST-1D, 425 runs, ~1 h on 2 free cores): writes results/field_cpu
+field: install  ## the field's baselines side by side (MNIST-1D, 515 runs, ~75 min on 2 free cores): writes results/field_cpu
 	SWEEP_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2" PY=$(PY) scripts/field_cpu.sh --cpu
 
 test: install  ## run the whole test suite (what CI runs)
