@@ -26,7 +26,7 @@ COMPUTE_VERSION = 1
 def code_version() -> dict[str, Any]:
     """The git commit of the checkout the package runs from and whether it has uncommitted changes; the
     package version where there is no checkout (an installed wheel)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # <checkout>/ssa_experiments/repro/provenance.py
     version: dict[str, Any] = {"package": _package_version()}
     if not (root / ".git").exists():
         return version

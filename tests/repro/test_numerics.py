@@ -81,6 +81,7 @@ def test_an_unknown_mode_fails_validation(make_cfg) -> None:
 
 @pytest.mark.skipif(not AVX2, reason="portable numerics need an x86-64 CPU with AVX2")
 def test_run_records_provenance_and_refuses_a_mismatched_mode(make_cfg) -> None:
+    from ssa_experiments.repro import provenance
     from ssa_experiments.repro.numerics import NumericsError
     from ssa_experiments.repro.provenance import COMPUTE_VERSION
     from ssa_experiments.training.run import run
@@ -94,8 +95,13 @@ def test_run_records_provenance_and_refuses_a_mismatched_mode(make_cfg) -> None:
     )
     assert p["torch"].startswith("2.") and p["processor"] and p["code"]["package"]
     assert set(p["code"]) <= {"package", "git_commit", "git_dirty"}
-    if "git_commit" in p["code"]:
-        assert len(p["code"]["git_commit"]) == 40 and isinstance(p["code"]["git_dirty"], bool)
+    package_root = Path(provenance.__file__).resolve().parents[2]
+    if (package_root / ".git").exists():  # run from a checkout (the tests, CI): the commit it runs
+        head = subprocess.run(["git", "-C", str(package_root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+        assert p["code"]["git_commit"] == head and isinstance(p["code"]["git_dirty"], bool)
+    else:  # an installed wheel: its version only
+        assert "git_commit" not in p["code"]
     with pytest.raises(NumericsError, match="native"):  # this process runs portable
         run(make_cfg("method=one_shot", "sparsity=0.5", "train.cpu_numerics=native", run_dir="native"))
 
