@@ -33,8 +33,10 @@ def forest(
     settings = list(dict.fromkeys(numbers["setting"]))
     method_of = dict(zip(done["setting"], zip(done["method"], done["config"], strict=True), strict=False))
     sparsities = sorted(numbers["target_sparsity"].unique())
+    names = [pretty(s, family(*method_of.get(s, ("", None)))) for s in settings]  # in words, as legends
+    label_in = 0.065 * max(len(n) for n in names)  # the labels' width: the panels keep theirs
     fig, axes = plt.subplots(
-        1, len(sparsities), figsize=(3.2 * len(sparsities) + 3.5, 0.32 * len(settings) + 1.4),
+        1, len(sparsities), figsize=(3.2 * len(sparsities) + label_in, 0.32 * len(settings) + 1.4),
         sharey=True, squeeze=False,
     )  # fmt: skip
     y = {s: len(settings) - 1 - i for i, s in enumerate(settings)}
@@ -55,7 +57,6 @@ def forest(
         ax.set_title(f"sparsity {100 * sparsity:g} %")
         ax.set_xlabel(f"Δ {metric} (points)")
         ax.grid(axis="x", alpha=0.3)
-    names = [pretty(s, family(*method_of.get(s, ("", None)))) for s in y]  # in words, as legends say it
     axes[0][0].set_yticks(list(y.values()), names)
     axes[0][0].set_ylim(-0.7, len(settings) - 0.3)
     pairs_on = "seed, sparsity and " + ", ".join(match) if match is not None else "seed, sparsity and config"
