@@ -483,8 +483,10 @@ def _fill_entry(
     """Train the parent in ``model`` and store it (with the epochs ``wanted``) as the entry. Returns the
     summary's record of it and the entry's meta."""
     progress = entry / PROGRESS
-    # epochs a stopped training saved before its stop: kept (a training that starts over saves them again)
-    sums = {str(k): file_sha256(entry / epoch_file(k)) for k in _saved_epochs(progress, entry, wanted)}
+    # the epochs a stopped training saved before its stop; every epoch this training reaches (all of them,
+    # if it starts over) is saved again and replaces its entry here
+    saved = [k for k in wanted if progress.exists() and (entry / epoch_file(k)).exists()]
+    sums = {str(k): file_sha256(entry / epoch_file(k)) for k in saved}
     metrics = train_keeping(
         model, train_parent, wanted, lambda k, s: sums.update({str(k): _save_epoch(entry, k, s)}), progress
     )
@@ -496,18 +498,6 @@ def _fill_entry(
     atomic_write_json(entry / "meta.json", meta)
     progress.unlink(missing_ok=True)
     return {"source": "trained", "hash": entry.name, **metrics}, meta
-
-
-def _saved_epochs(progress: Path, entry: Path, wanted: list[int]) -> list[int]:
-    """The kept epochs (k >= 1) a stopped training of this entry saved before its stop: those up to the
-    epoch its ``training.pt`` is at, whose files are there."""
-    if not progress.exists():
-        return []
-    try:
-        done = int(torch.load(progress, map_location="cpu", weights_only=False)["epoch"]) + 1
-    except Exception:  # fit sets an unreadable one aside and trains from the start, saving every epoch
-        return []
-    return [k for k in wanted if 0 < k <= done and (entry / epoch_file(k)).exists()]
 
 
 _ORIGINAL = re.compile(r"(?P<prefix>(?:.*\.)?)parametrizations\.(?P<param>[^.]+)\.original")

@@ -182,6 +182,17 @@ class SignalingParentSinks:
         self.sinks.finish(ok)
 
 
+def parent(cfg: DictConfig, observer: SignalingParentSinks | None = None) -> dict:
+    """The dense parent of ``cfg`` as a new process gets it (the initialisation built from the seed):
+    cached, continued from a stopped training, or trained; its record for the summary."""
+    from ssa_experiments.training.parent import load_parent, parent_trainer
+    from ssa_experiments.training.run import build
+
+    setup = build(cfg)
+    trainer = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn, observer)
+    return load_parent(cfg, setup.model, trainer).info
+
+
 @pytest.mark.parametrize("step", [None, 2])
 def test_a_parent_stopped_while_it_trains_resumes_to_the_same_weights(
     make_cfg, tmp_path: Path, step: int | None
@@ -189,18 +200,11 @@ def test_a_parent_stopped_while_it_trains_resumes_to_the_same_weights(
     """A stop at the end of parent epoch 2 (or after 2 steps of epoch 2) saves the parent's training in its
     cache entry; the requeued job continues it to the weights, epoch checkpoints and parent_metrics.jsonl
     rows of a parent trained without a stop."""
-    from ssa_experiments.training.parent import PROGRESS, load_parent, parent_entry, parent_trainer
-    from ssa_experiments.training.run import build
+    from ssa_experiments.training.parent import PROGRESS, parent_entry
     from ssa_experiments.training.sinks import PARENT_METRICS
 
     overrides = ("parent.epochs=4", "parent.save_epochs=[1,3]")
     reference_cfg = make_cfg(*overrides, f"parent.cache_dir={tmp_path / 'reference'}")
-
-    def parent(cfg: DictConfig, observer: SignalingParentSinks) -> dict:
-        setup = build(cfg)  # a new process: the initialisation built from the seed
-        trainer = parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn, observer)
-        return load_parent(cfg, setup.model, trainer).info
-
     parent(reference_cfg, SignalingParentSinks(reference_cfg, 0))
     cfg = make_cfg(*overrides)
     entry = parent_entry(cfg)[0]
@@ -228,12 +232,7 @@ def test_a_parent_stopped_while_it_trains_resumes_to_the_same_weights(
 def test_a_damaged_parent_training_state_is_set_aside_and_the_parent_trained_from_the_start(
     make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ssa_experiments.training.parent import PROGRESS, load_parent, parent_entry, parent_trainer
-    from ssa_experiments.training.run import build
-
-    def parent(cfg: DictConfig) -> None:
-        setup = build(cfg)
-        load_parent(cfg, setup.model, parent_trainer(cfg, setup.batches, setup.precision, setup.loss_fn))
+    from ssa_experiments.training.parent import PROGRESS, parent_entry
 
     reference_cfg = make_cfg(f"parent.cache_dir={tmp_path / 'reference'}")
     parent(reference_cfg)
